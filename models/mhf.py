@@ -1,0 +1,188 @@
+"""Caracal's Multi-Head Fourier (MHF) mixer, as described in the public summary of arXiv 2605.00292,
+plus an FFTNet-style learned per-head spectrum with modReLU gates (see shared design notes).
+
+Reading order follows the paper's description:
+  1. causal depthwise conv, kernel 3 (left-padded by 2): local inductive bias, no positions
+  2. LayerNorm, value stream v = Linear_V(u), gate stream g = Conv_G2(SiLU(Linear_G1(u)))
+  3. the frequency-domain causal trick: pad right, FFT, multiply, inverse FFT, keep the first L
+       y_t = sum_{j<=t} v_j * h_{t-j},   h = (g * k)[:L]
+     where k is the head's learned kernel irfft(modReLU(S_h)) with negative lags zeroed
+  4. Linear_O
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .fourier import causal_fft_size, causal_kernel_lags, modrelu, place_two_sided
+from .internals import MixerInternals, detach32
+
+
+class MultiHeadFourier(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D, H, C = cfg.d_model, cfg.n_heads, cfg.context
+        self.cfg = cfg
+        self.n_heads, self.head_dim, self.context = H, D // H, C
+        self.conv_weight = nn.Parameter(torch.zeros(D, 1, 3))
+        self.conv_bias = nn.Parameter(torch.zeros(D))
+        self.ln = nn.LayerNorm(D)
+        self.w_v = nn.Linear(D, D)
+        self.w_g1 = nn.Linear(D, D)
+        # Conv_G2: a grouped 1x1 projection, one group per head, mixing channels within a head only.
+        self.g2_weight = nn.Parameter(torch.randn(H, D // H, D // H) * (D // H) ** -0.5)
+        self.g2_bias = nn.Parameter(torch.zeros(D))
+        self.w_o = nn.Linear(D, D)
+        if cfg.spectral_filter:
+            # S_h on the rfft grid of size 2C (C + 1 bins); all ones is a unit impulse, so an
+            # untrained filter leaves the data-dependent mixing v * g unchanged.
+            spectrum = torch.zeros(H, C + 1, 2)
+            spectrum[..., 0] = 1.0
+            self.spectrum = nn.Parameter(spectrum)
+            self.gate_bias = nn.Parameter(torch.zeros(H, C + 1)) if cfg.modrelu else None
+        with torch.no_grad():
+            self.conv_weight[:, 0, 2] = 1.0  # start as identity: the conv adds locality as it learns
+
+    # ---- the learned spectral filter (no input needed) ------------------------------------
+    def learned_spectrum(self) -> torch.Tensor:
+        """(H, C+1) complex S_h."""
+        return torch.view_as_complex(self.spectrum.float().contiguous())
+
+    def gated_spectrum(self) -> torch.Tensor:
+        """(H, C+1) complex S'_h = modReLU(S_h; b_h), or S_h when modReLU is off."""
+        S = self.learned_spectrum()
+        return modrelu(S, self.gate_bias.float()) if self.gate_bias is not None else S
+
+    def kernel_two_sided(self) -> torch.Tensor:
+        """(H, 2C) irfft(S'_h, 2C): lags 0..C-1 then -C..-1 (irfft layout)."""
+        return torch.fft.irfft(self.gated_spectrum(), n=2 * self.context, dim=-1)
+
+    def causal_kernel(self) -> torch.Tensor:
+        """(H, C) the causal-mask impulse response: the two-sided kernel with negative lags zeroed."""
+        return self.kernel_two_sided()[:, : self.context]
+
+    # ---- streams -------------------------------------------------------------------------
+    def local_conv(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, L, D) -> (B, L, D); left padding by 2 keeps it causal
+        xt = F.pad(x.transpose(1, 2), (2, 0))
+        return F.conv1d(xt, self.conv_weight.to(x.dtype), self.conv_bias.to(x.dtype), groups=x.shape[-1]).transpose(1, 2)
+
+    def gate(self, u: torch.Tensor) -> torch.Tensor:
+        # (..., D) -> (..., D): grouped per-head projection of SiLU(Linear_G1(u))
+        a = F.silu(self.w_g1(u))
+        a = a.unflatten(-1, (self.n_heads, self.head_dim))
+        g = torch.einsum("...hd,hde->...he", a, self.g2_weight.to(a.dtype))
+        return g.flatten(-2) + self.g2_bias.to(g.dtype)
+
+    def _per_channel(self, per_head: torch.Tensor) -> torch.Tensor:
+        # (H, ...) -> (..., D): every channel of a head shares that head's filter
+        return per_head.repeat_interleave(self.head_dim, dim=0).movedim(0, -1)
+
+    # ---- the frequency-domain causal trick -------------------------------------------------
+    def mix(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """Float32 FFT mixing of v (B, L, D) with the kernel g (B, L, D) and the learned k.
+
+        Returns y (B, L, D), the FFT size N, and the learned kernel as applied (H, L) or None.
+        """
+        L = v.shape[1]
+        mode = self.cfg.causal_mode
+        use_k = self.cfg.spectral_filter
+        if mode == "circular":
+            n = L  # no padding: a circular convolution, late tokens wrap into early outputs
+        else:
+            n = causal_fft_size(L, 3 if use_k else 2)
+        P = torch.fft.rfft(v, n=n, dim=1) * torch.fft.rfft(g, n=n, dim=1)  # (B, n//2+1, D)
+        k_applied = None
+        if use_k:
+            if mode == "two_sided":
+                k_buf = place_two_sided(self.kernel_two_sided(), L, n)  # future lags at the end
+                k_applied = causal_kernel_lags(self.causal_kernel(), L)
+            else:
+                k_applied = causal_kernel_lags(self.causal_kernel(), L)
+                k_buf = k_applied
+            P = P * self._per_channel(torch.fft.rfft(k_buf, n=n, dim=-1))
+        y = torch.fft.irfft(P, n=n, dim=1)[:, :L]
+        return y, n, k_applied
+
+    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+        # x: (B, L, D)
+        u = self.ln(self.local_conv(x))
+        v = self.w_v(u)  # (B, L, D)
+        g = self.gate(u)  # (B, L, D)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y, n, k_applied = self.mix(v.float(), g.float())
+        out = self.w_o(y.to(x.dtype))
+        if record is not None:
+            record.append(self._internals(x, v, g, y, out, n, k_applied))
+        return out
+
+    def _internals(self, x, v, g, y, out, n, k_applied) -> MixerInternals:
+        L = x.shape[1]
+        rec = MixerInternals(
+            kind="mhf", causal_mode=self.cfg.causal_mode, fft_size=n,
+            mixer_input=detach32(x), fft_input=detach32(v), fft_output=detach32(y),
+            mixer_output=detach32(out), gate_kernel=detach32(g),
+        )
+        with torch.no_grad():
+            g32 = g.detach().float()
+            if self.cfg.spectral_filter:
+                rec.spectrum = detach32(self.learned_spectrum())
+                rec.gated_spectrum = detach32(self.gated_spectrum())
+                if self.gate_bias is not None:
+                    rec.gate_bias = detach32(self.gate_bias)
+                    rec.gate_open = (rec.spectrum.abs() + rec.gate_bias) > 0
+                rec.kernel_two_sided = detach32(self.kernel_two_sided())
+                rec.kernel = detach32(k_applied)
+                m = causal_fft_size(L, 2)
+                K = self._per_channel(torch.fft.rfft(k_applied, n=m, dim=-1))
+                rec.combined_kernel = torch.fft.irfft(torch.fft.rfft(g32, n=m, dim=1) * K, n=m, dim=1)[:, :L]
+            else:
+                rec.combined_kernel = g32
+        return rec
+
+    # ---- incremental decoding: no FFT, two dot products per step ---------------------------
+    def init_state(self, batch: int, device) -> dict:
+        D = self.cfg.d_model
+        return {"hist": torch.zeros(batch, 2, D, device=device), "t": 0}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> torch.Tensor:
+        """One new position. x_t: (B, D) -> (B, D). Exactly the full forward's output at t
+        (only for causal_mode "pad": the other modes read the future and cannot be streamed)."""
+        window = torch.cat([state["hist"].to(x_t.dtype), x_t[:, None]], dim=1)  # x_{t-2}, x_{t-1}, x_t
+        state["hist"] = window[:, 1:]
+        u = torch.einsum("bkd,dk->bd", window, self.conv_weight[:, 0].to(x_t.dtype)) + self.conv_bias.to(x_t.dtype)
+        u = self.ln(u)
+        v_t, g_t = self.w_v(u), self.gate(u)
+        t = state["t"]
+        with torch.autocast(device_type=x_t.device.type, enabled=False):
+            _append(state, "v", v_t.float(), t)
+            _append(state, "g", g_t.float(), t)
+            if self.cfg.spectral_filter:
+                # h_t = sum_i g_i k_{t-i}; k has only C non-zero lags
+                if "k" not in state:  # the learned kernel does not depend on the input: once per stream
+                    state["k"] = self.causal_kernel()
+                lo = max(0, t - self.context + 1)
+                k_rev = self._per_channel(state["k"][:, : t - lo + 1].flip(-1))  # (t-lo+1, D)
+                h_t = (state["g"][:, lo : t + 1] * k_rev).sum(1)
+            else:
+                h_t = g_t.float()
+            _append(state, "h", h_t, t)
+            # y_t = sum_j v_j h_{t-j}: the cached values against the reversed combined kernel
+            y_t = (state["v"][:, : t + 1] * state["h"][:, : t + 1].flip(1)).sum(1)
+        state["t"] = t + 1
+        return self.w_o(y_t.to(x_t.dtype))
+
+
+def _append(state: dict, key: str, value: torch.Tensor, t: int) -> None:
+    """Write value (B, D) at position t of a growing (B, capacity, D) buffer (doubling)."""
+    buf = state.get(key)
+    if buf is None or buf.shape[1] <= t:
+        cap = max(64, 2 * t)
+        new = value.new_zeros(value.shape[0], cap, value.shape[-1])
+        if buf is not None:
+            new[:, : buf.shape[1]] = buf
+        state[key] = buf = new
+    buf[:, t] = value
