@@ -34,11 +34,11 @@ SHAKESPEARE_MODEL = dict(d_model=160, n_layers=6, n_heads=4, context=512, dropou
 class Preset:
     config: ModelConfig
     data: str = "shakespeare"
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 200
-    eval_every: int = 250
+    eval_every: int = 500
     description: str = ""
 
 
