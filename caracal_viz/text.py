@@ -1,0 +1,50 @@
+"""User text in, byte ids out: the one place that decides what text the tools accept."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_MAX_TEXT_BYTES = 4096
+
+
+class TextError(ValueError):
+    """Text the tools cannot analyse; the message says why and what to do, on one line."""
+
+
+def max_text_bytes() -> int:
+    """The longest text (UTF-8 bytes) the app and CLI analyse; CARACAL_MAX_TEXT_BYTES overrides."""
+    raw = os.environ.get("CARACAL_MAX_TEXT_BYTES", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_TEXT_BYTES
+
+
+def decode_text_file(data: bytes, name: str = "the file") -> str:
+    """Decode an uploaded text file as UTF-8 (a leading BOM is dropped). Invalid bytes are an
+    error, not silently replaced: the model would see different bytes than the user has."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TextError(f"{name} is not valid UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start}): "
+                        "save it as UTF-8 and upload it again") from None
+
+
+def encode_text(text: str, max_bytes: int | None = None) -> list[int]:
+    """Validate text and return its UTF-8 byte ids (the model's tokens).
+
+    Raises TextError for empty text or text longer than max_bytes (default `max_text_bytes()`).
+    Whitespace, control characters, right-to-left, combining characters and emoji are all valid
+    bytes for a byte-level model and are analysed as they are.
+    """
+    if not isinstance(text, str):
+        raise TextError(f"expected text, got {type(text).__name__}")
+    if text == "":
+        raise TextError("the text is empty: type or paste some text to analyse")
+    try:
+        ids = list(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise TextError("the text contains unpaired surrogate characters that UTF-8 cannot encode: "
+                        "remove them and try again") from None
+    limit = max_bytes or max_text_bytes()
+    if len(ids) > limit:
+        raise TextError(f"the text is {len(ids)} bytes, over the limit of {limit} bytes: shorten it "
+                        "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
+    return ids
