@@ -41,7 +41,8 @@ def causal_fft_conv(x: np.ndarray, *kernels: np.ndarray, n_fft: int | None = Non
     n = n_fft or causal_fft_size(L, 1 + len(kernels))
     P = np.fft.rfft(x, n=n)
     for h in kernels:
-        h = np.asarray(h, dtype=np.float64)[..., :n]
+        # lags >= L cannot reach outputs 0..L-1; keeping them would wrap them onto early outputs
+        h = np.asarray(h, dtype=np.float64)[..., :L]
         P = P * np.fft.rfft(h, n=n)
     return np.fft.irfft(P, n=n)[..., :L]
 
@@ -49,7 +50,7 @@ def causal_fft_conv(x: np.ndarray, *kernels: np.ndarray, n_fft: int | None = Non
 def circular_conv(x: np.ndarray, *kernels: np.ndarray) -> np.ndarray:
     """Circular convolution of length L = x.shape[-1] (no padding): what FFT-multiply-iFFT
     computes when N = L. Kernels longer than L are cut to L lags. Returns (..., L)."""
-    return causal_fft_conv(x, *(np.asarray(h)[..., : np.shape(x)[-1]] for h in kernels), n_fft=np.shape(x)[-1])
+    return causal_fft_conv(x, *kernels, n_fft=np.shape(x)[-1])
 
 
 def wraparound_leak(x: np.ndarray, h: np.ndarray, n_fft: int) -> tuple[np.ndarray, float]:

@@ -1,0 +1,210 @@
+"""caracal_viz.spectral and models.fourier against independent oracles: numpy, scipy and
+brute-force float64 loops, on random shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from caracal_viz import spectral
+from models import fourier
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+def brute_causal(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    L = len(x)
+    y = np.zeros(L)
+    for t in range(L):
+        for j in range(t + 1):
+            if t - j < len(h):
+                y[t] += x[j] * h[t - j]
+    return y
+
+
+def brute_circular(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    L = len(x)
+    y = np.zeros(L)
+    for t in range(L):
+        for m in range(min(len(h), L)):
+            y[t] += h[m] * x[(t - m) % L]
+    return y
+
+
+@FAST
+@given(L=st.integers(1, 70), K=st.integers(1, 90), seed=st.integers(0, 2**31))
+def test_causal_fft_conv_matches_brute_force_and_scipy(L, K, seed):
+    rng = np.random.default_rng(seed)
+    x, h = rng.normal(size=L), rng.normal(size=K)
+    y = spectral.causal_fft_conv(x, h)
+    np.testing.assert_allclose(y, brute_causal(x, h), atol=1e-10)
+    np.testing.assert_allclose(y, scipy.signal.fftconvolve(x, h)[:L], atol=1e-10)
+
+
+@FAST
+@given(L=st.integers(1, 50), seed=st.integers(0, 2**31))
+def test_triple_product_needs_three_factor_padding(L, seed):
+    rng = np.random.default_rng(seed)
+    v, g, k = rng.normal(size=(3, L))
+    exact = np.convolve(np.convolve(v, g), k)[:L]
+    np.testing.assert_allclose(spectral.causal_fft_conv(v, g, k), exact, atol=1e-9)
+    assert spectral.causal_fft_size(L, 3) >= 3 * L - 2
+
+
+def test_two_factor_padding_is_not_enough_for_three_factors():
+    # With N = 2L - 1 the triple convolution (length 3L - 2) wraps onto the first outputs.
+    rng = np.random.default_rng(0)
+    L = 32
+    v, g, k = rng.normal(size=(3, L))
+    exact = np.convolve(np.convolve(v, g), k)[:L]
+    short = spectral.causal_fft_conv(v, g, k, n_fft=2 * L - 1)
+    assert np.abs(short - exact).max() > 1e-3
+
+
+@FAST
+@given(L=st.integers(1, 60), K=st.integers(1, 80), seed=st.integers(0, 2**31))
+def test_circular_conv_matches_brute_force(L, K, seed):
+    rng = np.random.default_rng(seed)
+    x, h = rng.normal(size=L), rng.normal(size=K)
+    np.testing.assert_allclose(spectral.circular_conv(x, h), brute_circular(x, h[:L]), atol=1e-10)
+
+
+@FAST
+@given(L=st.integers(2, 40), K=st.integers(1, 40), extra=st.integers(-39, 40), seed=st.integers(0, 2**31))
+def test_wraparound_leak_vanishes_exactly_at_min_size(L, K, extra, seed):
+    rng = np.random.default_rng(seed)
+    x, h = rng.normal(size=L), rng.normal(size=K)
+    n_min = spectral.min_causal_fft_size(L, K)
+    n = max(L, n_min + extra)
+    leak, frac = spectral.wraparound_leak(x, h, n)
+    if n >= n_min:
+        assert np.abs(leak).max() < 1e-9 and frac < 1e-18
+    else:
+        # the padded-conv matrix says exactly which terms wrap: compare with the brute-force sum
+        M = np.zeros((L, L))
+        for t in range(L):
+            for j in range(L):
+                for m in range(-2, 3):
+                    lag = t - j + m * n
+                    if 0 <= lag < min(K, L):
+                        M[t, j] += h[lag]
+        np.testing.assert_allclose(spectral.padded_conv_matrix(h, L, n), M, atol=1e-12)
+        np.testing.assert_allclose(leak, M @ x - brute_causal(x, h), atol=1e-9)
+
+
+@FAST
+@given(L=st.integers(1, 40), K=st.integers(1, 50), seed=st.integers(0, 2**31))
+def test_matrices(L, K, seed):
+    rng = np.random.default_rng(seed)
+    x, h = rng.normal(size=L), rng.normal(size=K)
+    T = spectral.causal_toeplitz(h, L)
+    np.testing.assert_allclose(T @ x, brute_causal(x, h), atol=1e-10)
+    assert np.all(np.triu(T, 1) == 0)
+    np.testing.assert_allclose(spectral.circulant(h, L) @ x, brute_circular(x, h[:L]), atol=1e-10)
+    np.testing.assert_allclose(spectral.padded_conv_matrix(h, L, L), spectral.circulant(h, L), atol=1e-12)
+    np.testing.assert_allclose(spectral.padded_conv_matrix(h, L, 2 * L - 1), T, atol=1e-12)
+
+
+@FAST
+@given(n=st.integers(2, 200), seed=st.integers(0, 2**31))
+def test_parseval_one_sided(n, seed):
+    x = np.random.default_rng(seed).normal(size=n)
+    e_time = float(np.sum(x**2))
+    full = float(np.sum(np.abs(np.fft.fft(x)) ** 2) / n)  # two-sided oracle
+    assert abs(full - e_time) <= 1e-9 * e_time
+    assert abs(spectral.frequency_energy(np.fft.rfft(x), n) - e_time) <= 1e-9 * e_time
+    esd = spectral.energy_spectral_density(x)
+    assert esd.shape == (n // 2 + 1,) and abs(esd.sum() - e_time) <= 1e-9 * e_time
+    np.testing.assert_allclose(spectral.time_energy(x), e_time)
+
+
+def test_one_sided_weights_odd_and_even():
+    np.testing.assert_array_equal(spectral.one_sided_weights(8), [1, 2, 2, 2, 1])
+    np.testing.assert_array_equal(spectral.one_sided_weights(7), [1, 2, 2, 2])
+
+
+@FAST
+@given(F=st.integers(3, 60), seed=st.integers(0, 2**31))
+def test_impulse_response_and_mask(F, seed):
+    rng = np.random.default_rng(seed)
+    S = rng.normal(size=F) + 1j * rng.normal(size=F)
+    S[0] = S[0].real
+    S[-1] = S[-1].real
+    n = 2 * (F - 1)
+    two, causal = spectral.impulse_response(S)
+    # brute-force inverse DFT of the Hermitian-extended spectrum
+    full = np.concatenate([S, np.conj(S[-2:0:-1])])
+    brute = np.array([sum(full[k] * np.exp(2j * np.pi * k * m / n) for k in range(n)) / n for m in range(n)])
+    np.testing.assert_allclose(two, brute.real, atol=1e-10)
+    np.testing.assert_allclose(causal, brute.real[: n // 2], atol=1e-10)
+    lags = spectral.two_sided_lags(n)
+    neg = np.sum(brute.real[lags < 0] ** 2) / np.sum(brute.real**2)
+    np.testing.assert_allclose(spectral.masked_energy(two), neg, atol=1e-12)
+
+
+def test_group_delay_of_a_delay_and_against_scipy():
+    freqs = spectral.rfft_freqs(128)
+    for m in (0, 3, 17):
+        h = np.zeros(40)
+        h[m] = 1.0
+        np.testing.assert_allclose(spectral.group_delay(spectral.frequency_response(h, 128), freqs), m, atol=1e-9)
+    h = np.random.default_rng(1).normal(size=6) * np.exp(-np.arange(6))
+    w = 2 * np.pi * freqs[1:-1]
+    _, gd = scipy.signal.group_delay((h, [1.0]), w=w)
+    ours = spectral.group_delay(spectral.frequency_response(h, 4096), spectral.rfft_freqs(4096))
+    idx = (freqs[1:-1] * 4096).round().astype(int)
+    np.testing.assert_allclose(ours[idx], gd, atol=1e-2)
+
+
+def test_magnitude_db_and_modrelu():
+    H = np.array([1.0, 10.0, 0.0, 1e-3j])
+    np.testing.assert_allclose(spectral.magnitude_db(H), [0.0, 20.0, -120.0, -60.0])
+    z = np.array([3 + 4j, 0.3 + 0.4j, 0j])
+    out = spectral.modrelu(z, np.array([-1.0, -1.0, 1.0]))
+    np.testing.assert_allclose(out, [(4 / 5) * (3 + 4j), 0, 0])
+
+
+@given(n=st.integers(1, 5000))
+@settings(max_examples=200, deadline=None)
+def test_fast_fft_sizes_agree_with_scipy(n):
+    # models.fourier (torch side) only uses 2,3,5,7; scipy may also use 11; both must be >= n and
+    # 7-smooth sizes must match scipy's choice among 7-smooth numbers.
+    ours = fourier.fast_fft_size(n)
+    assert ours >= n
+    m = ours
+    for p in (2, 3, 5, 7):
+        while m % p == 0:
+            m //= p
+    assert m == 1
+    brute = next(k for k in range(n, 2 * n + 2) if _smooth7(k))
+    assert ours == brute
+    assert spectral.fast_fft_size(n) == scipy.fft.next_fast_len(n, real=True)
+
+
+def _smooth7(k: int) -> bool:
+    for p in (2, 3, 5, 7):
+        while k % p == 0:
+            k //= p
+    return k == 1
+
+
+def test_torch_fourier_helpers_match_numpy():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(3, 9)) + 1j * rng.normal(size=(3, 9))
+    b = rng.normal(size=(3, 9))
+    ours = fourier.modrelu(torch.tensor(z), torch.tensor(b), eps=0.0).numpy()
+    np.testing.assert_allclose(ours, spectral.modrelu(z, b), atol=1e-12)
+    C = 8
+    k = torch.tensor(rng.normal(size=(2, 2 * C)))
+    for L, n in ((5, 20), (8, 30), (12, 40)):
+        buf = fourier.place_two_sided(k, L, n).numpy()
+        lags = spectral.two_sided_lags(2 * C)
+        expect = np.zeros((2, n))
+        for i, lag in enumerate(lags):
+            if -L < lag < L:
+                expect[:, lag % n] = k.numpy()[:, i]
+        np.testing.assert_array_equal(buf, expect)
