@@ -1,0 +1,462 @@
+"""Streamlit glue shared by app.py and every page: the sidebar, the chosen checkpoint and text,
+cached loaders and analyses, plain-words errors, figures and downloads.
+
+This is the only module (with app.py and pages/) that imports Streamlit. Pages use it so:
+
+    import caracal_viz.app_support as ui
+    from caracal_viz import filters, figures
+
+    ck, text = ui.page_setup("Spectral filters", "What the picture means ...")
+    lf = ui.analysis(filters.learned_filters, ck)              # cached on (sha256, device)
+    dk = ui.analysis(filters.data_kernels, ck, text)           # cached on (sha256, device, text)
+    ui.show_figure(figures.filter_heatmap(...), key="heat", file_name="filters_layer0")
+    ui.download_npz("Filters (NPZ)", lambda: ui.npz_bytes(mag_db=...), "filters.npz", key="dl_npz")
+
+Public API (stable; other engineers' pages import it):
+- `SAMPLE_NAMES`, `DEFAULT_SAMPLE`, `EXAMPLE_TEXTS` (sample name -> example text), `example_text(name)`.
+- `sidebar()`: render the shared sidebar (checkpoint, text, device, model card). app.py calls it
+  once per run, before `st.navigation(...).run()`; pages never call it.
+- `current_checkpoint() -> Checkpoint`: the chosen checkpoint, loaded (cached) on the chosen device.
+- `current_text() -> str`: the last valid text (the text box may hold an invalid one: see
+  `text_problem()`).
+- `text_problem() -> str | None`: why the text in the sidebar is not analysed, or None.
+- `page_setup(title, intro) -> (Checkpoint, str)`: title + short explanation + any problem with
+  the text, then the checkpoint and text; stops the page with `st.error` if nothing can be loaded.
+- `analysis(fn, ck, *args, spinner=None, **kwargs)`: `fn(ck, *args, **kwargs)` through
+  `st.cache_data`, keyed by fn's qualified name, the checkpoint's sha256 and device, args and
+  kwargs (all must be hashable by Streamlit: str, numbers, tuples, None). Known errors become an
+  `st.error` in plain words and stop the page (see `guard`).
+- `load_checkpoint_choice(choice) -> Checkpoint`: load any `CheckpointChoice` (cached); used by
+  the Compare page for its second checkpoint.
+- `checkpoint_picker(label, key) -> CheckpointChoice | None`: a sample selectbox + upload box,
+  for pages that need another checkpoint; keeps the last good upload on a bad one.
+- `guard()`: context manager; CheckpointError, TextError, out-of-memory and other exceptions
+  become one `st.error` line and `st.stop()`, never a traceback.
+- `error_message(exc) -> str`: the plain-words line `guard` shows.
+- `show_figure(fig, key, file_name)`: `st.plotly_chart` at the page's width, Streamlit theme,
+  toolbar download as SVG (`toImageButtonOptions`) named `file_name`.
+- `download_csv(label, make, file_name, key)`, `download_npz(...)`, `download_bytes(label, make,
+  file_name, mime, key)`: `st.download_button`s whose data is built lazily by `make()` (a
+  zero-argument callable returning bytes/str) when the user clicks.
+- `csv_bytes(columns: dict[str, 1-D array]) -> bytes`, `matrix_csv_bytes(matrix, row_labels,
+  col_labels) -> bytes`, `npz_bytes(**arrays) -> bytes`: serialisers for the download helpers.
+- `model_card(ck) -> dict[str, str]`: the facts shown in the sidebar's model card.
+
+Session state keys owned here (pages read them only through the functions above):
+"ck_select", "ck_upload", "uploaded_ck", "ck_upload_error", "device", "text_box", "text",
+"text_upload", "text_upload_error".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import streamlit as st
+import torch
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, max_checkpoint_bytes
+from .text import TextError, decode_text_file, encode_text, max_text_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = ROOT / "sample_checkpoints"
+SAMPLE_NAMES = ("caracal-shakespeare", "caracal-periodic", "caracal-circular-leaky", "fftnet-shakespeare")
+DEFAULT_SAMPLE = "caracal-shakespeare"
+_SHAKESPEARE = ("GRUMIO:\nFirst, know, my horse is tired; my master and\nmistress fallen out.\n\n"
+                "CURTIS:\nHow?\n\nGRUMIO:\nOut of their saddles into the dirt; and thereby\nhangs a tale.\n")
+EXAMPLE_TEXTS = {
+    "caracal-shakespeare": _SHAKESPEARE,
+    "caracal-circular-leaky": _SHAKESPEARE,
+    "fftnet-shakespeare": _SHAKESPEARE,
+    # the periodic model was trained on lowercase patterns repeating with period 3, 8 or 20
+    "caracal-periodic": "abc" * 12 + "qwertyui" * 6 + "thequickbrownfoxjump" * 3,
+}
+UPLOAD_PREFIX = "Uploaded: "
+_SIDEBAR_DONE = "_sidebar_done"  # set by sidebar(), cleared by page_setup(): once per run
+
+# Bounded caches. Models (cache_resource, shared by all sessions): a sample model is <= 8 MB of
+# float32 weights, so 8 entries (4 samples x 2 devices) hold <= 64 MB; uploads are capped at the
+# loader's limit (80 MB by default), and 3 entries bound them at <= 240 MB. Analyses
+# (cache_data, pickled copies per call): at the 4 KB text limit one entry is between a few KB
+# (filters) and ~100 MB (a full trace of a 6-layer model with every internal tensor); 32
+# entries with a one-hour TTL keep a working set of a few pages x two checkpoints.
+MODEL_CACHE_ENTRIES = 8
+UPLOAD_CACHE_ENTRIES = 3
+ANALYSIS_CACHE_ENTRIES = 32
+ANALYSIS_CACHE_TTL_S = 3600
+
+
+# ---- checkpoint choice and loading --------------------------------------------------------
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """Which checkpoint: a shipped sample (`data` None) or an upload (`data` its bytes)."""
+
+    name: str
+    sha256: str = ""
+    data: bytes | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.data is None else f"{UPLOAD_PREFIX}{self.name}"
+
+
+def sample_path(name: str) -> Path:
+    return SAMPLES_DIR / f"{name}.safetensors"
+
+
+def example_text(name: str) -> str:
+    """An example text that suits the named sample (Shakespeare for unknown checkpoints)."""
+    return EXAMPLE_TEXTS.get(name, _SHAKESPEARE)
+
+
+@st.cache_resource(max_entries=MODEL_CACHE_ENTRIES, show_spinner=False)
+def _load_sample(name: str, device: str) -> Checkpoint:
+    return load_checkpoint(sample_path(name), device=device)
+
+
+@st.cache_resource(max_entries=UPLOAD_CACHE_ENTRIES, show_spinner=False)
+def _load_upload(_data: bytes, sha256: str, name: str, device: str) -> Checkpoint:
+    return load_checkpoint(_data, device=device, name=name)
+
+
+def device_options() -> list[str]:
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def resolve_device(choice: str | None) -> str:
+    if choice in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def current_device() -> str:
+    return resolve_device(st.session_state.get("device", "auto"))
+
+
+def load_checkpoint_choice(choice: CheckpointChoice, device: str | None = None) -> Checkpoint:
+    """Load a sample or an uploaded checkpoint on `device` (default: the sidebar's), cached.
+    Raises CheckpointError."""
+    device = device or current_device()
+    with st.spinner(f"Loading {choice.name} on {device}..."):
+        if choice.data is None:
+            if choice.name not in SAMPLE_NAMES:
+                raise CheckpointError(f"unknown sample checkpoint {choice.name!r}")
+            return _load_sample(choice.name, device)
+        return _load_upload(choice.data, choice.sha256, choice.name, device)
+
+
+def _try_upload(file) -> tuple[CheckpointChoice | None, str | None]:
+    """Validate an uploaded checkpoint by loading it; (choice, None) or (None, error message)."""
+    limit = max_checkpoint_bytes()
+    size = getattr(file, "size", None)
+    if isinstance(size, int) and size > limit:
+        return None, (f"{file.name!r} is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit "
+                      "for checkpoints (raise it with CARACAL_MAX_CHECKPOINT_MB)")
+    data = file.getvalue()
+    choice = CheckpointChoice(name=file.name, sha256=hashlib.sha256(data).hexdigest(), data=data)
+    try:
+        load_checkpoint_choice(choice)
+    except CheckpointError as e:
+        return None, f"Could not load the upload, kept {st.session_state.get('ck_select', DEFAULT_SAMPLE)}: {e}"
+    except Exception as e:  # noqa: BLE001 -- a hostile file must never crash the app
+        return None, f"Could not load the upload ({error_message(e)}); kept the previous checkpoint"
+    return choice, None
+
+
+def _on_checkpoint_upload() -> None:
+    file = st.session_state.get("ck_upload")
+    if file is None:
+        return
+    choice, err = _try_upload(file)
+    st.session_state["ck_upload_error"] = err
+    if choice is not None:
+        st.session_state["uploaded_ck"] = choice
+        st.session_state["ck_select"] = choice.label
+
+
+def _current_choice() -> CheckpointChoice:
+    sel = st.session_state.get("ck_select", DEFAULT_SAMPLE)
+    up = st.session_state.get("uploaded_ck")
+    if up is not None and sel == up.label:
+        return up
+    return CheckpointChoice(name=sel if sel in SAMPLE_NAMES else DEFAULT_SAMPLE)
+
+
+def current_checkpoint() -> Checkpoint:
+    """The checkpoint chosen in the sidebar, loaded on the chosen device (cached).
+    Raises CheckpointError (e.g. CUDA chosen but unavailable)."""
+    return load_checkpoint_choice(_current_choice())
+
+
+# ---- text -----------------------------------------------------------------------------------
+def _on_text_upload() -> None:
+    file = st.session_state.get("text_upload")
+    if file is None:
+        return
+    try:
+        if file.size > 4 * max_text_bytes() + 4:  # never decode a huge file just to reject it
+            raise TextError(f"{file.name} is {file.size} bytes, over the limit of {max_text_bytes()} bytes: "
+                            "upload a shorter text")
+        text = decode_text_file(file.getvalue(), file.name)
+        encode_text(text)
+    except TextError as e:
+        st.session_state["text_upload_error"] = f"Kept the previous text: {e}"
+        return
+    st.session_state["text_upload_error"] = None
+    st.session_state["text_box"] = text
+
+
+def _on_example_text() -> None:
+    st.session_state["text_box"] = example_text(_current_choice().name)
+    st.session_state["text_upload_error"] = None
+
+
+def _validate_text_box() -> None:
+    raw = st.session_state.get("text_box", "")
+    try:
+        encode_text(raw)
+    except TextError as e:
+        st.session_state["text_error"] = str(e)
+        return
+    st.session_state["text_error"] = None
+    st.session_state["text"] = raw
+
+
+def current_text() -> str:
+    """The last valid text (what every page analyses)."""
+    return st.session_state.get("text", example_text(DEFAULT_SAMPLE))
+
+
+def text_problem() -> str | None:
+    """Why the text in the sidebar box is not analysed (empty, too long, ...), or None."""
+    return st.session_state.get("text_error")
+
+
+# ---- sidebar ----------------------------------------------------------------------------------
+def _init_state() -> None:
+    ss = st.session_state
+    ss.setdefault("ck_select", DEFAULT_SAMPLE)
+    ss.setdefault("device", "auto")
+    ss.setdefault("text_box", example_text(DEFAULT_SAMPLE))
+    ss.setdefault("text", ss["text_box"])
+
+
+def model_card(ck: Checkpoint) -> dict[str, str]:
+    """The model card's facts, as display strings."""
+    c, m = ck.config, ck.meta
+    mixer = {"mhf": "Caracal MHF", "fftnet": "FFTNet", "attention": "attention"}.get(c.mixer, c.mixer)
+    if c.mixer == "mhf":
+        mixer += f" ({c.causal_mode})"
+        if c.swa_every:
+            mixer += f" + SWA every {c.swa_every}"
+    bpb = m.get("val_bits_per_byte")
+    return {
+        "mixer": mixer,
+        "layers": str(c.n_layers),
+        "heads": f"{c.n_heads} x {c.head_dim} (width {c.d_model})",
+        "parameters": f"{ck.num_params / 1e6:.2f} M",
+        "training context": f"{m.get('context', c.context)} bytes",
+        "val bits/byte": f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "not recorded",
+        "causal": "yes, by construction" if c.is_causal else "NO: it reads the future",
+        "device": str(ck.device),
+        "sha256": ck.sha256[:16],
+    }
+
+
+def sidebar() -> None:
+    """The sidebar shared by every page: checkpoint, device, text, model card.
+    app.py calls it on every run, before the page runs."""
+    st.session_state[_SIDEBAR_DONE] = True
+    _init_state()
+    ss = st.session_state
+    sb = st.sidebar
+    up = ss.get("uploaded_ck")
+    options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
+    if ss["ck_select"] not in options:
+        ss["ck_select"] = DEFAULT_SAMPLE
+    sb.selectbox("Checkpoint", options, key="ck_select",
+                 help="A shipped sample, or the last checkpoint you uploaded")
+    sb.file_uploader("Upload a checkpoint (.safetensors or .pt)", type=["safetensors", "pt"],
+                     key="ck_upload", on_change=_on_checkpoint_upload,
+                     help=f"At most {max_checkpoint_bytes() / 2**20:.0f} MB. Pickled code is never run.")
+    if ss.get("ck_upload_error"):
+        sb.error(ss["ck_upload_error"])
+    sb.selectbox("Device", device_options(), key="device",
+                 format_func=lambda d: f"auto ({resolve_device('auto')})" if d == "auto" else d)
+
+    sb.text_area(f"Text (UTF-8, at most {max_text_bytes()} bytes)", key="text_box", height=160)
+    _validate_text_box()
+    if text_problem():
+        sb.error(f"{_sentence(text_problem())} The pages show the last valid text.")
+    c1, c2 = sb.columns([1, 1])
+    c1.caption(f"{len(current_text().encode('utf-8'))} bytes analysed")
+    c2.button("Example text", on_click=_on_example_text, help="Load an example that suits the checkpoint")
+    sb.file_uploader("Or upload a .txt file", type=["txt"], key="text_upload", on_change=_on_text_upload)
+    if ss.get("text_upload_error"):
+        sb.error(ss["text_upload_error"])
+
+    try:
+        ck = current_checkpoint()
+    except CheckpointError as e:
+        sb.error(str(e))
+        return
+    with sb.expander("Model card", expanded=True):
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in model_card(ck).items()))
+        desc = ck.meta.get("description")
+        if desc:
+            st.caption(desc)
+
+
+# ---- pages ------------------------------------------------------------------------------------
+def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
+    """Title, a short explanation (markdown), and the checkpoint and text to analyse.
+    Shows a note when the sidebar text is invalid; stops the page if the checkpoint can't load."""
+    # A server whose first request is a deep link (/spectral_filters) runs in Streamlit's legacy
+    # pages/ mode until app.py has called st.navigation once: the page runs without app.py, so
+    # it draws the shared sidebar itself.
+    if not st.session_state.pop(_SIDEBAR_DONE, False):
+        sidebar()
+        st.session_state.pop(_SIDEBAR_DONE, None)
+    st.title(title)
+    st.markdown(intro)
+    if text_problem():
+        st.warning("The text in the sidebar is not analysed (see the message there); "
+                   "this page shows the last valid text.")
+    with guard():
+        ck = current_checkpoint()
+    return ck, current_text()
+
+
+def _sentence(msg: str) -> str:
+    msg = msg.strip()
+    return msg[:1].upper() + msg[1:] + ("" if msg.endswith((".", "!", "?")) else ".")
+
+
+def error_message(exc: BaseException) -> str:
+    """One line in plain words for an exception (no traceback)."""
+    if isinstance(exc, (CheckpointError, TextError)):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError) or isinstance(exc, MemoryError) or \
+            "out of memory" in str(exc).lower():
+        return ("out of memory: shorten the text, choose the CPU in the sidebar (more memory than the GPU), "
+                "or lower CARACAL_MAX_TEXT_BYTES")
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"unexpected {type(exc).__name__}{': ' + first if first else ''}"
+
+
+@contextlib.contextmanager
+def guard():
+    """Turn any exception inside the block into one st.error line and stop the page."""
+    try:
+        yield
+    except ScriptControlException:  # st.stop / st.rerun / st.switch_page pass through
+        raise
+    except Exception as e:  # noqa: BLE001 -- the user sees one line, never a traceback
+        if torch.cuda.is_available() and isinstance(e, torch.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        st.error(_sentence(error_message(e)))
+        st.stop()
+
+
+@st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, ttl=ANALYSIS_CACHE_TTL_S, show_spinner=False)
+def _cached_analysis(_fn: Callable, fn_key: str, _ck: Checkpoint, ck_key: str, args: tuple, kwargs: tuple):
+    return _fn(_ck, *args, **dict(kwargs))
+
+
+def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None, **kwargs):
+    """fn(ck, *args, **kwargs), cached on (fn, checkpoint sha256 + device, args, kwargs).
+    Errors are shown with st.error and stop the page. The result is a copy (cache_data)."""
+    fn_key = f"{fn.__module__}.{fn.__qualname__}"
+    with guard(), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
+        return _cached_analysis(fn, fn_key, ck, f"{ck.sha256}@{ck.device}", args, tuple(sorted(kwargs.items())))
+
+
+def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice | None:
+    """A second checkpoint chooser (samples + an upload) on the page, for comparisons.
+    Widget keys are prefixed with `key`. Returns the choice, or None when nothing valid is chosen.
+    A bad upload shows st.error and keeps the previous upload."""
+    ss = st.session_state
+    up_key, store_key, err_key, sel_key = f"{key}_upload", f"{key}_uploaded", f"{key}_error", f"{key}_select"
+
+    def on_upload() -> None:
+        file = ss.get(up_key)
+        if file is None:
+            return
+        choice, err = _try_upload(file)
+        ss[err_key] = err
+        if choice is not None:
+            ss[store_key] = choice
+            ss[sel_key] = choice.label
+
+    up = ss.get(store_key)
+    options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
+    ss.setdefault(sel_key, default if default in options else options[0])
+    if ss[sel_key] not in options:
+        ss[sel_key] = options[0]
+    st.selectbox(label, options, key=sel_key)
+    st.file_uploader("Or upload it (.safetensors or .pt)", type=["safetensors", "pt"], key=up_key,
+                     on_change=on_upload)
+    if ss.get(err_key):
+        st.error(ss[err_key])
+    if up is not None and ss[sel_key] == up.label:
+        return up
+    return CheckpointChoice(name=ss[sel_key])
+
+
+# ---- figures and downloads ----------------------------------------------------------------------
+def plotly_config(file_name: str, fmt: str = "svg") -> dict:
+    return {"displaylogo": False,
+            "toImageButtonOptions": {"format": fmt, "filename": file_name, "scale": 2}}
+
+
+def show_figure(fig, key: str, file_name: str, fmt: str = "svg") -> None:
+    """A Plotly figure at the page's width, in the app's theme, with a toolbar image download."""
+    st.plotly_chart(fig, width="stretch", theme="streamlit", key=key, config=plotly_config(file_name, fmt))
+
+
+def csv_bytes(columns: dict[str, np.ndarray | list]) -> bytes:
+    """Columns of equal length -> CSV bytes with a header row."""
+    names = list(columns)
+    cols = [np.asarray(columns[n]).ravel() for n in names]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(names)
+    w.writerows(zip(*[c.tolist() for c in cols]))
+    return buf.getvalue().encode("utf-8")
+
+
+def matrix_csv_bytes(matrix: np.ndarray, row_labels: list, col_labels: list, corner: str = "") -> bytes:
+    """A 2-D array -> CSV bytes with a header row of column labels and a first column of row labels."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([corner, *col_labels])
+    for label, row in zip(row_labels, np.asarray(matrix).tolist()):
+        w.writerow([label, *row])
+    return buf.getvalue().encode("utf-8")
+
+
+def npz_bytes(**arrays) -> bytes:
+    """Named numpy arrays -> compressed .npz bytes."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def download_bytes(label: str, make: Callable[[], bytes | str], file_name: str, mime: str, key: str) -> None:
+    """A download button whose data `make()` builds only when clicked."""
+    st.download_button(label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore")
+
+
+def download_csv(label: str, make: Callable[[], bytes | str], file_name: str, key: str) -> None:
+    download_bytes(label, make, file_name, "text/csv", key)
+
+
+def download_npz(label: str, make: Callable[[], bytes], file_name: str, key: str) -> None:
+    download_bytes(label, make, file_name, "application/octet-stream", key)

@@ -1,0 +1,5 @@
+"""Compare page (first version: the shared sidebar and page setup)."""
+
+import caracal_viz.app_support as ui
+
+ck, text = ui.page_setup("Compare", "Being built.")
