@@ -11,6 +11,7 @@ training record holds the loss curve and validation bits per byte.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import subprocess
@@ -62,12 +63,16 @@ PRESETS: dict[str, Preset] = {
 
 
 def code_version() -> str:
+    """The git commit when there is a checkout, else a hash of the model sources (a copied tree)."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        pass
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("*.py"))))
+    return "src-" + digest.hexdigest()[:12]
 
 
 def lr_at(step: int, preset: Preset, steps: int) -> float:
@@ -81,6 +86,7 @@ def lr_at(step: int, preset: Preset, steps: int) -> float:
 @torch.no_grad()
 def evaluate(model: ByteLM, data, cfg: ModelConfig, device: torch.device, batches: int = 16, batch_size: int = 16) -> float:
     """Validation bits per byte on a fixed set of windows (the same for every call)."""
+    was_training = model.training
     model.eval()
     rng = np.random.default_rng(12345)
     total, count = 0.0, 0
@@ -90,7 +96,7 @@ def evaluate(model: ByteLM, data, cfg: ModelConfig, device: torch.device, batche
             logits = model(xy[:, :-1])
         total += F.cross_entropy(logits.float().flatten(0, 1), xy[:, 1:].flatten(), reduction="sum").item()
         count += xy[:, 1:].numel()
-    model.train()
+    model.train(was_training)
     return total / count / math.log(2)
 
 
