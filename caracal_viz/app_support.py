@@ -22,16 +22,19 @@ Public API (stable; other engineers' pages import it):
 - `text_problem() -> str | None`: why the text in the sidebar is not analysed, or None.
 - `page_setup(title, intro) -> (Checkpoint, str)`: title + short explanation + any problem with
   the text, then the checkpoint and text; stops the page with `st.error` if nothing can be loaded.
-- `analysis(fn, ck, *args, spinner=None, **kwargs)`: `fn(ck, *args, **kwargs)` through
-  `st.cache_data`, keyed by fn's qualified name, the checkpoint's sha256 and device, args and
-  kwargs (all must be hashable by Streamlit: str, numbers, tuples, None). Known errors become an
-  `st.error` in plain words and stop the page (see `guard`).
+- `analysis(fn, ck, *args, spinner=None, passthrough=(), **kwargs)`: `fn(ck, *args, **kwargs)`
+  through `st.cache_data`, keyed by fn's qualified name, the checkpoint's sha256 and device, args
+  and kwargs (hashable by Streamlit: str, numbers, tuples, None; further Checkpoints in args are
+  keyed by sha256 + device too). Errors become an `st.error` in plain words and stop the page
+  (see `guard`), except the `passthrough` exception types, which are raised to the page.
+- `show_certificate(report)`: a causality.CausalityReport's verdict (st.success when causal,
+  st.warning when it leaks) and its summary line.
 - `load_checkpoint_choice(choice) -> Checkpoint`: load any `CheckpointChoice` (cached); used by
   the Compare page for its second checkpoint.
 - `checkpoint_picker(label, key) -> CheckpointChoice | None`: a sample selectbox + upload box,
   for pages that need another checkpoint; keeps the last good upload on a bad one.
-- `guard()`: context manager; CheckpointError, TextError, out-of-memory and other exceptions
-  become one `st.error` line and `st.stop()`, never a traceback.
+- `guard(passthrough=())`: context manager; CheckpointError, TextError, out-of-memory and other
+  exceptions become one `st.error` line and `st.stop()`, never a traceback.
 - `error_message(exc) -> str`: the plain-words line `guard` shows.
 - `show_figure(fig, key, file_name)`: `st.plotly_chart` at the page's width, Streamlit theme,
   toolbar download as SVG (`toImageButtonOptions`) named `file_name`.
@@ -352,30 +355,62 @@ def error_message(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def guard():
-    """Turn any exception inside the block into one st.error line and stop the page."""
+def guard(passthrough: tuple[type[BaseException], ...] = ()):
+    """Turn any exception inside the block into one st.error line and stop the page.
+    Exceptions of the `passthrough` types propagate, for the page to handle itself."""
     try:
         yield
     except ScriptControlException:  # st.stop / st.rerun / st.switch_page pass through
         raise
     except Exception as e:  # noqa: BLE001 -- the user sees one line, never a traceback
+        if passthrough and isinstance(e, passthrough):
+            raise
         if torch.cuda.is_available() and isinstance(e, torch.OutOfMemoryError):
             torch.cuda.empty_cache()
         st.error(_sentence(error_message(e)))
         st.stop()
 
 
+@dataclass(frozen=True)
+class _CheckpointSlot:
+    """Stands for a Checkpoint argument in a cache key: its bytes' sha256 and its device."""
+
+    sha256: str
+    device: str
+
+
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, ttl=ANALYSIS_CACHE_TTL_S, show_spinner=False)
-def _cached_analysis(_fn: Callable, fn_key: str, _ck: Checkpoint, ck_key: str, args: tuple, kwargs: tuple):
-    return _fn(_ck, *args, **dict(kwargs))
+def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwargs: tuple):
+    it = iter(_cks)
+    real = [next(it) if isinstance(a, _CheckpointSlot) else a for a in args]
+    return _fn(*real, **dict(kwargs))
 
 
-def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None, **kwargs):
-    """fn(ck, *args, **kwargs), cached on (fn, checkpoint sha256 + device, args, kwargs).
-    Errors are shown with st.error and stop the page. The result is a copy (cache_data)."""
+def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
+             passthrough: tuple[type[BaseException], ...] = (), **kwargs):
+    """fn(ck, *args, **kwargs) through st.cache_data, keyed by fn's qualified name, each
+    checkpoint's sha256 and device (checkpoints may also appear in `args`, e.g. a comparison),
+    and the other arguments, which must be hashable by Streamlit (str, numbers, tuples, None).
+    Errors are shown with st.error and stop the page, except the `passthrough` types, which are
+    raised. The result is a copy (cache_data pickles it)."""
     fn_key = f"{fn.__module__}.{fn.__qualname__}"
-    with guard(), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
-        return _cached_analysis(fn, fn_key, ck, f"{ck.sha256}@{ck.device}", args, tuple(sorted(kwargs.items())))
+    all_args = (ck, *args)
+    cks = tuple(a for a in all_args if isinstance(a, Checkpoint))
+    keyed = tuple(_CheckpointSlot(a.sha256, str(a.device)) if isinstance(a, Checkpoint) else a for a in all_args)
+    with guard(passthrough), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
+        return _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())))
+
+
+def show_certificate(report) -> None:
+    """A causality certificate's verdict (causality.CausalityReport): green when causal, a warning
+    (a finding about the model, not an app error) when it leaks; the one-line summary below."""
+    if report.causal:
+        st.success(f"Causal: no earlier logit moves by more than {report.model_leak:.1e} "
+                   f"(tolerance {report.tolerance:.0e}).")
+    else:
+        st.warning(f"Leaks: changing a token moves earlier logits by up to {report.model_leak:.3g} "
+                   f"(tolerance {report.tolerance:.0e}).")
+    st.caption(report.summary)
 
 
 def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice | None:
