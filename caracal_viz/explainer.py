@@ -31,15 +31,15 @@ PRESETS: dict[str, dict] = {
 def toy_signal(kind: str, L: int, seed: int = 0) -> np.ndarray:
     """A length-L toy input (float64).
 
-    "spike train": unit spikes every SPIKE_PERIOD tokens, counted back from t = L - 2 so that a
-    late spike is there to wrap around; "noise": standard normal (seeded); "step": 0 for
+    "spike train": unit spikes every SPIKE_PERIOD tokens, counted back from the last token (so
+    that a late spike is there to wrap around); "noise": standard normal (seeded); "step": 0 for
     t < L // 2, then 1.
     """
     if L < 2:
         raise ValueError(f"the toy sequence needs at least 2 tokens, got L = {L}")
     if kind == "spike train":
         x = np.zeros(L)
-        x[L - 2 :: -SPIKE_PERIOD] = 1.0
+        x[L - 1 :: -SPIKE_PERIOD] = 1.0
         return x
     if kind == "noise":
         return np.random.default_rng(seed).standard_normal(L)

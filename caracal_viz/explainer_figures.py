@@ -19,10 +19,13 @@ MUTED = "#9e9e9e"
 HEAD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
-def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height, template="plotly_white",
-                      margin=dict(l=60, r=20, t=70, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1.0))
+def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None) -> go.Figure:
+    t = dict(text=title, x=0.0, xanchor="left")
+    if subtitle:
+        t["subtitle"] = dict(text=subtitle)
+    fig.update_layout(title=t, height=height, template="plotly_white",
+                      margin=dict(l=60, r=20, t=80 if subtitle else 60, b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0))
     return fig
 
 
@@ -47,8 +50,7 @@ def outputs_figure(demo: PaddingDemo) -> go.Figure:
     fig = go.Figure()
     rows = np.flatnonzero(demo.future_rows)
     if rows.size:
-        fig.add_vrect(x0=-0.5, x1=rows[-1] + 0.5, fillcolor=LEAK, opacity=0.08, line_width=0,
-                      annotation_text="these outputs read the future", annotation_position="top left")
+        fig.add_vrect(x0=-0.5, x1=rows[-1] + 0.5, fillcolor=LEAK, opacity=0.08, line_width=0)
     fig.add_bar(x=t, y=demo.leak, name="leak (wrapped terms)", marker_color=LEAK, opacity=0.55,
                 hovertemplate="t=%{x}<br>leak=%{y:.3g}<extra></extra>")
     fig.add_scatter(x=t, y=demo.exact, name="exact causal (pad to 2L, keep first L)", mode="lines+markers",
@@ -60,54 +62,54 @@ def outputs_figure(demo: PaddingDemo) -> go.Figure:
     fig.update_xaxes(title_text="output position t")
     fig.update_yaxes(title_text="y[t]")
     fig.update_layout(barmode="overlay")
-    verdict = (f"leaked energy {100 * demo.leak_fraction:.3g}% in {rows.size} output(s)" if rows.size
-               else "no leak: identical to the causal result")
-    return _layout(fig, f"Output with N = {demo.n_fft}: {verdict}", 380)
+    verdict = (f"{rows.size} output(s) read the future, leaked energy {100 * demo.leak_fraction:.3g}%" if rows.size
+               else "no leak: identical to the exact causal result")
+    return _layout(fig, f"Outputs with N = {demo.n_fft}", 430, verdict)
 
 
 def wraparound_figure(demo: PaddingDemo) -> go.Figure:
     """The full linear convolution (the polynomial product, L + K - 1 terms) laid along an FFT
-    buffer of size N: terms at positions n >= N have no room and wrap onto n - N (red arcs)."""
+    buffer of size N: terms at positions n >= N have no room and wrap onto n - N (red arcs, the
+    stronger the term the darker its arc)."""
     n = np.arange(len(demo.linear_full))
-    colours = np.where(n < demo.L, EXACT, np.where(n < demo.n_fft, MUTED, LEAK))
+    zones = [("kept outputs 0..L-1", EXACT, n < demo.L),
+             ("padding: computed, thrown away", MUTED, (n >= demo.L) & (n < demo.n_fft)),
+             ("past the buffer: wraps to the start", LEAK, n >= demo.n_fft)]
     fig = go.Figure()
-    fig.add_vrect(x0=-0.5, x1=demo.L - 0.5, fillcolor=EXACT, opacity=0.06, line_width=0,
-                  annotation_text="kept outputs 0..L-1", annotation_position="bottom left")
-    if demo.n_fft > demo.L:
-        fig.add_vrect(x0=demo.L - 0.5, x1=demo.n_fft - 0.5, fillcolor=MUTED, opacity=0.12, line_width=0,
-                      annotation_text="padding: thrown away", annotation_position="bottom left")
+    fig.add_vrect(x0=-0.5, x1=demo.L - 0.5, fillcolor=EXACT, opacity=0.06, line_width=0)
     fig.add_vline(x=demo.n_fft - 0.5, line=dict(color=FFT, width=2, dash="dot"),
-                  annotation_text=f"end of the FFT buffer (N = {demo.n_fft})", annotation_position="top right")
-    fig.add_bar(x=n, y=demo.linear_full, marker_color=colours.tolist(), name="linear convolution term",
-                hovertemplate="position %{x}<br>value %{y:.3g}<extra></extra>")
-    top = float(np.max(np.abs(demo.linear_full))) if demo.linear_full.size else 1.0
-    top = top if top > 0 else 1.0
-    for src, dst in demo.wraps:
-        width = src - dst
-        s = np.linspace(0.0, 1.0, 40)
-        fig.add_scatter(x=src + (dst - src) * s, y=top * (1.1 + 0.5 * np.sin(np.pi * s) * width / demo.n_fft),
-                        mode="lines", line=dict(color=LEAK, width=1.5), opacity=0.7, showlegend=False,
-                        hovertemplate=f"term at {src} wraps onto output {dst}<extra></extra>")
-        fig.add_scatter(x=[dst], y=[top * 1.1], mode="markers", showlegend=False, hoverinfo="skip",
-                        marker=dict(symbol="triangle-down", size=9, color=LEAK))
-    fig.update_xaxes(title_text="position n in x(z)·h(z) (power of z)")
+                  annotation_text=f"end of the buffer, N = {demo.n_fft}", annotation_position="top right")
+    for name, colour, sel in zones:
+        fig.add_bar(x=n[sel], y=demo.linear_full[sel], marker_color=colour, name=name,
+                    hovertemplate="position %{x}<br>coefficient %{y:.3g}<extra></extra>")
+    top = float(np.max(np.abs(demo.linear_full))) or 1.0
+    wrapped = np.array([abs(demo.linear_full[src]) for src, _ in demo.wraps])
+    strength = wrapped / wrapped.max() if wrapped.size and wrapped.max() > 0 else np.ones(len(demo.wraps))
+    s = np.linspace(0.0, 1.0, 40)
+    for (src, dst), a in zip(demo.wraps, strength):
+        fig.add_scatter(x=src + (dst - src) * s, y=top * (1.08 + 0.45 * np.sin(np.pi * s)), mode="lines",
+                        line=dict(color=LEAK, width=1.5), opacity=float(0.12 + 0.88 * a), showlegend=False,
+                        hovertemplate=f"term {src} wraps onto output {dst}<extra></extra>")
+        fig.add_scatter(x=[dst], y=[top * 1.08], mode="markers", showlegend=False, hoverinfo="skip",
+                        opacity=float(0.12 + 0.88 * a), marker=dict(symbol="triangle-down", size=8, color=LEAK))
+    fig.update_xaxes(title_text="position n in the product x(z)·h(z) (power of z)")
     fig.update_yaxes(title_text="coefficient")
-    fig.update_layout(showlegend=False)
+    fig.update_layout(barmode="overlay")
     msg = (f"{len(demo.wraps)} term(s) past the buffer wrap onto outputs 0..{demo.wraps[-1][1]}" if demo.wraps
            else "every term fits in the buffer: nothing wraps")
-    return _layout(fig, f"Where the terms land (L + K - 1 = {len(demo.linear_full)} terms, N = {demo.n_fft}): {msg}", 400)
+    return _layout(fig, f"Where the L + K − 1 = {len(demo.linear_full)} terms land in a buffer of N = {demo.n_fft}",
+                   450, msg)
 
 
 def _matrix_panel(fig: go.Figure, m: np.ndarray, future: np.ndarray, col: int, zmax: float, show_scale: bool) -> None:
     L = m.shape[0]
-    fig.add_heatmap(z=m, colorscale="RdBu", zmid=0.0, zmin=-zmax, zmax=zmax, showscale=show_scale,
-                    colorbar=dict(title="weight", len=0.8), row=1, col=col,
+    fig.add_heatmap(z=m, name="weights", colorscale="RdBu", zmid=0.0, zmin=-zmax, zmax=zmax, showscale=show_scale,
+                    colorbar=dict(title=dict(text="weight"), len=0.8), row=1, col=col,
                     hovertemplate="output t=%{y}<br>input j=%{x}<br>weight %{z:.3g}<extra></extra>")
-    tt, jj = np.nonzero(future)
-    if tt.size:
-        fig.add_scatter(x=jj, y=tt, mode="markers", showlegend=False, row=1, col=col,
-                        marker=dict(symbol="square-open", size=max(3, 260 // L), color=LEAK, line=dict(width=1.5)),
-                        hovertemplate="output %{y} reads future input %{x}<extra></extra>")
+    if future.any():
+        fig.add_heatmap(z=np.where(future, 1.0, np.nan), name="reads the future", colorscale=[[0, LEAK], [1, LEAK]], opacity=0.45,
+                        showscale=False, row=1, col=col,
+                        hovertemplate="output t=%{y} reads future input j=%{x}<extra></extra>")
     fig.add_scatter(x=[-0.5, L - 0.5], y=[-0.5, L - 0.5], mode="lines", showlegend=False, hoverinfo="skip",
                     line=dict(color="black", width=1, dash="dot"), row=1, col=col)
 
@@ -115,42 +117,50 @@ def _matrix_panel(fig: go.Figure, m: np.ndarray, future: np.ndarray, col: int, z
 def matrices_figure(demo: PaddingDemo) -> go.Figure:
     """The three convolution matrices M[t, j] (weight of input j in output t): circulant (N = L,
     no padding), the chosen N, and lower-triangular Toeplitz (exact, causal). Entries above the
-    dotted diagonal read the future; the non-zero ones are outlined in red."""
+    dotted diagonal read the future; the non-zero ones are tinted red."""
     L = demo.L
     future_circ = np.triu(demo.circulant, 1) != 0
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06,
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.05,
                         subplot_titles=(f"circulant (N = L = {L})", f"your N = {demo.n_fft}",
                                         f"causal Toeplitz (N ≥ {demo.n_min})"))
     zmax = float(np.max(np.abs(demo.circulant))) or 1.0
     _matrix_panel(fig, demo.circulant, future_circ, 1, zmax, False)
     _matrix_panel(fig, demo.matrix, demo.future, 2, zmax, False)
     _matrix_panel(fig, demo.toeplitz, np.zeros_like(demo.future), 3, zmax, True)
-    fig.update_yaxes(autorange="reversed", title_text="output t", row=1, col=1)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="input j")
-    fig.update_yaxes(scaleanchor="x", row=1, col=1)
-    fig.update_yaxes(scaleanchor="x2", row=1, col=2)
-    fig.update_yaxes(scaleanchor="x3", row=1, col=3)
-    return _layout(fig, f"Convolution matrices: {int(demo.future.sum())} wrapped entries at N = {demo.n_fft}", 430)
+    fig.update_xaxes(title_text="input j", range=[-0.5, L - 0.5], constrain="domain", showgrid=False)
+    fig.update_yaxes(range=[L - 0.5, -0.5], constrain="domain", showgrid=False)
+    fig.update_yaxes(title_text="output t", row=1, col=1)
+    for col in (1, 2, 3):
+        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    fig = _layout(fig, "Convolution matrices, y = M x", 460,
+                  f"{int(demo.future.sum())} wrapped entries (red) above the diagonal at N = {demo.n_fft}")
+    fig.update_layout(margin=dict(t=120))
+    return fig
 
 
 def leak_vs_padding_figure(sizes: np.ndarray, fractions: np.ndarray, n_fft: int, n_min: int) -> go.Figure:
-    """Leaked energy fraction (%) against the FFT size N, the chosen N marked and the first N with
-    no leak (L + K - 1) drawn as a line."""
+    """Leaked energy fraction (%) against the FFT size N (log scale), the chosen N marked and the
+    first N with no leak (L + K - 1) drawn as a line. Sizes with no leak at all are drawn as green
+    crosses on the floor of the plot (a log axis has no zero)."""
     sizes, pct = np.asarray(sizes), 100 * np.asarray(fractions, dtype=np.float64)
+    pos = pct > 0
+    floor = float(pct[pos].min()) / 10 if pos.any() else 1e-6
     fig = go.Figure()
-    fig.add_vline(x=n_min, line=dict(color=EXACT, width=2, dash="dash"),
-                  annotation_text=f"L + K - 1 = {n_min}: leak gone", annotation_position="top right")
-    fig.add_scatter(x=sizes, y=pct, mode="lines+markers", line=dict(color=LEAK, shape="hv"), marker=dict(size=4),
+    fig.add_vline(x=n_min - 0.5, line=dict(color=EXACT, width=2, dash="dash"),
+                  annotation_text=f"N = L + K − 1 = {n_min}", annotation_position="top right")
+    fig.add_scatter(x=sizes[pos], y=pct[pos], mode="lines+markers", line=dict(color=LEAK), marker=dict(size=5),
                     name="leaked energy", hovertemplate="N=%{x}<br>leak %{y:.3g}%<extra></extra>")
+    fig.add_scatter(x=sizes[~pos], y=np.full(int((~pos).sum()), floor), mode="markers", name="exactly zero",
+                    marker=dict(symbol="x", size=8, color=EXACT),
+                    hovertemplate="N=%{x}<br>leak exactly 0<extra></extra>")
     idx = np.flatnonzero(sizes == n_fft)
     if idx.size:
-        fig.add_scatter(x=[n_fft], y=[pct[idx[0]]], mode="markers", name="your N",
-                        marker=dict(size=14, color=FFT, symbol="diamond"),
-                        hovertemplate="your N=%{x}<br>leak %{y:.3g}%<extra></extra>")
+        fig.add_scatter(x=[n_fft], y=[pct[idx[0]] if pct[idx[0]] > 0 else floor], mode="markers", name="your N",
+                        marker=dict(size=14, color=FFT, symbol="diamond-open", line=dict(width=3)),
+                        hovertemplate="your N=%{x}<extra></extra>")
     fig.update_xaxes(title_text="FFT size N")
-    fig.update_yaxes(title_text="leaked energy (% of the exact output's energy)", rangemode="tozero")
-    return _layout(fig, "How much padding is enough?", 330)
+    fig.update_yaxes(type="log", title_text="leaked energy (%)")
+    return _layout(fig, "How much padding is enough?", 380, "leaked energy for every N from L to 2L")
 
 
 def kernel_impulse_figure(lags: np.ndarray, two_sided: np.ndarray, causal: np.ndarray, title: str) -> go.Figure:
@@ -174,16 +184,17 @@ def kernel_impulse_figure(lags: np.ndarray, two_sided: np.ndarray, causal: np.nd
 
 
 def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float | None = None) -> go.Figure:
-    """Per block, the largest change of an earlier mixer output when an input d tokens later is
-    perturbed, against d (log scale). leaks: (name, (Lmax,) leak by offset, index 0 unused)."""
+    """Per block, the largest change of an earlier mixer output, relative to the block's own
+    response, when the input d tokens later is perturbed, against d (log scale).
+    leaks: (name, (Lmax,) relative leak by offset d; index 0 is unused)."""
     fig = go.Figure()
     for i, (name, by_offset) in enumerate(leaks):
         d = np.arange(1, len(by_offset))
         fig.add_scatter(x=d, y=np.maximum(by_offset[1:], 1e-30), mode="lines", name=name,
                         line=dict(color=HEAD_COLOURS[i % len(HEAD_COLOURS)]),
-                        hovertemplate="offset %{x}<br>change %{y:.3g}<extra>" + name + "</extra>")
+                        hovertemplate="offset %{x}<br>relative change %{y:.3g}<extra>" + name + "</extra>")
     if tolerance is not None:
         fig.add_hline(y=tolerance, line=dict(color=MUTED, dash="dash"), annotation_text="rounding tolerance")
-    fig.update_xaxes(title_text="how far in the future the perturbed token lies (tokens)")
-    fig.update_yaxes(type="log", title_text="max change of an earlier output")
+    fig.update_xaxes(title_text="how far ahead the changed token lies (tokens)")
+    fig.update_yaxes(type="log", title_text="relative change of an earlier output")
     return _layout(fig, "Where the leak reaches: change of earlier outputs by offset", 360)

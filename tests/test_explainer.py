@@ -142,7 +142,7 @@ def test_toy_filter_rejects_bad_shapes(bad):
 def test_toy_signals():
     L = 30
     spikes = explainer.toy_signal("spike train", L)
-    assert set(np.flatnonzero(spikes)) == {t for t in range(L) if (L - 2 - t) >= 0 and (L - 2 - t) % explainer.SPIKE_PERIOD == 0}
+    assert set(np.flatnonzero(spikes)) == {t for t in range(L) if (L - 1 - t) % explainer.SPIKE_PERIOD == 0}
     step = explainer.toy_signal("step", L)
     assert step[: L // 2].sum() == 0 and np.all(step[L // 2 :] == 1)
     np.testing.assert_array_equal(explainer.toy_signal("noise", L, seed=3), explainer.toy_signal("noise", L, seed=3))
@@ -180,8 +180,12 @@ def test_figures_build_from_the_demo():
                     explainer_figures.wraparound_figure(d), explainer_figures.matrices_figure(d)):
             assert isinstance(fig, go.Figure)
         wrap_fig = explainer_figures.wraparound_figure(d)
-        # one arc and one arrowhead per wrapped term, on top of the bars
-        assert len(wrap_fig.data) == 1 + 2 * len(d.wraps)
+        # three zones of bars, then one arc and one arrowhead per wrapped term
+        assert len(wrap_fig.data) == 3 + 2 * len(d.wraps)
+        bars = {tr.name: np.asarray(tr.x) for tr in wrap_fig.data if tr.type == "bar"}
+        assert len(bars["past the buffer: wraps to the start"]) == len(d.wraps)
         mat_fig = explainer_figures.matrices_figure(d)
-        heat = [tr for tr in mat_fig.data if tr.type == "heatmap"]
-        np.testing.assert_array_equal(np.asarray(heat[1].z), d.matrix)
+        middle = {tr.name: np.asarray(tr.z, dtype=float) for tr in mat_fig.data if tr.xaxis == "x2" and tr.type == "heatmap"}
+        np.testing.assert_array_equal(middle["weights"], d.matrix)
+        tinted = ~np.isnan(middle["reads the future"]) if "reads the future" in middle else np.zeros((32, 32), bool)
+        np.testing.assert_array_equal(tinted, d.future)
