@@ -1,12 +1,288 @@
 """The command line: `python -m caracal_viz check|report|analyze`.
 
-Exit codes: 0 success (check: the checkpoint is causal), 1 check found a leak, 2 bad input
-(missing file, bad checkpoint, bad text, bad arguments), with one line on stderr and no traceback.
+  check CKPT [--text-file F] [--json] [--lengths 16,512] [--trials 3] [--seed 0] [--device D]
+      the causality certificate and the Parseval check; exit 0 when causal, 1 when it leaks
+  report CKPT --text-file F --out report.html [--device D]
+      one self-contained offline HTML report (caracal_viz.report.write_report)
+  analyze CKPT --text-file F --out DIR [--device D]
+      every analysis array as DIR/analysis.npz plus DIR/summary.json
+
+Exit codes: 0 success (check: the checkpoint is causal), 1 check found a leak (or NaN/Inf),
+2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure.
+Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .causality import CausalityReport, causality_report
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .compare import CompareError
+from .energy import ParsevalReport, parseval_report
+from .filters import data_kernels, fftnet_filters, learned_filters
+from .gates import gate_report
+from .impulse import kernel_impulses
+from .text import TextError, decode_text_file, encode_text, max_text_bytes
+from .trace import Trace, run_trace
+
+EXIT_OK, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+DEFAULT_CHECK_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+                      "abcabcabc 0123456789 \u00e9\u00e8 \u2603\n")
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage block and exit by itself
+        raise UsageError(f"{message} (see python -m caracal_viz {self.prog.split()[-1]} --help)"
+                         if " " in self.prog else f"{message} (see python -m caracal_viz --help)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _lengths(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,512, got {value!r}") from None
+    if not out or min(out) < 2:
+        raise argparse.ArgumentTypeError(f"every length must be an integer >= 2, got {value!r}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m caracal_viz",
+                     description="caracal-viz: the spectral microscope for Fourier-mixing language models")
+    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze}")
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser, text_required: bool) -> None:
+        p.add_argument("checkpoint", help="a caracal-viz checkpoint (.safetensors or .pt)")
+        p.add_argument("--text-file", required=text_required, help="UTF-8 text to analyse")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where to run the model (auto: CUDA when available)")
+
+    check = sub.add_parser("check", help="causality certificate and Parseval check (exit 0 causal, 1 leaks)")
+    common(check, text_required=False)
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--lengths", type=_lengths, default=None, help="sequence lengths to test, e.g. 16,512")
+    check.add_argument("--trials", type=_positive_int, default=3, help="random sequences per length")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random sequences")
+
+    report = sub.add_parser("report", help="write a self-contained offline HTML report")
+    common(report, text_required=True)
+    report.add_argument("--out", required=True, help="the HTML file to write")
+
+    analyze = sub.add_parser("analyze", help="write every analysis array (.npz) and a JSON summary")
+    common(analyze, text_required=True)
+    analyze.add_argument("--out", required=True, help="the folder to write analysis.npz and summary.json to")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default sys.argv[1:]) and return the exit code."""
-    raise NotImplementedError
+    try:
+        args = build_parser().parse_args(argv)
+        ck = _load(args.checkpoint, args.device)
+        return {"check": _check, "report": _report, "analyze": _analyze}[args.command](ck, args)
+    except (UsageError, CheckpointError, TextError, CompareError, ValueError) as e:
+        return _fail(str(e), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as e:  # the last line of defence: one line, never a traceback
+        return _fail(f"internal error ({type(e).__name__}: {e}); please report it", EXIT_INTERNAL)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"caracal-viz: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _load(path: str, device: str) -> Checkpoint:
+    return load_checkpoint(path, device=None if device == "auto" else device)
+
+
+def _read_text(path: str | None) -> str:
+    if path is None:
+        return DEFAULT_CHECK_TEXT
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no text file at {path!r}: check the path")
+    limit = max_text_bytes()
+    size = p.stat().st_size
+    if size > limit + 3:  # + a UTF-8 byte order mark, which is dropped
+        raise TextError(f"{p.name} is {size} bytes, over the limit of {limit} bytes: shorten it "
+                        "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path!r}: {e.strerror}") from None
+    text = decode_text_file(data, p.name)
+    encode_text(text)
+    return text
+
+
+# ---- check ------------------------------------------------------------------------------------
+def _check(ck: Checkpoint, args) -> int:
+    text = _read_text(args.text_file)
+    report = causality_report(ck, lengths=args.lengths, trials=args.trials, seed=args.seed)
+    trace = run_trace(ck, text)
+    parseval = parseval_report(ck, text, trace=trace)
+    if args.json:
+        print(json.dumps(_jsonable(check_summary(ck, report, parseval, trace)), indent=2, allow_nan=False))
+    else:
+        print(_check_text(ck, report, parseval, trace))
+    return EXIT_OK if report.causal else EXIT_LEAK
+
+
+def check_summary(ck: Checkpoint, report: CausalityReport, parseval: ParsevalReport, trace: Trace) -> dict:
+    """The JSON-ready result of `check` (also part of `analyze`'s summary)."""
+    return {
+        "checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "config": ck.config.to_dict(),
+        "causal": report.causal, "config_causal": report.config_causal, "model_leak": report.model_leak,
+        "tolerance": report.tolerance, "lengths": report.lengths, "trials": report.trials,
+        "leak_by_length": {str(k): v for k, v in report.leak_by_length.items()},
+        "per_layer": [{"layer": p.layer, "kind": p.kind, "causal_mode": p.causal_mode, "leak": p.leak,
+                       "response": p.response, "relative_leak": p.relative_leak, "causal": p.causal,
+                       "worst_offset": p.worst_offset, "source": p.source} for p in report.per_layer],
+        "summary": report.summary,
+        "parseval": {"ok": parseval.ok, "max_rel_error": parseval.max_rel_error, "tolerance": parseval.tolerance,
+                     "text_bytes": int(trace.ids.size)},
+        "nonfinite": [{"where": n.where, "n_nan": n.n_nan, "n_inf": n.n_inf, "positions": n.positions[:20]}
+                      for n in trace.nonfinite],
+    }
+
+
+def _check_text(ck: Checkpoint, report: CausalityReport, parseval: ParsevalReport, trace: Trace) -> str:
+    cfg = ck.config
+    lines = [f"{ck.name}: {cfg.mixer}, {cfg.n_layers} blocks, {cfg.n_heads} heads, context {cfg.context}"
+             + (f", causal_mode {cfg.causal_mode}" if cfg.mixer == "mhf" else "") + f" (on {ck.device})",
+             f"causality: {'CAUSAL' if report.causal else 'LEAKS'}: max earlier-logit change {report.model_leak:.3g} "
+             f"(tolerance {report.tolerance:.0e}; lengths {', '.join(map(str, report.lengths))}; "
+             f"{report.trials} trials each)"]
+    for p in report.per_layer:
+        lines.append(f"  block {p.layer} {p.kind} {p.causal_mode}: leak {p.leak:.3g} "
+                     f"(relative {p.relative_leak:.2g}): {p.source}")
+    lines.append(f"parseval: {'ok' if parseval.ok else 'FAILED'}: max relative time/frequency energy difference "
+                 f"{parseval.max_rel_error:.2g} (tolerance {parseval.tolerance:.0e}) on {trace.ids.size} bytes")
+    for n in trace.nonfinite:
+        lines.append(f"NaN/Inf: {n.where}: {n.n_nan} NaN, {n.n_inf} Inf at positions {n.positions[:10].tolist()}")
+    lines.append(report.summary)
+    return "\n".join(lines)
+
+
+# ---- report -----------------------------------------------------------------------------------
+def _report(ck: Checkpoint, args) -> int:
+    text = _read_text(args.text_file)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
+    try:
+        from .report import write_report
+    except ImportError as e:
+        return _fail(f"the HTML report is not available in this installation ({e})", EXIT_INTERNAL)
+    write_report(ck, text, out)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+# ---- analyze ----------------------------------------------------------------------------------
+def _analyze(ck: Checkpoint, args) -> int:
+    text = _read_text(args.text_file)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out!r} is a file: give a folder")
+    start = time.perf_counter()
+    arrays, summary = analyze(ck, text)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / "analysis.npz", **arrays)
+        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write to {args.out!r}: {e.strerror}") from None
+    print(f"wrote {out / 'analysis.npz'} ({len(arrays)} arrays) and {out / 'summary.json'} "
+          f"in {summary['seconds']:.2f} s")
+    return EXIT_OK
+
+
+def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Every analysis of `ck` on `text`: (arrays named "<part>.<field>" or "block<i>.<part>.<field>",
+    a JSON-ready summary)."""
+    trace = run_trace(ck, text)
+    L = int(trace.ids.size)
+    arrays: dict[str, np.ndarray] = {"trace.ids": trace.ids, "trace.logits": trace.logits}
+    parts = {
+        "filters": learned_filters(ck), "data_kernels": data_kernels(ck, text, trace=trace),
+        "fftnet": fftnet_filters(ck, text, trace=trace), "gates": gate_report(ck, text, trace=trace),
+        "impulse": kernel_impulses(ck, L),
+    }
+    parseval = parseval_report(ck, text, trace=trace)
+    parts["energy"] = parseval.layers
+    causality = causality_report(ck)
+    parts["causality"] = causality.per_layer
+    for part, layers in parts.items():
+        for i, rec in enumerate(layers):
+            if rec is not None:
+                arrays.update(_arrays_of(f"block{i}.{part}", rec))
+    gates = parts["gates"]
+    summary = check_summary(ck, causality, parseval, trace)
+    summary["text_bytes"] = L
+    summary["blocks"] = [{
+        "kind": ck.config.layer_kind(i),
+        "dead_heads": None if gates[i] is None else np.flatnonzero(gates[i].dead).tolist(),
+        "open_fraction": None if gates[i] is None else gates[i].open_fraction,
+        "passed_fraction": None if gates[i] is None else gates[i].passed_fraction,
+        "masked_fraction": None if parts["impulse"][i] is None else parts["impulse"][i].masked_fraction,
+        "energy_gain": None if parseval.layers[i] is None else parseval.layers[i].energy_gain,
+    } for i in range(ck.config.n_layers)]
+    summary["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
+    return arrays, summary
+
+
+def _arrays_of(prefix: str, rec) -> dict[str, np.ndarray]:
+    out = {}
+    for f in fields(rec):
+        value = getattr(rec, f.name)
+        if isinstance(value, np.ndarray):
+            out[f"{prefix}.{f.name}"] = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}.{f.name}"] = np.asarray(value)
+    return out
+
+
+def _jsonable(obj):
+    """Plain JSON values: numpy to lists, NaN/Inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if is_dataclass(obj):
+        return _jsonable({f.name: getattr(obj, f.name) for f in fields(obj)})
+    return obj

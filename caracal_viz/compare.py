@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .filters import LayerFilters, learned_filters
+from .gates import LayerGates, gate_report
 
 
 class CompareError(ValueError):
@@ -24,9 +26,10 @@ class LayerDiff:
     kernel_rel_change:   (H,) ||k_b - k_a|| / ||k_a||.
     spectrum_rel_change: (H,) ||S_b - S_a|| / ||S_a|| of the learned spectra.
     open_a/_b:           (H, F) bool gate masks, or None without modReLU.
-    opened, closed:      (H, F) bool, gates closed in a and open in b / open in a and closed in b.
-    n_changed:           (H,) number of gates that changed state (0 without modReLU).
-    bias_diff:           (H, F) b - a of the modReLU bias, or None.
+    opened, closed:      (H, F) bool, gates closed in a and open in b / open in a and closed in b
+                         (None unless both have modReLU).
+    n_changed:           (H,) number of gates that changed state (0 unless both have modReLU).
+    bias_diff:           (H, F) b - a of the modReLU bias, or None unless both have modReLU.
     """
 
     kind: str
@@ -62,4 +65,54 @@ def compare_checkpoints(ck_a: Checkpoint, ck_b: Checkpoint) -> Comparison:
     """Compare the per-head filters and gates of two checkpoints. They must have the same
     number of blocks, the same mixer kind per block, the same heads and context (the filter
     grids); otherwise CompareError says what differs."""
-    raise NotImplementedError
+    ca, cb = ck_a.config, ck_b.config
+    for what, va, vb in (("blocks", ca.n_layers, cb.n_layers), ("heads", ca.n_heads, cb.n_heads),
+                         ("context", ca.context, cb.context)):
+        if va != vb:
+            raise CompareError(f"cannot compare {ck_a.name} and {ck_b.name}: {va} vs {vb} {what}; "
+                               "pick two checkpoints of the same shape")
+    kinds_a = [ca.layer_kind(i) for i in range(ca.n_layers)]
+    kinds_b = [cb.layer_kind(i) for i in range(cb.n_layers)]
+    if kinds_a != kinds_b:
+        i = next(i for i, (a, b) in enumerate(zip(kinds_a, kinds_b)) if a != b)
+        raise CompareError(f"cannot compare {ck_a.name} and {ck_b.name}: block {i} is {kinds_a[i]} vs {kinds_b[i]}; "
+                           "pick two checkpoints with the same mixers")
+    fa, fb = learned_filters(ck_a), learned_filters(ck_b)
+    for i, (x, y) in enumerate(zip(fa, fb)):
+        if (x is None) != (y is None):
+            raise CompareError(f"cannot compare {ck_a.name} and {ck_b.name}: block {i} has a learned filter in only "
+                               "one of them (spectral_filter differs)")
+    ga, gb = gate_report(ck_a), gate_report(ck_b)
+    layers = [None if x is None else _layer_diff(x, y, g, h) for x, y, g, h in zip(fa, fb, ga, gb)]
+    return Comparison(name_a=ck_a.name, name_b=ck_b.name, layers=layers, summary=_summary(ck_a, ck_b, layers))
+
+
+def _rel_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = np.linalg.norm(b - a, axis=-1)
+    den = np.linalg.norm(a, axis=-1)
+    return np.divide(num, den, out=np.where(num > 0, np.inf, 0.0), where=den > 0)
+
+
+def _layer_diff(a: LayerFilters, b: LayerFilters, ga: LayerGates | None, gb: LayerGates | None) -> LayerDiff:
+    both = ga is not None and gb is not None
+    opened = (~ga.open & gb.open) if both else None
+    closed = (ga.open & ~gb.open) if both else None
+    return LayerDiff(
+        kind=a.kind, freqs=a.freqs, magnitude_db_a=a.magnitude_db, magnitude_db_b=b.magnitude_db,
+        db_diff=b.magnitude_db - a.magnitude_db, kernel_a=a.kernel, kernel_b=b.kernel, kernel_diff=b.kernel - a.kernel,
+        kernel_rel_change=_rel_change(a.kernel, b.kernel), spectrum_rel_change=_rel_change(a.spectrum, b.spectrum),
+        open_a=None if ga is None else ga.open, open_b=None if gb is None else gb.open, opened=opened, closed=closed,
+        n_changed=(opened | closed).sum(axis=-1) if both else np.zeros(a.kernel.shape[0], dtype=int),
+        bias_diff=gb.bias - ga.bias if both else None,
+    )
+
+
+def _summary(ck_a: Checkpoint, ck_b: Checkpoint, layers: list[LayerDiff | None]) -> str:
+    scored = [(float(d.kernel_rel_change[h]), i, h) for i, d in enumerate(layers) if d is not None
+              for h in range(d.kernel_rel_change.size)]
+    if not scored:
+        return f"{ck_a.name} vs {ck_b.name}: no learned filters to compare"
+    change, i, h = max(scored)
+    flips = sum(int(d.n_changed.sum()) for d in layers if d is not None)
+    return (f"{ck_a.name} vs {ck_b.name}: most changed is block {i} head {h} (kernel changes by {change:.0%} of its "
+            f"norm); {flips} gate(s) changed state")

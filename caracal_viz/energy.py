@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import spectral
 from .checkpoint import Checkpoint
+from .trace import LayerTrace, Trace, reuse_trace
 
 PARSEVAL_TOLERANCE = 1e-9
 """Largest relative difference between time and frequency energy (float64 sums) that passes."""
@@ -60,7 +62,8 @@ class LayerEnergy:
 @dataclass
 class ParsevalReport:
     """layers: one LayerEnergy per block (None for attention); max_rel_error: the largest
-    relative time/frequency difference anywhere; ok: max_rel_error <= tolerance."""
+    relative time/frequency difference anywhere (NaN when activations hold NaN/Inf);
+    ok: max_rel_error <= tolerance (False for NaN)."""
 
     layers: list[LayerEnergy | None]
     max_rel_error: float
@@ -68,6 +71,50 @@ class ParsevalReport:
     ok: bool
 
 
-def parseval_report(ck: Checkpoint, text: str) -> ParsevalReport:
-    """Energies of every mixer for `text` (validated, raises TextError)."""
-    raise NotImplementedError
+def parseval_report(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> ParsevalReport:
+    """Energies of every mixer for `text` (validated, raises TextError). `trace`: a
+    `run_trace(ck, text)` result to reuse instead of running the model again."""
+    trace = reuse_trace(ck, text, trace)
+    layers = [None if rec is None else _layer_energy(rec, ck.config.n_heads) for rec in trace.layers]
+    errors = [e for layer in layers if layer is not None
+              for e in (*layer.input_rel_error, *layer.output_rel_error, layer.mixer_rel_error)]
+    worst = float(np.max(errors)) if errors else 0.0
+    return ParsevalReport(layers=layers, max_rel_error=worst, tolerance=PARSEVAL_TOLERANCE,
+                          ok=bool(worst <= PARSEVAL_TOLERANCE))
+
+
+def _rel(time: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """|time - freq| / time (0 when both are 0, NaN when activations are not finite)."""
+    diff = np.abs(time - freq)
+    rel = np.divide(diff, time, out=np.where(diff > 0, np.inf, 0.0), where=time > 0)
+    return np.where(np.isfinite(time) & np.isfinite(freq), rel, np.nan)
+
+
+def _gain(out: np.ndarray, inp: np.ndarray) -> np.ndarray:
+    return np.divide(out, inp, out=np.full_like(out, np.nan), where=inp > 0)
+
+
+def _head_energy(x: np.ndarray, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (L, D) -> per-head time energy (H,), frequency energy (H,) and ESD (H, F)."""
+    L, D = x.shape
+    xh = x.astype(np.float64).T.reshape(H, D // H, L)
+    esd = spectral.energy_spectral_density(xh).sum(axis=1)  # (H, F)
+    time = np.sum(xh**2, axis=(1, 2))
+    return time, esd.sum(axis=-1), esd
+
+
+def _layer_energy(rec: LayerTrace, H: int) -> LayerEnergy:
+    L = rec.fft_input.shape[0]
+    in_t, in_f, esd_in = _head_energy(rec.fft_input, H)
+    out_t, out_f, esd_out = _head_energy(rec.fft_output, H)
+    mx_in_t, mx_in_f, mx_esd_in = (a.sum(axis=0) for a in _head_energy(rec.mixer_input, 1))
+    mx_out_t, mx_out_f, mx_esd_out = (a.sum(axis=0) for a in _head_energy(rec.mixer_output, 1))
+    return LayerEnergy(
+        freqs=spectral.rfft_freqs(L), input_time=in_t, input_freq=in_f, output_time=out_t, output_freq=out_f,
+        input_rel_error=_rel(in_t, in_f), output_rel_error=_rel(out_t, out_f), esd_input=esd_in,
+        esd_output=esd_out, gain=_gain(esd_out, esd_in), energy_gain=_gain(out_t, in_t),
+        mixer_input_time=float(mx_in_t), mixer_input_freq=float(mx_in_f), mixer_output_time=float(mx_out_t),
+        mixer_output_freq=float(mx_out_f),
+        mixer_rel_error=float(max(_rel(mx_in_t, mx_in_f), _rel(mx_out_t, mx_out_f))),
+        mixer_esd_input=mx_esd_in, mixer_esd_output=mx_esd_out, mixer_gain=_gain(mx_esd_out, mx_esd_in),
+    )

@@ -13,8 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from models.fftnet import resample_bins
+
+from . import spectral
 from .checkpoint import Checkpoint
+from .trace import LayerTrace, Trace, reuse_trace, static_internals
 
 
 @dataclass
@@ -23,7 +28,8 @@ class LayerFilters:
 
     kind:           "mhf" or "fftnet".
     freqs:          (F,) cycles/token, 0..0.5. mhf: the rfft grid of size 2C (F = C + 1);
-                    fftnet: the base filter's grid (F = C // 2 + 1, i.e. an rfft of size C).
+                    fftnet: the base filter's grid, F = C // 2 + 1 bins evenly over 0..0.5
+                    (the rfft grid of size n = 2 (F - 1)).
     spectrum:       (H, F) complex, the learned spectrum (mhf S_h; fftnet base filter W_base).
     gated_spectrum: (H, F) complex, after modReLU (mhf; equal to `spectrum` when off or fftnet).
     response:       (H, F) complex, frequency response of the effective filter as applied:
@@ -33,7 +39,7 @@ class LayerFilters:
     phase:          (H, F) unwrapped phase of `response`, radians.
     group_delay:    (H, F) tokens.
     kernel:         (H, K) time kernel: mhf the causal kernel, lags 0..C-1 (K = C);
-                    fftnet irfft(W_base, C), two-sided, irfft layout (K = C).
+                    fftnet irfft(W_base, n), two-sided, irfft layout (K = n).
     lags:           (K,) int, the lag of each kernel index (negative = reads the future).
     """
 
@@ -78,7 +84,8 @@ class DataKernels:
 class FFTNetFilters:
     """fftnet only: the base filter against the input-adapted filter for one text.
 
-    base_freqs:     (F0,) cycles/token of the base filter's own grid (F0 = C // 2 + 1).
+    base_freqs:     (F0,) cycles/token of the base filter's own grid (F0 = C // 2 + 1 bins evenly
+                    over 0..0.5, the grid the model resamples from).
     base:           (H, F0) complex W_base.
     freqs:          (F,) cycles/token of this text's rfft grid (F = L // 2 + 1).
     base_resampled: (H, F) complex, W_base resampled to this grid (as the model does).
@@ -102,16 +109,100 @@ class FFTNetFilters:
 def learned_filters(ck: Checkpoint) -> list[LayerFilters | None]:
     """Per block, the learned per-head filter (None for attention blocks and mhf without a
     spectral filter)."""
-    raise NotImplementedError
+    return [_layer_filters(rec) for rec in static_internals(ck)]
 
 
-def data_kernels(ck: Checkpoint, text: str) -> list[DataKernels | None]:
+def _layer_filters(rec: LayerTrace | None) -> LayerFilters | None:
+    if rec is None or rec.spectrum is None:
+        return None
+    spectrum = rec.spectrum.astype(np.complex128)
+    gated = rec.gated_spectrum.astype(np.complex128)
+    if rec.kind == "mhf":
+        two_c = rec.kernel_two_sided.shape[-1]
+        kernel = rec.kernel_two_sided[:, : two_c // 2].astype(np.float64)
+        lags = np.arange(two_c // 2)
+        n = two_c
+        response = np.fft.rfft(kernel, n=n)
+    else:
+        n = max(1, 2 * (spectrum.shape[-1] - 1))
+        kernel = np.fft.irfft(spectrum, n=n)
+        lags = spectral.two_sided_lags(n)
+        response = spectrum
+    return LayerFilters(
+        kind=rec.kind, freqs=np.fft.rfftfreq(n), spectrum=spectrum, gated_spectrum=gated, response=response,
+        magnitude_db=spectral.magnitude_db(response), phase=spectral.unwrapped_phase(response),
+        group_delay=exact_group_delay(kernel, lags, n), kernel=kernel, lags=lags,
+    )
+
+
+def exact_group_delay(kernel: np.ndarray, lags: np.ndarray, n: int) -> np.ndarray:
+    """Group delay (..., n//2 + 1) in tokens of a kernel (..., K) whose index i has lag lags[i]:
+    Re(DTFT(m h[m]) / DTFT(h)) on the rfft grid of size n (scipy.signal.group_delay's formula);
+    0 where |H| <= 1e-10 max |H| (the phase is undefined there)."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    num = np.fft.rfft(kernel * lags, n=n)
+    den = np.fft.rfft(kernel, n=n)
+    ok = np.abs(den) > 1e-10 * np.max(np.abs(den), axis=-1, keepdims=True)
+    return np.real(np.divide(num, den, out=np.zeros_like(den), where=ok))
+
+
+def data_kernels(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[DataKernels | None]:
     """Per block, the mhf gate kernel g and the combined kernel g * k for `text` (None for
-    fftnet and attention blocks). Raises TextError for bad text."""
-    raise NotImplementedError
+    fftnet and attention blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)`
+    result to reuse instead of running the model again."""
+    trace = reuse_trace(ck, text, trace)
+    return [_data_kernels(rec, ck.config.n_heads) if rec is not None and rec.kind == "mhf" else None
+            for rec in trace.layers]
 
 
-def fftnet_filters(ck: Checkpoint, text: str) -> list[FFTNetFilters | None]:
+def _per_head(x: np.ndarray, H: int) -> np.ndarray:
+    """(L, D) -> (H, dh, L): channel c belongs to head c // dh."""
+    L, D = x.shape
+    return np.ascontiguousarray(x.T.reshape(H, D // H, L))
+
+
+def _mean_db(response: np.ndarray) -> np.ndarray:
+    return spectral.magnitude_db(response).mean(axis=1)
+
+
+def _data_kernels(rec: LayerTrace, H: int) -> DataKernels:
+    g = _per_head(rec.gate_kernel, H)
+    h = _per_head(rec.combined_kernel, H)
+    n = 2 * g.shape[-1]
+    gate_response = np.fft.rfft(g.astype(np.float64), n=n)
+    combined_response = np.fft.rfft(h.astype(np.float64), n=n)
+    return DataKernels(
+        freqs=np.fft.rfftfreq(n), gate_kernel=g, gate_response=gate_response,
+        learned_kernel=rec.kernel, combined_kernel=h, combined_response=combined_response,
+        gate_db=_mean_db(gate_response), combined_db=_mean_db(combined_response),
+    )
+
+
+def fftnet_filters(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[FFTNetFilters | None]:
     """Per block, the fftnet base filter and the filter adapted to `text` (None for other
-    blocks). Raises TextError for bad text."""
-    raise NotImplementedError
+    blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)` result to reuse."""
+    trace = reuse_trace(ck, text, trace)
+    L = trace.ids.size
+    return [_fftnet_filters(rec, L, ck.config.n_heads) if rec is not None and rec.kind == "fftnet" else None
+            for rec in trace.layers]
+
+
+def resample_spectrum(z: np.ndarray, n_bins: int) -> np.ndarray:
+    """Complex (..., F0) resampled to n_bins over 0..0.5 exactly as FFTNet resamples its filter."""
+    parts = torch.from_numpy(np.stack([z.real, z.imag]).astype(np.float32))
+    out = resample_bins(parts, n_bins).double().numpy()
+    return out[0] + 1j * out[1]
+
+
+def _fftnet_filters(rec: LayerTrace, L: int, H: int) -> FFTNetFilters:
+    base = rec.spectrum.astype(np.complex128)
+    F = L // 2 + 1
+    base_resampled = resample_spectrum(base, F)
+    adapted = rec.adapted_filter.astype(np.complex128)
+    open_ = rec.data_gate_open.reshape(F, H, -1).mean(axis=-1).T  # (H, F)
+    return FFTNetFilters(
+        base_freqs=np.linspace(0.0, 0.5, base.shape[-1]),
+        base=base, freqs=np.fft.rfftfreq(L), base_resampled=base_resampled, adapted=adapted,
+        modulation=adapted - base_resampled, base_db=spectral.magnitude_db(base_resampled),
+        adapted_db=spectral.magnitude_db(adapted), data_open=open_,
+    )

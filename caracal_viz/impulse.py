@@ -10,8 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from models.fourier import causal_fft_size
+
+from . import spectral
 from .checkpoint import Checkpoint
+from .filters import resample_spectrum
+from .trace import LayerTrace, layer_numpy, static_internals
+
+MAX_ALIASING_LENGTH = 1024
+"""aliasing() returns (H, L, L) matrices; longer lengths would need gigabytes."""
 
 
 @dataclass
@@ -20,9 +29,11 @@ class KernelImpulse:
 
     kind:            "mhf" or "fftnet".
     lags:            (2L - 1,) int, -(L-1) .. L-1 in increasing order.
-    two_sided:       (H, 2L - 1) the kernel before the causal mask, by `lags` (mhf: irfft(S'_h, 2C),
-                     zero past lag C - 1 or before -C; fftnet: irfft of the base filter resampled
-                     to L, the circular kernel it applies, laid out over lags -(L//2)..(L-1)//2).
+    two_sided:       (H, 2L - 1) the kernel before the causal mask, by `lags`. mhf: irfft(S'_h, 2C)
+                     over lags -C..C-1 (the irfft layout's index C counts as lag -C, as the
+                     "two_sided" mode applies it), zero outside; fftnet: irfft(W_base resampled to
+                     this length, L), the circular kernel it applies, at the lags
+                     `spectral.two_sided_lags(L)` gives its indices, zero outside.
     causal:          (H, L) the kernel after the mask, lags 0..L-1 (what a "pad" mixer applies).
     masked_energy:   (H,) sum of two_sided^2 over negative lags: the energy the mask removes.
     masked_fraction: (H,) masked_energy / total energy of two_sided (0 for an all-zero kernel).
@@ -91,17 +102,101 @@ class Aliasing:
 def kernel_impulses(ck: Checkpoint, length: int) -> list[KernelImpulse | None]:
     """Per block, the learned kernel before/after the causal mask for `length` tokens (None for
     attention blocks and mhf without a spectral filter)."""
-    raise NotImplementedError
+    L = _check_int("length", length, 1)
+    return [_kernel_impulse(rec, L) for rec in static_internals(ck)]
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low \
+            or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def _kernel_impulse(rec: LayerTrace | None, L: int) -> KernelImpulse | None:
+    if rec is None or rec.spectrum is None:
+        return None
+    lags = np.arange(-(L - 1), L)
+    if rec.kind == "mhf":
+        k2 = rec.kernel_two_sided.astype(np.float64)
+        C = k2.shape[-1] // 2
+        src = np.where(lags >= 0, lags, 2 * C + lags)  # irfft layout index of each lag
+        valid = (lags < C) & (lags >= -C)
+    else:
+        circ = np.fft.irfft(resample_spectrum(rec.spectrum.astype(np.complex128), L // 2 + 1), n=L)
+        k2 = circ
+        circ_lags = spectral.two_sided_lags(L)
+        src = np.zeros(lags.size, dtype=int)
+        valid = np.zeros(lags.size, dtype=bool)
+        src[circ_lags + L - 1] = np.arange(L)
+        valid[circ_lags + L - 1] = True
+    two_sided = np.where(valid, k2[:, np.clip(src, 0, k2.shape[-1] - 1)], 0.0)
+    causal = two_sided[:, L - 1:].copy()
+    masked = np.sum(two_sided[:, lags < 0] ** 2, axis=-1)
+    total = np.sum(two_sided**2, axis=-1)
+    return KernelImpulse(kind=rec.kind, lags=lags, two_sided=two_sided, causal=causal, masked_energy=masked,
+                         masked_fraction=np.divide(masked, total, out=np.zeros_like(total), where=total > 0))
 
 
 def mixer_impulse(ck: Checkpoint, layer: int, t0: int, length: int, *, amplitude: float | None = None,
                   seed: int = 0) -> MixerImpulse:
     """Run block `layer`'s mixer on an impulse at t0 (0 <= t0 < length); see MixerImpulse.
     Raises ValueError for a layer, t0 or length out of range."""
-    raise NotImplementedError
+    layer = _check_int("layer", layer, 0, len(ck.model.blocks) - 1)
+    L = _check_int("length", length, 1)
+    t0 = _check_int("t0", t0, 0, L - 1)
+    D = ck.config.d_model
+    amp = float(np.sqrt(D)) if amplitude is None else float(amplitude)
+    if not np.isfinite(amp) or amp <= 0:
+        raise ValueError(f"amplitude must be a positive number, got {amplitude!r}")
+    u = np.random.default_rng(seed).standard_normal(D)
+    x = torch.zeros(2, L, D, device=ck.device)
+    x[1, t0] = torch.as_tensor(u / np.linalg.norm(u) * amp, dtype=x.dtype, device=ck.device)
+    record: list = []
+    with torch.no_grad():
+        y = ck.model.blocks[layer].mixer(x, record).float()
+    response = (y[1] - y[0]).cpu().numpy()
+    head_response = None
+    if record and record[0] is not None:
+        rec = layer_numpy(record[0], 1)
+        diff = rec.fft_output - layer_numpy(record[0], 0).fft_output  # (L, D)
+        H = ck.config.n_heads
+        head_response = np.sqrt((diff.reshape(L, H, -1).astype(np.float64) ** 2).sum(axis=-1)).T
+    return MixerImpulse(layer=layer, t0=t0, length=L, response=response,
+                        norm=np.linalg.norm(response.astype(np.float64), axis=-1), head_response=head_response,
+                        leak=float(np.abs(response[:t0]).max()) if t0 else 0.0, peak=float(np.abs(response).max()),
+                        amplitude=amp)
 
 
 def aliasing(ck: Checkpoint, layer: int, length: int, n_fft: int) -> Aliasing:
     """The aliasing of block `layer`'s learned kernel at FFT size n_fft (>= length) for `length`
     tokens. Raises ValueError for a block without a learned mhf kernel or sizes out of range."""
-    raise NotImplementedError
+    layer = _check_int("layer", layer, 0, len(ck.model.blocks) - 1)
+    L = _check_int("length", length, 1, MAX_ALIASING_LENGTH)
+    n_fft = _check_int("n_fft", n_fft, L, 1 << 20)
+    rec = static_internals(ck)[layer]
+    if rec is None or rec.kind != "mhf" or rec.kernel_two_sided is None:
+        raise ValueError(f"block {layer} has no learned mhf kernel: choose an mhf block with a spectral filter")
+    k2 = rec.kernel_two_sided.astype(np.float64)
+    K = min(k2.shape[-1] // 2, L)
+    k = k2[:, :K]  # (H, K): the causal kernel's lags that can reach L outputs
+    t = np.arange(L)
+    exact = np.zeros((k.shape[0], L))
+    exact[:, :K] = k
+    diff = t[:, None] - t[None, :]
+    T = np.where(diff >= 0, exact[:, np.clip(diff, 0, L - 1)], 0.0)  # (H, L, L)
+    wrapped = np.zeros((k.shape[0], n_fft))
+    np.add.at(wrapped, (slice(None), np.arange(K) % n_fft), k)
+    M = wrapped[:, diff % n_fft]
+    alias = M - T
+    exact_energy = np.sum(T**2, axis=(-2, -1))
+    total = np.sum(M**2, axis=(-2, -1))
+    future = np.sum(np.triu(M, 1) ** 2, axis=(-2, -1))
+    cfg = ck.config
+    model_n = L if cfg.causal_mode == "circular" else causal_fft_size(L, 3 if cfg.spectral_filter else 2)
+    return Aliasing(layer=layer, length=L, n_fft=n_fft, safe_n_fft=spectral.min_causal_fft_size(L, K),
+                    model_n_fft=model_n, matrix=M, alias=alias,
+                    alias_fraction=np.divide(np.sum(alias**2, axis=(-2, -1)), exact_energy,
+                                             out=np.zeros_like(exact_energy), where=exact_energy > 0),
+                    future_fraction=np.divide(future, total, out=np.zeros_like(total), where=total > 0))
