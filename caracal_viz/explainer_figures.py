@@ -23,9 +23,11 @@ def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None
     t = dict(text=title, x=0.0, xanchor="left")
     if subtitle:
         t["subtitle"] = dict(text=subtitle)
-    fig.update_layout(title=t, height=height, template="plotly_white",
-                      margin=dict(l=60, r=20, t=80 if subtitle else 60, b=40),
-                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0))
+    top, bottom = (80 if subtitle else 60), 40
+    # the legend sits a fixed ~65 px under the plot area, below the x-axis title
+    fig.update_layout(title=t, height=height, template="plotly_white", margin=dict(l=60, r=20, t=top, b=bottom),
+                      legend=dict(orientation="h", yanchor="top", y=-65 / max(height - top - bottom, 100),
+                                  xanchor="left", x=0.0))
     return fig
 
 
