@@ -230,7 +230,7 @@ def _parse_safetensors(data: bytes, name: str) -> tuple[dict, dict[str, tuple], 
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{name!r}: entry {key[:60]!r} in the header is malformed")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise CheckpointError(f"{name!r}: tensor {key[:60]!r} is {str(dtype)[:20]}; caracal-viz checkpoints "
                                   "store float32 (F32)")
         # type() is int, not isinstance: JSON true/false arrive as bool, a subclass of int
@@ -401,6 +401,9 @@ def _scan_pickle(pkl: bytes, records: dict[str, int], name: str) -> None:
             elif kind in ("GET", "BINGET", "LONG_BINGET"):
                 stack.append(memo[arg])
             elif kind == "GLOBAL":
+                if arg.startswith("torch ") and arg.endswith("Storage") and arg not in _PICKLE_GLOBALS:
+                    raise CheckpointError(f"{name!r} holds tensors stored as {arg.replace(' ', '.')[:40]}; "
+                                          "caracal-viz checkpoints store float32 (convert with .float())")
                 if arg not in _PICKLE_GLOBALS:
                     raise CheckpointError(f"{name!r} contains Python objects that need code to load "
                                           f"({arg.replace(' ', '.')[:80]}), and caracal-viz never runs code "

@@ -1,0 +1,173 @@
+"""Builders of hostile and damaged checkpoints, and a peak-memory probe, for the security,
+fuzz, text, load and state tests. Every file is made by real tools (torch.save, safetensors,
+pickle, zipfile); nothing here patches the code under test."""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import pickle
+import re
+import shlex
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from caracal_viz.checkpoint import save_checkpoint, weights_of
+from models import ByteLM, ModelConfig
+
+SMALL = ModelConfig(d_model=32, n_layers=2, n_heads=4, context=64)
+
+
+def small_model(seed: int = 0, config: ModelConfig = SMALL) -> ByteLM:
+    """A small real model with seeded weights (the global RNG is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return ByteLM(config).eval()
+
+
+def checkpoint_bytes(model: ByteLM, suffix: str, tmp_path: Path, training: dict | None = None) -> bytes:
+    """The bytes of `model` saved by caracal_viz.save_checkpoint as .safetensors or .pt."""
+    path = save_checkpoint(tmp_path / f"model{suffix}", model, training or {"steps": 1})
+    return path.read_bytes()
+
+
+def pt_fields(model: ByteLM, training: dict | None = None) -> dict:
+    """The dict that save_checkpoint writes into a .pt file, to be edited and torch.save'd."""
+    return {"format": "caracal-viz", "format_version": "1", "config": json.dumps(model.config.to_dict()),
+            "tokenizer": json.dumps({"type": "bytes", "vocab_size": 256, "encoding": "utf-8"}),
+            "training": json.dumps(training or {"steps": 1}), "state_dict": weights_of(model)}
+
+
+def torch_save_bytes(obj, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, **kwargs)
+    return buf.getvalue()
+
+
+# ---- code that runs if a file is unpickled -----------------------------------------------------
+class RunsShell:
+    """Unpickling this calls os.system, which creates `marker`: the classic hostile pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+# ---- safetensors surgery -----------------------------------------------------------------------
+def split_safetensors(data: bytes) -> tuple[dict, bytes]:
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def join_safetensors(header: dict | bytes, body: bytes) -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+# ---- .pt archives written by hand (to lie about storages, shapes or compression) --------------
+class Storage:
+    """Pickled as torch.save's persistent id ('storage', torch.FloatStorage, key, 'cpu', numel)."""
+
+    def __init__(self, key: str, numel: int):
+        self.key, self.numel = key, numel
+
+
+class RebuildTensor:
+    """Pickled as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, {})."""
+
+    def __init__(self, storage: Storage, offset: int, size, stride):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _TorchLikePickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", torch.FloatStorage, obj.key, "cpu", obj.numel)
+        return None
+
+
+def write_pt_archive(obj, records: dict[str, bytes], compress: int = zipfile.ZIP_STORED,
+                     pickle_bytes: bytes | None = None) -> bytes:
+    """A .pt zip laid out as torch.save lays it out, with `obj` pickled (protocol 2, storages as
+    persistent ids) or the given pickle_bytes, and raw records data/<key>."""
+    if pickle_bytes is None:
+        buf = io.BytesIO()
+        _TorchLikePickler(buf, protocol=2).dump(obj)
+        pickle_bytes = buf.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compress) as z:
+        z.writestr("archive/data.pkl", pickle_bytes)
+        z.writestr("archive/byteorder", "little")
+        for key, raw in records.items():
+            z.writestr(f"archive/data/{key}", raw)
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+def pt_archive_of(model: ByteLM, training: dict | None = None, **overrides) -> tuple[dict, dict]:
+    """(object, records) for write_pt_archive holding `model` as save_checkpoint would, with
+    top-level fields replaced by `overrides`."""
+    obj = pt_fields(model, training)
+    state, records = {}, {}
+    for i, (k, t) in enumerate(obj["state_dict"].items()):
+        records[str(i)] = t.numpy().tobytes()
+        state[k] = RebuildTensor(Storage(str(i), t.numel()), 0, t.shape, t.stride())
+    obj["state_dict"] = state
+    obj.update(overrides)
+    return obj, records
+
+
+def nested_tuple_key_pickle(depth: int) -> bytes:
+    """A protocol-2 pickle of {("x",)*10 nested `depth` times: "x"}: 10**depth objects once shared
+    references are expanded, and as many steps to hash the key. Written opcode by opcode, since
+    building the dict in Python would itself take that long."""
+    out = [b"\x80\x02}", b"X\x01\x00\x00\x00x\x85q\x000"]  # PROTO 2, {}; ("x",) -> memo 0, POP
+    for level in range(depth):  # MARK, 10 x BINGET level, TUPLE -> memo level + 1, POP
+        out += [b"("] + [b"h" + bytes([level])] * 10 + [b"tq" + bytes([level + 1]) + b"0"]
+    out += [b"h" + bytes([depth]), b"X\x01\x00\x00\x00x", b"s."]  # key, value, SETITEM, STOP
+    return b"".join(out)
+
+
+# ---- memory ------------------------------------------------------------------------------------
+def _status_kb(key: str) -> int:
+    return int(re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+def peak_rss_growth(fn) -> tuple[object, int]:
+    """Run fn() and return (its result or the exception it raised, the growth of this process's
+    peak resident memory during the call, in bytes). Linux: the peak (VmHWM) is reset first by
+    writing 5 to /proc/self/clear_refs, so each call is measured on its own."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    try:
+        result = fn()
+    except Exception as e:  # the caller asserts on what was raised
+        result = e
+    return result, (_status_kb("VmHWM") - before) * 1024
+
+
+# ---- AppTest -----------------------------------------------------------------------------------
+@pytest.fixture
+def server_like_navigation(monkeypatch):
+    """Make AppTest run app.py on every run, as the live server does once app.py has called
+    st.navigation (AppTest would otherwise run a page file alone because pages/ exists)."""
+    import streamlit.testing.v1.app_test as app_test_module
+    from streamlit.runtime.pages_manager import PagesManager
+
+    class ServerPagesManager(PagesManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(app_test_module, "PagesManager", ServerPagesManager)
