@@ -17,11 +17,23 @@ def max_text_bytes() -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_TEXT_BYTES
 
 
-def decode_text_file(data: bytes, name: str = "the file") -> str:
+def decode_text_file(data: bytes, name: str = "the file", max_bytes: int | None = None) -> str:
     """Decode an uploaded text file as UTF-8 (a leading BOM is dropped). Invalid bytes are an
-    error, not silently replaced: the model would see different bytes than the user has."""
+    error, not silently replaced: the model would see different bytes than the user has.
+
+    A file that is empty, or longer than max_bytes (default `max_text_bytes()`) plus a BOM, is
+    refused before it is decoded. Raises TextError with a one-line message."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise TextError(f"{name} was not read as bytes: upload the file itself")
+    limit = max_bytes or max_text_bytes()
+    body = len(data) - (3 if data[:3] == b"\xef\xbb\xbf" else 0)
+    if body == 0:
+        raise TextError(f"{name} is empty: upload a file with some text in it")
+    if body > limit:
+        raise TextError(f"{name} is {body} bytes, over the limit of {limit} bytes: upload a shorter file "
+                        "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
     try:
-        return data.decode("utf-8-sig")
+        return bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TextError(f"{name} is not valid UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start}): "
                         "save it as UTF-8 and upload it again") from None
@@ -32,18 +44,21 @@ def encode_text(text: str, max_bytes: int | None = None) -> list[int]:
 
     Raises TextError for empty text or text longer than max_bytes (default `max_text_bytes()`).
     Whitespace, control characters, right-to-left, combining characters and emoji are all valid
-    bytes for a byte-level model and are analysed as they are.
+    bytes for a byte-level model and are analysed as they are (one token per UTF-8 byte).
     """
     if not isinstance(text, str):
         raise TextError(f"expected text, got {type(text).__name__}")
     if text == "":
         raise TextError("the text is empty: type or paste some text to analyse")
+    limit = max_bytes or max_text_bytes()
+    if len(text) > limit:  # every character is at least one byte: refuse before encoding it all
+        raise TextError(f"the text is {len(text)} characters, over the limit of {limit} bytes: shorten it "
+                        "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
     try:
         ids = list(text.encode("utf-8"))
     except UnicodeEncodeError:
         raise TextError("the text contains unpaired surrogate characters that UTF-8 cannot encode: "
                         "remove them and try again") from None
-    limit = max_bytes or max_text_bytes()
     if len(ids) > limit:
         raise TextError(f"the text is {len(ids)} bytes, over the limit of {limit} bytes: shorten it "
                         "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
