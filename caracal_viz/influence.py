@@ -1,21 +1,25 @@
 """Token influence: which earlier bytes a prediction depends on, and how each mixer moves
 information between positions.
 
-Two views, both exact for the checkpoint as it runs (float32, eval mode):
+Two views, both of the checkpoint as it runs (eval mode, the model's own dtypes):
 
 - `token_influence(ck, text)`: the whole model's gradient map,
       M[i, j] = || d log p(x_{i+1} | x_<=i) / d e_j ||_2
   with e_j the input embedding of byte j (or, with `layer=k`, the residual stream entering
-  block k at position j). Computed with vectorised autograd (torch.func.vmap over one VJP per
-  row, in memory-bounded chunks), never one Python backward pass per row.
+  block k at position j). Computed with batched vector-Jacobian products
+  (`torch.autograd.grad(..., is_grads_batched=True)`, which vmaps the backward pass over a
+  chunk of rows), never one Python-level backward pass per row; chunks are sized to memory.
 - `mixing_matrices(ck, text)`: per layer and head, the token-to-token matrix of the mixer's
   sequence-mixing stage (see its docstring for the exact definition per mixer kind).
 
-Causality: in a causal model every entry above the diagonal is zero in exact arithmetic. The
-whole-model gradients pass through float32 FFTs, whose rounding puts tiny non-zero values
-above the diagonal; nothing is masked: the measured upper-triangle maximum is returned next to
-the map (`InfluenceMap.upper_max`, `.upper_rel`) so that a leak (large) and rounding (tiny) can
-be told apart.
+What is guaranteed above the diagonal. In exact arithmetic a causal model's map is zero there.
+The gradients pass through FFTs, and an FFT spreads rounding error over every position, the
+future included, so the computed entries above the diagonal are tiny but not exactly zero
+(about 1e-12 of the map's scale with the MHF's float64 FFT product; a float32 FFT would give
+about 1e-7). Nothing is masked: the measured upper-triangle maximum travels with the map
+(`InfluenceMap.upper_max`, `.upper_rel`) so that rounding (tiny) and a leak (large) can be told
+apart. The mhf mixing matrices are built from the recorded kernels in float64 numpy, where a
+causal kernel has no negative lags at all, so their upper triangle is exactly 0 in mode "pad".
 """
 
 from __future__ import annotations
@@ -23,8 +27,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.signal
+import torch
+
+from models.fftnet import resample_bins
+from models.fourier import modrelu
 
 from .checkpoint import Checkpoint
+from .text import TextError, encode_text
+
+# Autograd memory per token, per block and per unit of width, in 4-byte words: one forward graph,
+# and one more row of a batched backward pass. Peak RSS measured at L = 1024 on 2026-11-24:
+# caracal-shakespeare 51 and 9 words, fftnet-shakespeare 22 and 5; doubled and more for the
+# transient buffers that a peak-RSS reading can miss.
+_GRAPH_WORDS = 96
+_ROW_WORDS = 48
+_MAX_CHUNK = 16  # larger batches gain nothing on CPU and cost memory
+_LIMIT_CAP = 1 << 16
 
 
 @dataclass
@@ -39,7 +58,7 @@ class InfluenceMap:
     layer:     None (gradients w.r.t. the input embeddings) or k (w.r.t. the residual stream
                entering block k; k = 0 is the same as None).
     upper_max: max of values[i, j] over j > i (rows with a target): 0 in exact arithmetic for a
-               causal model, float32 FFT rounding in practice, large for a leaky one.
+               causal model, FFT rounding in practice, large for a leaky one.
     scale:     max of values over j <= i (the map's own scale, for a relative reading).
     causal:    whether the checkpoint's config claims causality (`ck.config.is_causal`).
 
@@ -56,18 +75,88 @@ class InfluenceMap:
 
     @property
     def upper_rel(self) -> float:
-        """upper_max / scale: ~1e-7 is float32 rounding; 1e-3 and above is a real leak."""
+        """upper_max / scale: 1e-7 and below is rounding; 1e-3 and above is a real leak."""
         return self.upper_max / self.scale if self.scale > 0 else 0.0
 
     def __array__(self, dtype=None, copy=None):
         return self.values if dtype is None else self.values.astype(dtype)
 
 
+# ---- memory budget ---------------------------------------------------------------------------
+def _free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30  # no /proc: assume a modest machine
+
+
+def _budget(ck: Checkpoint) -> int:
+    """Half the device's free memory: room for the rest of the app and for estimate error."""
+    return _free_bytes(ck.device) // 2
+
+
+def _graph_bytes(ck: Checkpoint, L: int) -> int:
+    cfg = ck.config
+    return 4 * _GRAPH_WORDS * L * cfg.n_layers * cfg.d_model
+
+
+def _row_bytes(ck: Checkpoint, L: int) -> int:
+    cfg = ck.config
+    return 4 * _ROW_WORDS * L * cfg.n_layers * cfg.d_model
+
+
+def _mixing_bytes(ck: Checkpoint, L: int) -> int:
+    """The (H, L, L) float32 result per mixer block plus one float64 head being built."""
+    cfg = ck.config
+    n_mixers = sum(cfg.layer_kind(i) != "swa" for i in range(cfg.n_layers))
+    return 4 * n_mixers * cfg.n_heads * L * L + 8 * 2 * L * L
+
+
+def _needed_bytes(ck: Checkpoint, L: int) -> int:
+    influence = _graph_bytes(ck, L) + _row_bytes(ck, L) + 8 * L * L
+    return max(influence, _mixing_bytes(ck, L))
+
+
 def influence_limit(ck: Checkpoint) -> int:
     """The longest text (bytes) that `token_influence` and `mixing_matrices` will compute on
-    `ck.device`: a memory bound (about half the free memory of the device), rounded down to a
-    multiple of 64. Longer texts raise `TextError` naming this limit."""
-    raise NotImplementedError
+    `ck.device`: a memory bound (half the device's free memory now, against an estimate of the
+    autograd graph, one batched backward row and the (H, L, L) mixing matrices of every layer),
+    rounded down to a multiple of 64. Longer texts raise `TextError` naming this limit.
+    Time grows as L^2 (L backward passes of length L): see the report for measured seconds."""
+    budget = _budget(ck)
+    lo, hi = 0, _LIMIT_CAP
+    while lo < hi:  # largest L with _needed_bytes(L) <= budget; the estimate grows with L
+        mid = (lo + hi + 1) // 2
+        if _needed_bytes(ck, mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(64, lo // 64 * 64)
+
+
+def _check_text(ck: Checkpoint, text: str) -> list[int]:
+    ids = encode_text(text)
+    limit = influence_limit(ck)
+    if len(ids) > limit:
+        raise TextError(f"the text is {len(ids)} bytes, over the token-influence limit of {limit} bytes for "
+                        f"this model on {ck.device.type} (a memory bound): shorten the text")
+    return ids
+
+
+# ---- whole-model influence -------------------------------------------------------------------
+def _check_layer(ck: Checkpoint, layer) -> int:
+    n = ck.config.n_layers
+    if layer is None:
+        return 0
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < n:
+        raise ValueError(f"layer must be None or a block index 0..{n - 1}, got {layer!r}")
+    return int(layer)
 
 
 def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
@@ -80,9 +169,51 @@ def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
     chunk_size: rows per vectorised backward pass; default sized to fit the memory budget.
     Raises TextError for empty text or text over `influence_limit(ck)`; ValueError for a bad layer.
     """
-    raise NotImplementedError
+    ids = _check_text(ck, text)
+    start = _check_layer(ck, layer)
+    model, L = ck.model, len(ids)
+    values = np.full((L, L), np.nan)
+    if L > 1:
+        if chunk_size is None:
+            spare = _budget(ck) - _graph_bytes(ck, L) - 8 * L * L
+            chunk_size = max(1, min(_MAX_CHUNK, spare // _row_bytes(ck, L)))
+        elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        values[:-1] = _gradient_norms(model, torch.tensor(ids, device=ck.device), start, int(chunk_size))
+    lower = np.tril(values[:-1], 0) if L > 1 else np.zeros((0, 0))
+    upper = np.triu(values[:-1], 1) if L > 1 else np.zeros((0, 0))
+    return InfluenceMap(
+        values=values, ids=np.asarray(ids, dtype=np.int64), labels=[ck.tokenizer.label(i) for i in ids],
+        layer=None if layer is None else start, upper_max=float(upper.max(initial=0.0)),
+        scale=float(lower.max(initial=0.0)), causal=ck.config.is_causal,
+    )
 
 
+def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int) -> np.ndarray:
+    """(L-1, L) || d log p(ids[i+1] | ids[:i+1]) / d x^(start)_j ||_2 by batched VJPs."""
+    L = ids.shape[0]
+    with torch.no_grad():
+        x = model.tok_emb(ids)[None]
+        for block in model.blocks[:start]:
+            x = block(x)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        h = x
+        for block in model.blocks[start:]:
+            h = block(h)
+        logp = torch.log_softmax(model.head(model.ln_f(h))[0].double(), dim=-1)  # (L, 256)
+        scored = logp[torch.arange(L - 1, device=ids.device), ids[1:]]  # (L-1,)
+        out = np.empty((L - 1, L))
+        for s in range(0, L - 1, chunk):
+            rows = torch.arange(s, min(s + chunk, L - 1), device=ids.device)
+            cot = torch.zeros(len(rows), L - 1, device=ids.device, dtype=scored.dtype)
+            cot[torch.arange(len(rows)), rows] = 1.0  # one one-hot cotangent per row
+            (grad,) = torch.autograd.grad(scored, x, cot, retain_graph=True, is_grads_batched=True)
+            out[s:s + len(rows)] = grad[:, 0].double().norm(dim=-1).cpu().numpy()  # (rows, L)
+    return out
+
+
+# ---- per-layer mixing matrices ---------------------------------------------------------------
 def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
     """Per block, the (H, L, L) float32 token-to-token mixing matrices of its mixer on `text`
     (None for attention blocks). Entry [h, t, j] says how strongly position j feeds output t.
@@ -97,13 +228,100 @@ def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
       in causal_mode "pad".
     - fftnet: y = irfft(modReLU(rfft(v) * W; b)) with the input-adapted filter W fixed (its
       dependence on the whole-sequence mean is not part of this matrix; the whole-model
-      `token_influence` includes it). The Jacobian at this input, by vectorised autograd.
-    Heads: entry [h, t, j] is the RMS over the head's dh channels of the channel matrices.
+      `token_influence` includes it). The Jacobian at this input, by vectorised autograd
+      (vmap over jacrev, channels in memory-bounded chunks), in float64.
+    Heads: entry [h, t, j] is the RMS over the head's dh channels of the channel matrices,
+    sqrt(mean_c J_c[t, j]^2): a magnitude (the signs of different channels would cancel in a mean).
     Raises TextError for empty text or text over `influence_limit(ck)`.
     """
-    raise NotImplementedError
+    ids = _check_text(ck, text)
+    with torch.no_grad():
+        _, internals = ck.model(torch.tensor([ids], device=ck.device), return_internals=True)
+    out: list[np.ndarray | None] = []
+    for i, rec in enumerate(internals):
+        if rec is None:
+            out.append(None)
+        elif rec.kind == "mhf":
+            out.append(_toeplitz_heads(_mhf_lag_kernels(ck, rec), ck.config.n_heads))
+        else:
+            out.append(_fftnet_jacobian_heads(ck, rec, ck.model.blocks[i].mixer))
+    return out
+
+
+def _mhf_lag_kernels(ck: Checkpoint, rec) -> np.ndarray:
+    """(D, 2L-1) float64 w_c[d], the weight of v_j in y_t[c] at lag d = t - j (index d + L - 1)."""
+    cfg = ck.config
+    g = rec.gate_kernel[0].double().cpu().numpy().T  # (D, L)
+    D, L = g.shape
+    dh = cfg.head_dim
+    w = np.zeros((D, 2 * L - 1))
+    if cfg.spectral_filter:
+        causal_k = np.repeat(rec.kernel.double().cpu().numpy(), dh, axis=0)  # (D, L), lags 0..L-1
+    else:
+        causal_k = np.zeros((D, L))
+        causal_k[:, 0] = 1.0  # no learned filter: g alone is the kernel
+    if cfg.causal_mode == "circular":
+        # N = L: lag d and lag d - L land on the same FFT bin, so the kernel is periodic in L
+        c = np.fft.irfft(np.fft.rfft(g, n=L) * np.fft.rfft(causal_k, n=L), n=L)  # (D, L)
+        d = np.arange(-(L - 1), L)
+        return c[:, d % L]
+    if cfg.causal_mode == "two_sided" and cfg.spectral_filter:
+        # N >= 3L - 2 leaves no wrap-around, but k keeps its negative lags (up to C of them)
+        two = rec.kernel_two_sided.double().cpu().numpy()  # (H, 2C), irfft layout
+        C = two.shape[-1] // 2
+        full = np.zeros((D, 2 * L - 1))  # k over lags -(L-1)..L-1
+        full[:, L - 1:] = causal_k
+        neg = min(L - 1, C)
+        if neg > 0:
+            full[:, L - 1 - neg:L - 1] = np.repeat(two[:, 2 * C - neg:], dh, axis=0)
+        conv = scipy.signal.fftconvolve(g, full, axes=-1)  # lags -(L-1)..2L-2
+        return conv[:, : 2 * L - 1]
+    # "pad": the exact causal convolution; nothing reaches a negative lag
+    w[:, L - 1:] = scipy.signal.fftconvolve(g, causal_k, axes=-1)[:, :L]
+    return w
+
+
+def _toeplitz_heads(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """(D, 2L-1) lag kernels -> (H, L, L) float32 with [h, t, j] = RMS_c w_c[t - j]."""
+    D, n_lags = w.shape
+    L = (n_lags + 1) // 2
+    rms = np.sqrt(np.mean(w.reshape(n_heads, D // n_heads, n_lags) ** 2, axis=1))  # (H, 2L-1)
+    lag_index = np.arange(L)[:, None] - np.arange(L)[None, :] + (L - 1)  # (L, L): t - j + L - 1
+    return rms[:, lag_index].astype(np.float32)
+
+
+def _fftnet_jacobian_heads(ck: Checkpoint, rec, mixer) -> np.ndarray:
+    v = rec.fft_input[0].to(torch.float64)  # (L, D)
+    L, D = v.shape
+    H, dh = ck.config.n_heads, ck.config.head_dim
+    W = torch.view_as_real(rec.adapted_filter[0].to(torch.complex128))  # (H, F, 2): jacrev takes real inputs
+    with torch.no_grad():
+        bias = resample_bins(mixer.gate_bias.detach().to(torch.float64), W.shape[1])  # (H, F)
+
+    def channel(v_c, w_c, b_c):  # (L,), (F, 2), (F,) -> (L,)
+        return torch.fft.irfft(modrelu(torch.fft.rfft(v_c, n=L) * torch.view_as_complex(w_c), b_c), n=L)
+
+    jac = torch.func.vmap(torch.func.jacrev(channel, argnums=0))
+    per_chunk = max(1, min(dh, (_budget(ck) // 8) // max(1, 24 * L * L)))
+    out = np.empty((H, L, L), dtype=np.float32)
+    for h in range(H):
+        sq = torch.zeros(L, L, dtype=torch.float64, device=v.device)
+        for s in range(0, dh, per_chunk):
+            cols = range(h * dh + s, h * dh + min(dh, s + per_chunk))
+            vc = v[:, list(cols)].T  # (n, L)
+            n = vc.shape[0]
+            J = jac(vc, W[h].expand(n, -1, -1), bias[h].expand(n, -1))  # (n, L, L)
+            sq += (J**2).sum(0)
+        out[h] = torch.sqrt(sq / dh).cpu().numpy()
+    return out
 
 
 def upper_triangle_max(m: np.ndarray) -> float:
     """Max |m[..., t, j]| over j > t (the entries a causal map must not have); NaN ignored."""
-    raise NotImplementedError
+    m = np.asarray(m, dtype=np.float64)
+    L = m.shape[-1]
+    if L < 2:
+        return 0.0
+    t, j = np.triu_indices(L, 1, m=L)
+    upper = np.abs(m[..., t, j])
+    return float(np.nanmax(upper, initial=0.0))

@@ -7,12 +7,18 @@ losses are in bits (log base 2).
 
 from __future__ import annotations
 
+import codecs
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .checkpoint import Checkpoint
+from .text import encode_text
+
+MAX_NEW_TOKENS = 4096
 
 
 @dataclass
@@ -48,7 +54,41 @@ def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
 
     k: 1..256. Raises TextError for empty or over-long text, ValueError for a bad k.
     """
-    raise NotImplementedError
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 256:
+        raise ValueError(f"k must be an integer from 1 to 256, got {k!r}")
+    ids = encode_text(text)
+    L = len(ids)
+    with torch.no_grad():
+        logits = ck.model(torch.tensor([ids], device=ck.device))[0].double()  # (L, 256)
+        logp = torch.log_softmax(logits, dim=-1)
+        top = torch.topk(logp, int(k), dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1) / math.log(2)
+        target = torch.full((L,), float("nan"), dtype=torch.float64, device=logp.device)
+        if L > 1:
+            target[:-1] = logp[torch.arange(L - 1), torch.tensor(ids[1:], device=logp.device)]
+    topk_ids = top.indices.cpu().numpy().astype(np.int64)
+    loss_bits = -target.cpu().numpy() / math.log(2)
+    label = ck.tokenizer.label
+    return NextTokenView(
+        ids=np.asarray(ids, dtype=np.int64), labels=[label(i) for i in ids], topk_ids=topk_ids,
+        topk_probs=top.values.exp().cpu().numpy(), topk_labels=[[label(int(i)) for i in row] for row in topk_ids],
+        target_prob=target.exp().cpu().numpy(), loss_bits=loss_bits, entropy_bits=entropy.cpu().numpy(),
+        mean_bits=float(np.mean(loss_bits[:-1])) if L > 1 else float("nan"), causal=ck.config.is_causal,
+    )
+
+
+def _check_generation(max_new_tokens, temperature, top_k, seed) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+            or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens must be an integer from 0 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or not 1 <= top_k <= 256):
+        raise ValueError(f"top_k must be None or an integer from 1 to 256, got {top_k!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def stream_generation(ck: Checkpoint, prompt: str, max_new_tokens: int, temperature: float = 1.0,
@@ -58,11 +98,30 @@ def stream_generation(ck: Checkpoint, prompt: str, max_new_tokens: int, temperat
     Uses `ck.model.generate_stream` (incremental decoding for causal models; non-causal models
     re-run the whole sequence per byte). Bytes are decoded with an incremental UTF-8 decoder,
     so a multi-byte character is yielded once, whole, when its last byte arrives; bytes that can
-    never form valid UTF-8 become U+FFFD. Only non-empty pieces are yielded.
+    never form valid UTF-8 become U+FFFD (a character cut off by the byte limit too). Only
+    non-empty pieces are yielded.
     temperature: 0 is greedy (argmax), else softmax(logits / temperature) is sampled.
     top_k: None or 1..256, sample among the k most likely bytes only.
     seed: the sampling generator's seed (same seed, same text).
+    max_new_tokens: 0..4096.
     prompt may be empty (the model then starts from a newline). Raises TextError for an over-long
     prompt and ValueError for bad parameters, before anything is generated.
     """
-    raise NotImplementedError
+    _check_generation(max_new_tokens, temperature, top_k, seed)
+    prompt_ids = encode_text(prompt) if prompt != "" else []
+    return _generate(ck, prompt_ids, int(max_new_tokens), float(temperature),
+                     None if top_k is None else int(top_k), int(seed))
+
+
+def _generate(ck: Checkpoint, prompt_ids: list[int], n: int, temperature: float, top_k: int | None,
+              seed: int) -> Iterator[str]:
+    generator = torch.Generator().manual_seed(seed)  # CPU: sampling draws from probabilities on the CPU
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for byte in ck.model.generate_stream(prompt_ids, n, temperature=temperature, top_k=top_k,
+                                         generator=generator):
+        piece = decoder.decode(bytes([byte]))
+        if piece:
+            yield piece
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
