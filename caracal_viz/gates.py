@@ -90,7 +90,7 @@ def _transmission(mag: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 def _static_gates(rec: LayerTrace) -> LayerGates:
-    mag = np.abs(rec.spectrum).astype(np.float64)
+    mag = np.abs(rec.spectrum.astype(np.complex128))
     bias = rec.gate_bias.astype(np.float64)
     open_ = mag + bias > 0
     F = mag.shape[-1]
