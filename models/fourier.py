@@ -70,3 +70,222 @@ def causal_kernel_lags(kernel: torch.Tensor, L: int) -> torch.Tensor:
     if K >= L:
         return kernel[..., :L]
     return torch.nn.functional.pad(kernel, (0, L - K))
+
+
+# ---- the fast FFT convolution (performance; same maths as the plain path in mhf.py) ---------
+
+def smooth_fft_size(n: int, primes: tuple[int, ...] = (2, 3, 5)) -> int:
+    """Smallest integer >= n whose prime factors are all in `primes` (2 must be one of them)."""
+    best = 1 << max(0, n - 1).bit_length()
+    stack = [1]
+    while stack:  # every product of the odd primes below best, each completed with powers of 2
+        m = stack.pop()
+        k = m
+        while k < n:
+            k *= 2
+        best = min(best, k)
+        stack.extend(m * p for p in primes if p != 2 and m * p < best)
+    return best
+
+
+# Prime factors allowed in the fast path's FFT sizes (see benchmarks/fft_layouts.py).
+FFT_SMOOTH: tuple[int, ...] = (2, 3, 5)
+
+
+def exact_conv_fft_size(L: int, kernel_lags: int, smooth: tuple[int, ...] | None = None) -> int:
+    """FFT size that makes y = v * g * k exact on outputs 0..L-1, for v and g of L samples and a
+    learned kernel k with `kernel_lags` non-zero lags (1 for no kernel): the triple convolution is
+    2(L-1) + (kernel_lags-1) + 1 long, so N >= 2L + kernel_lags - 2. The same N also keeps a
+    two-sided kernel's negative lags (at most L-1 of them) from wrapping onto outputs 0..L-1.
+    `smooth` picks the FFT size's prime factors (default FFT_SMOOTH)."""
+    return smooth_fft_size(2 * L + max(1, kernel_lags) - 2, smooth or FFT_SMOOTH)
+
+
+# Elements per channel chunk of the GPU path (n * B * channels): bounds its scratch memory to
+# ~24 bytes * this, and the chunks are still large enough to fill the GPU.
+GPU_CHUNK_ELEMENTS = 1 << 26
+
+
+def fft_conv(v: torch.Tensor, g: torch.Tensor, K: torch.Tensor, n: int, *, dtype: torch.dtype,
+             out_dtype: torch.dtype, method: str = "auto") -> torch.Tensor:
+    """y = irfft(rfft(v, n) * rfft(g, n) * K_head, n)[:L], per channel: the MHF mixing product.
+
+    v, g: (B, L, D) any float dtype, cast to `dtype` (float32 or float64) for the FFTs.
+    K:    (H, n // 2 + 1) complex, one spectrum per head (channel d uses head d // (D // H)),
+          with the inverse FFT's 1/n already folded in (so the inverse runs unnormalised).
+    Returns (B, L, D) in out_dtype. Differentiable through the torch methods.
+
+    method: "auto" (the Triton pipeline on CUDA when no gradient is needed, else torch),
+    "triton" (CUDA only: pack v + i g into one complex FFT, fused product, pair-packed inverse),
+    "torch_bld" (FFTs along dim 1) or "torch_lbd" (time-major layout, FFTs along dim 0).
+    """
+    if method == "auto":
+        needs_grad = torch.is_grad_enabled() and (v.requires_grad or g.requires_grad or K.requires_grad)
+        # the inverse transforms two channels at once: every chunk needs an even channel count
+        pairs = (v.shape[0] * (v.shape[-1] // K.shape[0])) % 2 == 0
+        if v.is_cuda and not needs_grad and pairs and _have_triton():
+            method = "triton"
+        else:
+            method = "torch_lbd" if v.is_cuda else "torch_bld"
+    if method == "triton":
+        return _fft_conv_triton(v, g, K, n, dtype=dtype, out_dtype=out_dtype)
+    B, L, D = v.shape
+    H, F = K.shape
+    Kc = K.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
+    if method == "torch_bld":
+        P = torch.fft.rfft(v.to(dtype), n=n, dim=1) * torch.fft.rfft(g.to(dtype), n=n, dim=1)  # (B, F, D)
+        P = (P.unflatten(-1, (H, D // H)) * Kc.T[None, :, :, None]).flatten(-2)
+        y = torch.fft.irfft(P, n=n, dim=1, norm="forward")[:, :L]
+        return y.to(out_dtype, memory_format=torch.contiguous_format)
+    if method == "torch_lbd":
+        # (L, 2, B, D): the batch dimensions collapse into one, so no FFT call copies its input
+        vg = torch.stack([v.transpose(0, 1), g.transpose(0, 1)], dim=1).to(dtype)
+        S = torch.fft.rfft(vg, n=n, dim=0)  # (F, 2, B, D)
+        P = (S[:, 0] * S[:, 1]).unflatten(-1, (H, D // H)) * Kc.T[:, None, :, None]
+        y = torch.fft.irfft(P.flatten(-2), n=n, dim=0, norm="forward")[:L]  # (L, B, D)
+        return y.transpose(0, 1).to(out_dtype, memory_format=torch.contiguous_format)
+    raise ValueError(f"unknown fft_conv method {method!r}: expected auto, triton, torch_bld or torch_lbd")
+
+
+def _have_triton() -> bool:
+    try:
+        _triton_kernels()
+    except ImportError:
+        return False
+    return True
+
+
+def _fft_conv_triton(v, g, K, n, *, dtype, out_dtype, pack_layout: str = "channel") -> torch.Tensor:
+    """The GPU pipeline, five passes over memory per channel chunk:
+    pack v + i g (cast, zero pad) -> complex FFT -> fused product -> complex inverse FFT of two
+    channels at once (Z = P_a + i P_b) -> unpack the first L samples (cast to out_dtype).
+    Complex-to-complex transforms avoid the copy torch makes before every complex-to-real one,
+    and the folded 1/n avoids a normalisation pass."""
+    kern = _triton_kernels()
+    v, g = (t if t.stride(-1) == 1 else t.contiguous() for t in (v, g))
+    B, L, D = v.shape
+    H, F = K.shape
+    dh = D // H
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    Kc = K.to(cdtype).contiguous()
+    Kr = torch.view_as_real(Kc)  # (H, F, 2)
+    out = torch.empty((B, L, D), device=v.device, dtype=out_dtype)
+    heads = max(1, min(H, GPU_CHUNK_ELEMENTS // max(1, n * B * dh)))
+    for h0 in range(0, H, heads):
+        h1 = min(H, h0 + heads)
+        d0, dc = h0 * dh, (h1 - h0) * dh
+        C = B * dc  # channels of this chunk, c = b * dc + d
+        if pack_layout == "channel":
+            buf = torch.empty((C, n), device=v.device, dtype=cdtype)
+            bs_t, bs_c = 1, n
+        else:
+            buf = torch.empty((n, C), device=v.device, dtype=cdtype)
+            bs_t, bs_c = C, 1
+        grid = (triton_cdiv(n, 64), triton_cdiv(C, 64))
+        kern["pack"][grid](v[:, :, d0:], g[:, :, d0:], torch.view_as_real(buf), L, n, C, dc,
+                           v.stride(0), v.stride(1), g.stride(0), g.stride(1), bs_t, bs_c,
+                           BT=64, BC=64)
+        X = torch.fft.fft(buf, dim=1 if pack_layout == "channel" else 0)
+        del buf
+        if pack_layout != "channel":
+            X = X.T  # (C, n) view; torch returns each transformed signal contiguous
+        Pn = C // 2
+        Z = torch.empty((Pn, n), device=v.device, dtype=cdtype)
+        grid = (triton_cdiv(F, 128), triton_cdiv(Pn, 16))
+        kern["product"][grid](torch.view_as_real(X), Kr[h0:], torch.view_as_real(Z), n, F, Pn, dc, dh,
+                              X.stride(0), X.stride(1), Kc.stride(0), Kc.stride(1), 0.25,
+                              BF=128, BP=16)
+        del X
+        y = torch.view_as_real(torch.fft.ifft(Z, dim=1, norm="forward"))  # (Pn, n, 2): channels 2p, 2p+1
+        del Z
+        grid = (triton_cdiv(L, 64), triton_cdiv(C, 64))
+        kern["unpack"][grid](y, out[:, :, d0:], L, n, C, dc, y.stride(0), y.stride(1),
+                             out.stride(0), out.stride(1), BT=64, BC=64)
+    return out
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+try:  # Triton ships with CUDA builds of torch; the CPU path never needs it
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+
+def _triton_kernels() -> dict:
+    if triton is None:
+        raise ImportError("the Triton FFT path needs triton (it comes with CUDA builds of torch)")
+    return {"pack": _pack_kernel, "product": _product_kernel, "unpack": _unpack_kernel}
+
+
+if triton is not None:
+    @triton.jit
+    def _pack_kernel(v_ptr, g_ptr, out_ptr, L, n, C, dc, svb, svt, sgb, sgt, sot, soc,
+                     BT: tl.constexpr, BC: tl.constexpr):
+        # out[t, c] = v[b, t, d] + i g[b, t, d] for t < L, 0 for L <= t < n; c = b * dc + d
+        t = (tl.program_id(0) * BT + tl.arange(0, BT)).to(tl.int64)[:, None]
+        c = (tl.program_id(1) * BC + tl.arange(0, BC)).to(tl.int64)[None, :]
+        b = c // dc
+        d = c % dc
+        live = (t < L) & (c < C)
+        vv = tl.load(v_ptr + b * svb + t * svt + d, mask=live, other=0.0)
+        gg = tl.load(g_ptr + b * sgb + t * sgt + d, mask=live, other=0.0)
+        ty = out_ptr.dtype.element_ty
+        o = out_ptr + (t * sot + c * soc) * 2
+        m = (t < n) & (c < C)
+        tl.store(o, vv.to(ty), mask=m)
+        tl.store(o + 1, gg.to(ty), mask=m)
+
+    @triton.jit
+    def _channel_product(x_ptr, k_ptr, f, fm, c, m, dc, dh, sxc, sxf, skh, skf, scale):
+        # P = V G K for channel c at bins f, from X = FFT(v + i g):
+        #   2V = X[f] + conj(X[-f]),  2G = -i (X[f] - conj(X[-f]));  scale holds the 1/4
+        xa = x_ptr + (c * sxc + f * sxf) * 2
+        xb = x_ptr + (c * sxc + fm * sxf) * 2
+        ar = tl.load(xa, mask=m, other=0.0)
+        ai = tl.load(xa + 1, mask=m, other=0.0)
+        br = tl.load(xb, mask=m, other=0.0)
+        bi = tl.load(xb + 1, mask=m, other=0.0)
+        vr = ar + br
+        vi = ai - bi
+        gr = ai + bi
+        gi = br - ar
+        ko = k_ptr + (((c % dc) // dh) * skh + f * skf) * 2
+        kr = tl.load(ko, mask=m, other=0.0) * scale
+        ki = tl.load(ko + 1, mask=m, other=0.0) * scale
+        qr = vr * gr - vi * gi
+        qi = vr * gi + vi * gr
+        return qr * kr - qi * ki, qr * ki + qi * kr
+
+    @triton.jit
+    def _product_kernel(x_ptr, k_ptr, z_ptr, n, F, Pn, dc, dh, sxc, sxf, skh, skf, scale,
+                        BF: tl.constexpr, BP: tl.constexpr):
+        # For the channel pair a = 2p, b = 2p + 1 (P is Hermitian, so the inverse of
+        # Z = P_a + i P_b is y_a + i y_b):  Z[f] = P_a + i P_b,  Z[-f] = conj(P_a) + i conj(P_b)
+        f = (tl.program_id(0) * BF + tl.arange(0, BF)).to(tl.int64)[:, None]
+        p = (tl.program_id(1) * BP + tl.arange(0, BP)).to(tl.int64)[None, :]
+        m = (f < F) & (p < Pn)
+        fm = (n - f) % n
+        ar, ai = _channel_product(x_ptr, k_ptr, f, fm, 2 * p, m, dc, dh, sxc, sxf, skh, skf, scale)
+        br, bi = _channel_product(x_ptr, k_ptr, f, fm, 2 * p + 1, m, dc, dh, sxc, sxf, skh, skf, scale)
+        zo = z_ptr + (p * n + f) * 2
+        tl.store(zo, ar - bi, mask=m)
+        tl.store(zo + 1, ai + br, mask=m)
+        zo = z_ptr + (p * n + fm) * 2
+        mirror = m & (f != fm)  # DC and (n even) Nyquist are their own mirror
+        tl.store(zo, ar + bi, mask=mirror)
+        tl.store(zo + 1, br - ai, mask=mirror)
+
+    @triton.jit
+    def _unpack_kernel(y_ptr, out_ptr, L, n, C, dc, syp, syt, sob, sot, BT: tl.constexpr, BC: tl.constexpr):
+        # out[b, t, d] = y[c // 2, t, c % 2] for t < L: the real samples of the pair-packed inverse
+        t = (tl.program_id(0) * BT + tl.arange(0, BT)).to(tl.int64)[:, None]
+        c = (tl.program_id(1) * BC + tl.arange(0, BC)).to(tl.int64)[None, :]
+        m = (t < L) & (c < C)
+        val = tl.load(y_ptr + (c // 2) * syp + t * syt + (c % 2), mask=m, other=0.0)
+        b = c // dc
+        d = c % dc
+        tl.store(out_ptr + b * sob + t * sot + d, val.to(out_ptr.dtype.element_ty), mask=m)

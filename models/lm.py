@@ -55,6 +55,17 @@ class Block(nn.Module):
         x = x + self.drop(self.mixer(self.ln1(x), record))
         return x + self.drop(self.mlp(self.ln2(x)))
 
+    def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """forward() over a prompt (B, L, D) that also fills the decoding state, as L calls of
+        step() would: MHF mixers in one FFT pass, attention by its own steps."""
+        h = self.ln1(x)
+        if hasattr(self.mixer, "prefill"):
+            y = self.mixer.prefill(h, state)
+        else:
+            y = torch.stack([self.mixer.step(h[:, t], state) for t in range(x.shape[1])], dim=1)
+        x = x + y
+        return x + self.mlp(self.ln2(x))
+
     def step(self, x_t: torch.Tensor, state: dict) -> torch.Tensor:
         x_t = x_t + self.mixer.step(self.ln1(x_t), state)
         return x_t + self.mlp(self.ln2(x_t))
@@ -110,15 +121,19 @@ class ByteLM(nn.Module):
     # ---- generation ----------------------------------------------------------------------
     @torch.no_grad()
     def stream_logits(self, prompt_ids: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
-        """Feed a prompt (B, L) one position at a time; returns the last logits (B, 256) and the
-        per-block decoding state. Each position costs O(t) dot products, no FFT."""
+        """Run a prompt (B, L) through the model; returns the last logits (B, 256) and the
+        per-block decoding state for `step`. MHF blocks take the prompt in one FFT pass and keep
+        its v, g and combined kernel; attention blocks step through it, caching keys and values.
+        Each later step then costs O(t) dot products, no FFT."""
         if not self.supports_incremental:
             raise ValueError("incremental decoding needs a causal model (mhf with causal_mode 'pad', or attention)")
+        if prompt_ids.shape[1] == 0:
+            raise ValueError("stream_logits needs a prompt of at least one token")
         states = [b.mixer.init_state(prompt_ids.shape[0], prompt_ids.device) for b in self.blocks]
-        logits = None
-        for t in range(prompt_ids.shape[1]):
-            logits = self.step(prompt_ids[:, t], states)
-        return logits, states
+        x = self.tok_emb(prompt_ids)
+        for block, state in zip(self.blocks, states):
+            x = block.prefill(x, state)
+        return self.head(self.ln_f(x[:, -1])), states
 
     @torch.no_grad()
     def step(self, token: torch.Tensor, states: list[dict]) -> torch.Tensor:

@@ -12,18 +12,26 @@ Reading order follows the paper's description:
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .fourier import causal_fft_size, causal_kernel_lags, modrelu, place_two_sided
+from .fourier import causal_fft_size, causal_kernel_lags, exact_conv_fft_size, fft_conv, modrelu, place_two_sided
 from .internals import MixerInternals, detach32
+
+_CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
+_CACHE_ENTRIES = 8
 
 
 class MultiHeadFourier(nn.Module):
+    fast = True  # False (on an instance) runs the plain reference path `mix_reference`
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self._spectrum_cache: dict = {}
         D, H, C = cfg.d_model, cfg.n_heads, cfg.context
         self.cfg = cfg
         self.n_heads, self.head_dim, self.context = H, D // H, C
@@ -82,11 +90,67 @@ class MultiHeadFourier(nn.Module):
         return per_head.repeat_interleave(self.head_dim, dim=0).movedim(0, -1)
 
     # ---- the frequency-domain causal trick -------------------------------------------------
-    def mix(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-        """FFT mixing of v (B, L, D) with the kernel g (B, L, D) and the learned k, in v's dtype.
+    def fft_size(self, L: int) -> int:
+        """N for length L: L in "circular" mode (no padding); otherwise the smallest fast size that
+        keeps v * g * k exact on outputs 0..L-1. k has min(C, L) non-zero lags, so N >= 2L + min(C, L) - 2
+        (N >= 2L - 1 without the learned filter)."""
+        if self.cfg.causal_mode == "circular":
+            return L
+        return exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
 
+    def kernel_spectrum(self, L: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The learned kernel's spectrum as the FFT product applies it, for length L and FFT size n.
+
+        Returns K (H, n//2 + 1) complex in dtype's complex type, divided by n (the inverse FFT's
+        normalisation, so the inverse runs unnormalised), and the kernel as applied (H, L) float32
+        (None without the learned filter: K is then 1/n). It does not depend on the input, so
+        under torch.no_grad it is cached per (L, n, dtype, device) and keyed on the parameters'
+        storage and version counters: any in-place update or reload of the parameters misses."""
+        cacheable = not torch.is_grad_enabled()
+        key = None
+        if cacheable:
+            params = [p for p in (getattr(self, "spectrum", None), getattr(self, "gate_bias", None)) if p is not None]
+            key = (L, n, dtype, str(self.w_v.weight.device), self.cfg.causal_mode,
+                   tuple((p.data_ptr(), p._version) for p in params))
+            hit = self._spectrum_cache.get(key)
+            if hit is not None:
+                return hit
+        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        device = self.w_v.weight.device
+        if not self.cfg.spectral_filter:
+            K = torch.full((self.n_heads, n // 2 + 1), 1.0 / n, dtype=cdtype, device=device)
+            k_applied = None
+        else:
+            k_applied = causal_kernel_lags(self.causal_kernel(), L)  # (H, L)
+            k_buf = place_two_sided(self.kernel_two_sided(), L, n) if self.cfg.causal_mode == "two_sided" else k_applied
+            K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
+        if cacheable:
+            with _CACHE_LOCK:
+                if len(self._spectrum_cache) >= _CACHE_ENTRIES:
+                    self._spectrum_cache.pop(next(iter(self._spectrum_cache)))
+                self._spectrum_cache[key] = (K, k_applied)
+        return K, k_applied
+
+    def mix(self, v: torch.Tensor, g: torch.Tensor, dtype: torch.dtype | None = None,
+            out_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """FFT mixing of v (B, L, D) with the kernel g (B, L, D) and the learned k.
+
+        The FFTs run in `dtype` (default v's), y comes back in `out_dtype` (default dtype).
         Returns y (B, L, D), the FFT size N, and the learned kernel as applied (H, L) or None.
+        The same function as `mix_reference` (equal within the FFT dtype's rounding), computed
+        faster: an FFT size with min(C, L) kernel lags instead of L, the kernel's spectrum cached,
+        the 1/N folded into it, and on the GPU a fused Triton pipeline (models.fourier.fft_conv).
         """
+        dtype = dtype or v.dtype
+        L = v.shape[1]
+        n = self.fft_size(L)
+        K, k_applied = self.kernel_spectrum(L, n, dtype)
+        y = fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype or dtype)
+        return y, n, k_applied
+
+    def mix_reference(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """The plain path, as the paper describes it, in v's dtype: pad both streams to
+        N >= 3L - 2, FFT, multiply with the learned kernel's spectrum, inverse FFT, keep L."""
         L = v.shape[1]
         mode = self.cfg.causal_mode
         use_k = self.cfg.spectral_filter
@@ -116,10 +180,16 @@ class MultiHeadFourier(nn.Module):
         # otherwise (inference, analysis): float32 FFT rounding spreads ~1e-7 of every position,
         # future ones included, onto every output; through six layers that reaches ~4e-5 in the
         # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
-        fft_dtype = torch.float32 if torch.is_autocast_enabled(x.device.type) else torch.float64
+        autocast = torch.is_autocast_enabled(x.device.type)
+        fft_dtype = torch.float32 if autocast else torch.float64
+        # y goes straight to the dtype Linear_O computes in; the record keeps it at x's precision
+        out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and record is None else x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y, n, k_applied = self.mix(v.to(fft_dtype), g.to(fft_dtype))
-        out = self.w_o(y.to(x.dtype))
+            if self.fast:
+                y, n, k_applied = self.mix(v, g, dtype=fft_dtype, out_dtype=out_dtype)
+            else:
+                y, n, k_applied = self.mix_reference(v.to(fft_dtype), g.to(fft_dtype))
+        out = self.w_o(y.to(out_dtype))
         if record is not None:
             record.append(self._internals(x, v, g, y, out, n, k_applied))
         return out
@@ -163,26 +233,46 @@ class MultiHeadFourier(nn.Module):
         v_t, g_t = self.w_v(u), self.gate(u)
         t = state["t"]
         with torch.autocast(device_type=x_t.device.type, enabled=False):
-            _append(state, "v", v_t.float(), t)
-            _append(state, "g", g_t.float(), t)
+            v = _append(state, "v", v_t.float(), t)  # (B, t+1, D): v_0 .. v_t
+            g = _append(state, "g", g_t.float(), t)
             if self.cfg.spectral_filter:
                 # h_t = sum_i g_i k_{t-i}; k has only C non-zero lags
-                if "k" not in state:  # the learned kernel does not depend on the input: once per stream
-                    state["k"] = self.causal_kernel()
-                lo = max(0, t - self.context + 1)
-                k_rev = self._per_channel(state["k"][:, : t - lo + 1].flip(-1))  # (t-lo+1, D)
-                h_t = (state["g"][:, lo : t + 1] * k_rev).sum(1)
+                if "k_rev" not in state:  # the learned kernel does not depend on the input: once per stream
+                    state["k_rev"] = self._per_channel(self.causal_kernel().flip(-1))  # (C, D): row j is lag C-1-j
+                C = self.context
+                lo = max(0, t - C + 1)
+                h_t = (g[:, lo:] * state["k_rev"][C - 1 - (t - lo):]).sum(1)
             else:
                 h_t = g_t.float()
-            _append(state, "h", h_t, t)
+            h_rev = _prepend(state, "h_rev", h_t, t)  # (B, t+1, D): h_t .. h_0
             # y_t = sum_j v_j h_{t-j}: the cached values against the reversed combined kernel
-            y_t = (state["v"][:, : t + 1] * state["h"][:, : t + 1].flip(1)).sum(1)
+            y_t = (v * h_rev).sum(1)
         state["t"] = t + 1
         return self.w_o(y_t.to(x_t.dtype))
 
+    def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """The full forward over a prompt x (B, L, D), leaving `state` as L calls of `step` from
+        a fresh state would (up to float32 rounding): one FFT pass instead of L steps."""
+        record: list = []
+        out = self.forward(x, record)
+        rec = record[0]
+        L = x.shape[1]
+        state["hist"] = torch.cat([state["hist"], x.detach().float()], dim=1)[:, -2:]
+        for key, seq in (("v", rec.fft_input), ("g", rec.gate_kernel)):
+            state.pop(key, None)
+            _append(state, key, seq[:, -1], L - 1)  # sizes the buffer for L entries
+            state[key][:, :L] = seq
+        state.pop("h_rev", None)
+        _prepend(state, "h_rev", rec.combined_kernel[:, -1], L - 1)
+        cap = state["h_rev"].shape[1]
+        state["h_rev"][:, cap - L:] = rec.combined_kernel.flip(1)
+        state["t"] = L
+        return out
 
-def _append(state: dict, key: str, value: torch.Tensor, t: int) -> None:
-    """Write value (B, D) at position t of a growing (B, capacity, D) buffer (doubling)."""
+
+def _append(state: dict, key: str, value: torch.Tensor, t: int) -> torch.Tensor:
+    """Write value (B, D) at position t of a growing (B, capacity, D) buffer (doubling);
+    returns the filled part (B, t+1, D)."""
     buf = state.get(key)
     if buf is None or buf.shape[1] <= t:
         cap = max(64, 2 * t)
@@ -191,3 +281,19 @@ def _append(state: dict, key: str, value: torch.Tensor, t: int) -> None:
             new[:, : buf.shape[1]] = buf
         state[key] = buf = new
     buf[:, t] = value
+    return buf[:, : t + 1]
+
+
+def _prepend(state: dict, key: str, value: torch.Tensor, t: int) -> torch.Tensor:
+    """Like _append, but the buffer fills from its end: position t sits at capacity-1-t, so the
+    filled part (B, t+1, D) reads value_t .. value_0 (a reversed sequence without a copy)."""
+    buf = state.get(key)
+    if buf is None or buf.shape[1] <= t:
+        cap = max(64, 2 * t)
+        new = value.new_zeros(value.shape[0], cap, value.shape[-1])
+        if buf is not None:
+            new[:, cap - buf.shape[1]:] = buf
+        state[key] = buf = new
+    cap = buf.shape[1]
+    buf[:, cap - 1 - t] = value
+    return buf[:, cap - 1 - t:]
