@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,10 +116,17 @@ def stream_generation(ck: Checkpoint, prompt: str, max_new_tokens: int, temperat
 def _generate(ck: Checkpoint, prompt_ids: list[int], n: int, temperature: float, top_k: int | None,
               seed: int) -> Iterator[str]:
     generator = torch.Generator().manual_seed(seed)  # CPU: sampling draws from probabilities on the CPU
+    yield from utf8_pieces(ck.model.generate_stream(prompt_ids, n, temperature=temperature, top_k=top_k,
+                                                    generator=generator))
+
+
+def utf8_pieces(byte_ids: Iterable[int]) -> Iterator[str]:
+    """Decode a stream of byte ids into non-empty text pieces as soon as each character is
+    complete: a multi-byte UTF-8 character comes out whole, once; invalid bytes, and a character
+    still incomplete when the stream ends, become U+FFFD."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for byte in ck.model.generate_stream(prompt_ids, n, temperature=temperature, top_k=top_k,
-                                         generator=generator):
-        piece = decoder.decode(bytes([byte]))
+    for byte in byte_ids:
+        piece = decoder.decode(bytes([int(byte) & 0xFF]))
         if piece:
             yield piece
     tail = decoder.decode(b"", final=True)
