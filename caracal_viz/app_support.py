@@ -66,6 +66,7 @@ import torch
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, max_checkpoint_bytes
+from .resources import ResourceError, run_with_fallback
 from .text import TextError, decode_text_file, encode_text, max_text_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -344,8 +345,10 @@ def _sentence(msg: str) -> str:
 
 def error_message(exc: BaseException) -> str:
     """One line in plain words for an exception (no traceback)."""
-    if isinstance(exc, (CheckpointError, TextError)):
-        return str(exc)
+    # CheckpointError, TextError, CompareError and the library's other ValueErrors, and
+    # ResourceError, carry one line meant for the user
+    if isinstance(exc, (ValueError, ResourceError)) and str(exc).strip():
+        return str(exc).strip().splitlines()[0]
     if isinstance(exc, torch.OutOfMemoryError) or isinstance(exc, MemoryError) or \
             "out of memory" in str(exc).lower():
         return ("out of memory: shorten the text, choose the CPU in the sidebar (more memory than the GPU), "
@@ -383,7 +386,7 @@ class _CheckpointSlot:
 def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwargs: tuple):
     it = iter(_cks)
     real = [next(it) if isinstance(a, _CheckpointSlot) else a for a in args]
-    return _fn(*real, **dict(kwargs))
+    return run_with_fallback(_fn, *real, **dict(kwargs))
 
 
 def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
@@ -391,14 +394,18 @@ def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
     """fn(ck, *args, **kwargs) through st.cache_data, keyed by fn's qualified name, each
     checkpoint's sha256 and device (checkpoints may also appear in `args`, e.g. a comparison),
     and the other arguments, which must be hashable by Streamlit (str, numbers, tuples, None).
-    Errors are shown with st.error and stop the page, except the `passthrough` types, which are
-    raised. The result is a copy (cache_data pickles it)."""
+    A CUDA out-of-memory error reruns it on a CPU copy (resources.run_with_fallback) with an
+    st.info saying so. Errors are shown with st.error and stop the page, except the
+    `passthrough` types, which are raised. The result is a copy (cache_data pickles it)."""
     fn_key = f"{fn.__module__}.{fn.__qualname__}"
     all_args = (ck, *args)
     cks = tuple(a for a in all_args if isinstance(a, Checkpoint))
     keyed = tuple(_CheckpointSlot(a.sha256, str(a.device)) if isinstance(a, Checkpoint) else a for a in all_args)
     with guard(passthrough), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
-        return _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())))
+        done = _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())))
+    if done.message:
+        st.info(done.message)
+    return done.value
 
 
 def show_certificate(report) -> None:
