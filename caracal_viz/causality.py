@@ -27,6 +27,7 @@ import torch
 from .checkpoint import Checkpoint
 
 POSITIONS_PER_TRIAL = 4
+MAX_LENGTH = 8192
 
 LEAK_TOLERANCE = 1e-5
 """Largest |change| of an earlier logit (and, relative to the mixer's response, of an earlier mixer
@@ -87,7 +88,7 @@ class CausalityReport:
 
 def causality_report(ck: Checkpoint, lengths=None, trials: int = 3, seed: int = 0) -> CausalityReport:
     """Measure the leak of the model and of each mixer. lengths: sequence lengths to test
-    (default: a short and a context-length one); trials: random sequences per length; seed
+    (each 2..MAX_LENGTH; default 16 and min(context, 512)); trials: random sequences per length; seed
     makes the sequences and positions reproducible. Raises ValueError for bad lengths/trials."""
     C = ck.config.context
     lengths = _check_lengths(lengths, C)
@@ -116,13 +117,14 @@ def causality_report(ck: Checkpoint, lengths=None, trials: int = 3, seed: int = 
 
 def _check_lengths(lengths, context: int) -> list[int]:
     if lengths is None:
-        return sorted({min(16, context), min(context, 512)})
+        return sorted({max(2, min(16, context)), max(2, min(context, 512))})
     try:
         out = sorted({int(L) for L in lengths})
     except (TypeError, ValueError):
         raise ValueError(f"lengths must be a list of integers, got {lengths!r}") from None
-    if not out or out[0] < 2:
-        raise ValueError(f"every length must be >= 2 (a token needs a later one to leak from), got {lengths!r}")
+    if not out or out[0] < 2 or out[-1] > MAX_LENGTH:
+        raise ValueError(f"every length must be in 2..{MAX_LENGTH} (a token needs a later one to leak from), "
+                         f"got {lengths!r}")
     return out
 
 
@@ -223,7 +225,7 @@ def _source(kind: str, mode: str, causal: bool, finite: bool, worst: int, by_off
         return "NaN/Inf in the mixer output: the leak cannot be measured"
     if causal:
         if kind == "mhf":
-            return "none: zero-padded FFT (N >= 3L-2) with the causal mask on the learned kernel"
+            return "none: zero-padded FFT (a linear, not circular, convolution) with causal kernels only"
         return "none: causal attention mask" if kind in ("swa", "attention") else "none measured"
     reach = int(np.count_nonzero(by_offset > LEAK_TOLERANCE * by_offset.max()))
     where = f"outputs hear tokens up to {int(np.flatnonzero(by_offset > 0).max())} ahead ({reach} offsets), " \

@@ -19,6 +19,8 @@ from .checkpoint import Checkpoint
 from .filters import resample_spectrum
 from .trace import LayerTrace, layer_numpy, static_internals
 
+MAX_LENGTH = 1 << 16
+"""Longest sequence kernel_impulses and mixer_impulse accept (their outputs grow with it)."""
 MAX_ALIASING_LENGTH = 1024
 """aliasing() returns (H, L, L) matrices; longer lengths would need gigabytes."""
 
@@ -102,7 +104,7 @@ class Aliasing:
 def kernel_impulses(ck: Checkpoint, length: int) -> list[KernelImpulse | None]:
     """Per block, the learned kernel before/after the causal mask for `length` tokens (None for
     attention blocks and mhf without a spectral filter)."""
-    L = _check_int("length", length, 1)
+    L = _check_int("length", length, 1, MAX_LENGTH)
     return [_kernel_impulse(rec, L) for rec in static_internals(ck)]
 
 
@@ -144,7 +146,7 @@ def mixer_impulse(ck: Checkpoint, layer: int, t0: int, length: int, *, amplitude
     """Run block `layer`'s mixer on an impulse at t0 (0 <= t0 < length); see MixerImpulse.
     Raises ValueError for a layer, t0 or length out of range."""
     layer = _check_int("layer", layer, 0, len(ck.model.blocks) - 1)
-    L = _check_int("length", length, 1)
+    L = _check_int("length", length, 1, MAX_LENGTH)
     t0 = _check_int("t0", t0, 0, L - 1)
     D = ck.config.d_model
     amp = float(np.sqrt(D)) if amplitude is None else float(amplitude)

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from caracal_viz import Checkpoint
 from caracal_viz.causality import LEAK_TOLERANCE, causality_report
+from caracal_viz.gates import gate_report
+from caracal_viz.trace import run_trace
+from models import ByteLM, ByteTokenizer, ModelConfig
 
 from .conftest import load_sample
 from .test_impulse import with_mode
@@ -52,7 +56,8 @@ def test_leaky_checkpoints_are_caught_with_their_source(name, mode, words):
     assert brute / 5 < r.model_leak < brute * 5
     first = r.per_layer[0]
     assert not first.causal and first.causal_mode == mode and words in first.source
-    assert first.leak_by_offset.shape == (16,) and first.leak_by_offset[first.worst_offset] == first.leak_by_offset.max()
+    assert first.leak_by_offset.shape == (16,)
+    assert first.leak_by_offset[first.worst_offset] == first.leak_by_offset.max()
     assert words in r.summary and "LEAKS" in r.summary and "\n" not in r.summary
 
 
@@ -66,6 +71,20 @@ def test_two_sided_kernel_leak_is_located():
 
 def test_bad_arguments():
     ck = load_sample("caracal-periodic")
-    for kwargs in ({"lengths": [1]}, {"lengths": []}, {"lengths": "abc"}, {"trials": 0}):
+    for kwargs in ({"lengths": [1]}, {"lengths": []}, {"lengths": "abc"}, {"lengths": [10**6]}, {"trials": 0}):
         with pytest.raises(ValueError):
             causality_report(ck, **kwargs)
+
+
+def test_hybrid_model_with_attention_blocks():
+    """Sliding-window attention blocks have no spectral internals but are certified like the rest."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=32, n_layers=3, n_heads=2, context=32, swa_every=2, swa_window=8)
+    ck = Checkpoint(model=ByteLM(cfg).eval(), tokenizer=ByteTokenizer(), config=cfg, meta={}, name="hybrid",
+                    sha256="hybrid")
+    r = causality_report(ck, lengths=[24], trials=1)
+    assert r.causal and [p.kind for p in r.per_layer] == ["mhf", "swa", "mhf"]
+    assert r.per_layer[1].response > 0 and r.per_layer[1].leak <= 1e-5
+    assert brute_force_leak(ck, 24, seed=0) <= 1e-5
+    assert [x is None for x in run_trace(ck, "hello").layers] == [False, True, False]
+    assert [x is None for x in gate_report(ck)] == [False, True, False]
