@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.fourier import causal_fft_size
-
 from . import spectral
 from .checkpoint import Checkpoint
 from .filters import resample_spectrum
@@ -82,8 +80,8 @@ class Aliasing:
 
     n_fft:           the FFT size examined.
     safe_n_fft:      smallest size with no aliasing for the kernel alone, L + min(K, L) - 1.
-    model_n_fft:     the size the model itself uses at this length (signal, gate kernel and
-                     learned kernel need >= 3L - 2; "circular" uses L).
+    model_n_fft:     the size the mixer itself uses at this length (`fft_size(L)` of the mhf
+                     mixer: v * g * k needs >= 2L + min(C, L) - 2; "circular" uses L).
     matrix:          (H, L, L) M[t, j], the weight of input j in output t at this n_fft.
     alias:           (H, L, L) M minus the exact causal Toeplitz matrix: the aliased terms.
     alias_fraction:  (H,) ||alias||^2 / ||exact||^2.
@@ -195,10 +193,8 @@ def aliasing(ck: Checkpoint, layer: int, length: int, n_fft: int) -> Aliasing:
     exact_energy = np.sum(T**2, axis=(-2, -1))
     total = np.sum(M**2, axis=(-2, -1))
     future = np.sum(np.triu(M, 1) ** 2, axis=(-2, -1))
-    cfg = ck.config
-    model_n = L if cfg.causal_mode == "circular" else causal_fft_size(L, 3 if cfg.spectral_filter else 2)
     return Aliasing(layer=layer, length=L, n_fft=n_fft, safe_n_fft=spectral.min_causal_fft_size(L, K),
-                    model_n_fft=model_n, matrix=M, alias=alias,
+                    model_n_fft=int(ck.model.blocks[layer].mixer.fft_size(L)), matrix=M, alias=alias,
                     alias_fraction=np.divide(np.sum(alias**2, axis=(-2, -1)), exact_energy,
                                              out=np.zeros_like(exact_energy), where=exact_energy > 0),
                     future_fraction=np.divide(future, total, out=np.zeros_like(total), where=total > 0))

@@ -111,7 +111,7 @@ def test_aliasing_against_brute_force_fft(n_fft):
         exact = np.where(t[:, None] >= t[None, :], k[h][np.abs(t[:, None] - t[None, :])], 0.0)
         np.testing.assert_allclose(a.alias[h], M - exact, atol=1e-9)
         np.testing.assert_allclose(a.future_fraction[h], (np.triu(M, 1) ** 2).sum() / (M**2).sum(), atol=1e-12)
-    assert a.safe_n_fft == 2 * L - 1 and a.model_n_fft >= 3 * L - 2
+    assert a.safe_n_fft == 2 * L - 1 and a.model_n_fft >= 3 * L - 2  # L < C: v * g * k is 3L - 2 long
     assert (a.alias_fraction == 0).all() == (n_fft >= 2 * L - 1)
 
 
