@@ -1,0 +1,662 @@
+"""Plotly figures for every view of the app and the report: arrays (or the analysis dataclasses
+that hold them) in, `go.Figure` out. No Streamlit, no model, no torch.
+
+Conventions for every figure:
+- Colour scales are colour-blind safe and carry one meaning each: Cividis for magnitudes (dB,
+  influence, loss, energy), RdBu centred at zero for signed values (red positive, blue
+  negative: differences, gains in dB, kernel weights), the Okabe-Ito palette for heads in line
+  plots, vermilion for whatever reads the future.
+- Every string that can come from a user (token labels, text, checkpoint names) goes through
+  `esc`: Plotly renders a subset of HTML in labels and hover text, so "<b>" or "&amp;" in a text
+  must arrive as entities to show as typed, never as markup.
+- Figures set a height and never a width (they fill their container); each has a title and axis
+  titles with units.
+- Token axes are numeric positions with the labels as tick text (a category axis would merge
+  repeated bytes); the hover always names the position and the byte.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAGNITUDE = "Cividis"
+SIGNED = "RdBu"
+HEADS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+FUTURE = "#D55E00"  # Okabe-Ito vermilion: reads the future
+OK = "#009E73"  # Okabe-Ito bluish green: exact, causal
+TEXT_WIDTH = 48  # tokens per line in the text views
+MAX_TICK_LABELS = 64  # label every token up to this length, else every n-th position
+LOG_DECADES = 6.0  # influence maps show six decades below their maximum
+
+
+def esc(s) -> str:
+    """Escape a user string for Plotly text: &, < and > become entities (shown as typed)."""
+    return html.escape(str(s), quote=False)
+
+
+def show_label(label: str) -> str:
+    """A byte label as shown in a cell or tick: a visible mark for the space, escaped."""
+    return esc("␣" if label == " " else label)
+
+
+def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None, top: int | None = None,
+            bottom: int = 60) -> go.Figure:
+    """Title (and subtitle), height, margins and theme; the legend stays at Plotly's default
+    place, right of the plot, where any number of entries fits."""
+    t = dict(text=title, x=0.0, xanchor="left")
+    if subtitle:
+        t["subtitle"] = dict(text=subtitle)
+    fig.update_layout(title=t, height=height, autosize=True, template="plotly_white",
+                      margin=dict(l=70, r=30, t=top or (90 if subtitle else 60), b=bottom))
+    return fig
+
+
+def _head_colour(h: int) -> str:
+    return HEADS[h % len(HEADS)]
+
+
+def _heads(n: int, head: int | None) -> list[int]:
+    if head is None:
+        return list(range(n))
+    if not 0 <= head < n:
+        raise ValueError(f"head must be in 0..{n - 1}, got {head}")
+    return [head]
+
+
+def _token_ticks(labels: Sequence[str]) -> dict:
+    """Axis settings for a token axis: every label up to MAX_TICK_LABELS tokens, else positions."""
+    L = len(labels)
+    if L <= MAX_TICK_LABELS:
+        return dict(tickmode="array", tickvals=list(range(L)), ticktext=[show_label(s) for s in labels])
+    step = int(np.ceil(L / MAX_TICK_LABELS / 8) * 8)
+    return dict(tickmode="array", tickvals=list(range(0, L, step)), ticktext=[str(i) for i in range(0, L, step)])
+
+
+def _finite_or_none(x: np.ndarray) -> list:
+    """A float array as a JSON-friendly list: NaN/Inf become None (a gap in the plot)."""
+    a = np.asarray(x, dtype=np.float64)
+    return [None if not np.isfinite(v) else float(v) for v in a.ravel()]
+
+
+def _round(z: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Fewer digits in the figure JSON (the data stay downloadable in full precision)."""
+    return np.round(np.asarray(z, dtype=np.float64), digits)
+
+
+# ---- spectral filters --------------------------------------------------------------------------
+def filter_heatmap(freqs: np.ndarray, magnitude_db: np.ndarray, title: str = "|H(f)| per head",
+                   dead: np.ndarray | None = None) -> go.Figure:
+    """Heads x frequency heatmap of |H(f)| in dB. freqs (F,) cycles/token; magnitude_db (H, F).
+    dead: optional (H,) bool; dead heads are labelled on the head axis."""
+    H = magnitude_db.shape[0]
+    names = [f"head {h}" + (" (dead)" if dead is not None and dead[h] else "") for h in range(H)]
+    fig = go.Figure(go.Heatmap(
+        z=_round(magnitude_db, 2), x=freqs, y=list(range(H)), colorscale=MAGNITUDE,
+        colorbar=dict(title=dict(text="|H| (dB)")),
+        hovertemplate="head %{y}<br>f = %{x:.4f} cycles/token<br>|H| = %{z:.1f} dB<extra></extra>"))
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=names, autorange="reversed")
+    return _layout(fig, esc(title), 120 + 40 * H)
+
+
+def filter_detail(f, head: int | None = None) -> go.Figure:
+    """Magnitude (dB), unwrapped phase (rad) and group delay (tokens) over frequency of one head
+    (or every head when head is None), from a `filters.LayerFilters`."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("magnitude", "phase (unwrapped)", "group delay"))
+    for h in _heads(f.magnitude_db.shape[0], head):
+        c = _head_colour(h)
+        for row, y, unit in ((1, f.magnitude_db[h], "dB"), (2, f.phase[h], "rad"), (3, f.group_delay[h], "tokens")):
+            fig.add_scatter(x=f.freqs, y=_round(y), mode="lines", line=dict(color=c, width=1.5), name=f"head {h}",
+                            legendgroup=f"h{h}", showlegend=row == 1, row=row, col=1,
+                            hovertemplate=f"head {h}<br>f = %{{x:.4f}}<br>%{{y:.3g}} {unit}<extra></extra>")
+    fig.update_yaxes(title_text="|H| (dB)", row=1, col=1)
+    fig.update_yaxes(title_text="phase (rad)", row=2, col=1)
+    fig.update_yaxes(title_text="delay (tokens)", row=3, col=1)
+    fig.update_xaxes(title_text="frequency f (cycles/token)", row=3, col=1)
+    which = "every head" if head is None else f"head {head}"
+    return _layout(fig, f"Frequency response of {which} ({f.kind})", 620)
+
+
+def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kernel") -> go.Figure:
+    """A time kernel by lag (tokens back): kernel (K,) or (H, K) with lags (K,) (negative lags
+    read the future and are shaded)."""
+    k = np.atleast_2d(np.asarray(kernel, dtype=np.float64))
+    lags = np.asarray(lags)
+    order = np.argsort(lags, kind="stable")
+    fig = go.Figure()
+    if lags.min() < 0:
+        fig.add_vrect(x0=float(lags.min()) - 0.5, x1=-0.5, fillcolor=FUTURE, opacity=0.08, line_width=0,
+                      annotation_text="future (negative lags)", annotation_position="top left")
+    for h in range(k.shape[0]):
+        name = "kernel" if k.shape[0] == 1 else f"head {h}"
+        fig.add_scatter(x=lags[order], y=_round(k[h, order], 6), mode="lines", name=name,
+                        line=dict(color=_head_colour(h), width=1.5),
+                        hovertemplate=f"{name}<br>lag %{{x}} tokens<br>weight %{{y:.4g}}<extra></extra>")
+    fig.update_xaxes(title_text="lag m (tokens back; negative = future)")
+    fig.update_yaxes(title_text="kernel weight k[m]")
+    return _layout(fig, esc(title), 340)
+
+
+def data_kernel_figure(dk, head: int | None = None) -> go.Figure:
+    """mhf, one text (`filters.DataKernels`): per-head mean response (dB over the head's channels)
+    of the gate kernel g and of the combined kernel g*k that mixes the value stream."""
+    fig = go.Figure()
+    for h in _heads(dk.gate_db.shape[0], head):
+        c = _head_colour(h)
+        fig.add_scatter(x=dk.freqs, y=_round(dk.gate_db[h], 2), mode="lines", name=f"head {h}: gate g",
+                        line=dict(color=c, width=1.2, dash="dot"),
+                        hovertemplate=f"head {h} gate g<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
+        fig.add_scatter(x=dk.freqs, y=_round(dk.combined_db[h], 2), mode="lines", name=f"head {h}: combined g*k",
+                        line=dict(color=c, width=2),
+                        hovertemplate=f"head {h} combined g*k<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(title_text="mean |response| over channels (dB)")
+    which = "every head" if head is None else f"head {head}"
+    return _layout(fig, f"Data-dependent kernels for this text, {which}", 380,
+                   "dotted: the gate stream g alone; solid: g convolved with the learned kernel k")
+
+
+def fftnet_filter_figure(ff, head: int | None = None) -> go.Figure:
+    """fftnet, one text (`filters.FFTNetFilters`): base filter against the filter adapted to the
+    text (dB), and the fraction of the head's channels whose modReLU gate stays open per bin."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.7, 0.3],
+                        subplot_titles=("base vs adapted filter", "modReLU gates open for this text"))
+    for h in _heads(ff.base_db.shape[0], head):
+        c = _head_colour(h)
+        fig.add_scatter(x=ff.freqs, y=_round(ff.base_db[h], 2), mode="lines", name=f"head {h}: base",
+                        line=dict(color=c, width=1.2, dash="dot"), row=1, col=1,
+                        hovertemplate=f"head {h} base<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
+        fig.add_scatter(x=ff.freqs, y=_round(ff.adapted_db[h], 2), mode="lines", name=f"head {h}: adapted",
+                        line=dict(color=c, width=2), row=1, col=1,
+                        hovertemplate=f"head {h} adapted<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
+        fig.add_scatter(x=ff.freqs, y=_round(ff.data_open[h], 3), mode="lines", name=f"head {h}: open",
+                        line=dict(color=c, width=1.5), showlegend=False, row=2, col=1,
+                        hovertemplate=f"head {h}<br>f = %{{x:.4f}}<br>%{{y:.0%}} of channels open<extra></extra>")
+    fig.update_yaxes(title_text="|W| (dB)", row=1, col=1)
+    fig.update_yaxes(title_text="open fraction", range=[0, 1.05], tickformat=".0%", row=2, col=1)
+    fig.update_xaxes(title_text="frequency f (cycles/token)", row=2, col=1)
+    which = "every head" if head is None else f"head {head}"
+    return _layout(fig, f"FFTNet filter adapted to this text, {which}", 540, top=120, subtitle="dotted: the learned base filter; solid: base + MLP(mean over all tokens, the future included)")
+
+
+# ---- modReLU gates -----------------------------------------------------------------------------
+def _gate_heads(g) -> list[str]:
+    return [f"head {h}" + (" (dead)" if g.dead[h] else "") for h in range(g.bias.shape[0])]
+
+
+def gate_map_figure(g, title: str | None = None) -> go.Figure:
+    """modReLU gates of one block (`gates.LayerGates`), heads x frequency: open (1) or closed
+    (0); with a text, the fraction of gates open for it (fftnet, per bin). Dead heads marked."""
+    H = g.bias.shape[0]
+    z = g.open.astype(float) if g.data_open is None else g.data_open
+    fig = go.Figure(go.Heatmap(
+        z=_round(z, 3), x=g.freqs, y=list(range(H)), colorscale=MAGNITUDE, zmin=0.0, zmax=1.0,
+        colorbar=dict(title=dict(text="open"), tickvals=[0, 0.5, 1], ticktext=["closed", "half", "open"]),
+        customdata=np.stack([_round(g.magnitude, 4), _round(g.bias, 4)], axis=-1),
+        hovertemplate="head %{y}<br>f = %{x:.4f}<br>open %{z:.0%}<br>|z| = %{customdata[0]:.3g}, "
+                      "b = %{customdata[1]:.3g}<extra></extra>"))
+    for h in np.flatnonzero(g.dead):
+        fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
+                     autorange="reversed")
+    n_dead = int(g.dead.sum())
+    sub = f"open where |z| + b > 0; {n_dead} dead head(s) (open on at most 5% of bins)" if n_dead \
+        else "open where |z| + b > 0; no dead heads"
+    return _layout(fig, esc(title or f"modReLU gates ({g.kind})"), 150 + 40 * H, sub)
+
+
+def passed_energy_figure(g, title: str | None = None) -> go.Figure:
+    """Energy each gate lets through for the text (`gates.LayerGates` with a text), heads x
+    frequency in dB (Parseval-scaled, so it adds up to the head's passed energy). Without a text,
+    the gates' static transmission in dB. Dead heads marked."""
+    H = g.bias.shape[0]
+    if g.passed_energy is not None:
+        z = 10 * np.log10(np.maximum(g.passed_energy, 1e-30))
+        ztitle, what = "passed energy (dB)", "energy passed for this text"
+        sub = "per head: " + ", ".join(f"{h}: {100 * float(p):.0f}%" for h, p in enumerate(g.passed_fraction)) \
+            + " of the energy reaching the gates passes"
+    else:
+        z = 10 * np.log10(np.maximum(g.transmission, 1e-30))
+        ztitle, what, sub = "transmission (dB)", "static gate transmission", None
+    zmax = float(np.nanmax(z)) if np.isfinite(z).any() else 0.0
+    fig = go.Figure(go.Heatmap(
+        z=_round(z, 2), x=g.freqs, y=list(range(H)), colorscale=MAGNITUDE, zmin=zmax - 80, zmax=zmax,
+        colorbar=dict(title=dict(text=ztitle)),
+        hovertemplate="head %{y}<br>f = %{x:.4f}<br>%{z:.1f} dB<extra></extra>"))
+    for h in np.flatnonzero(g.dead):
+        fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
+                     autorange="reversed")
+    return _layout(fig, esc(title or f"modReLU gates: {what}"), 150 + 40 * H, sub)
+
+
+def gate_summary_figure(report: Sequence) -> go.Figure:
+    """Per block and head (a `gates.gate_report` list): the fraction of open gates, and with a
+    text the fraction of energy passed; dead heads in vermilion."""
+    xs, open_, passed, colours = [], [], [], []
+    for i, g in enumerate(report):
+        if g is None:
+            continue
+        for h in range(g.bias.shape[0]):
+            xs.append(f"block {i} head {h}")
+            open_.append(float(g.open_fraction[h]))
+            passed.append(None if g.passed_fraction is None else float(g.passed_fraction[h]))
+            colours.append(FUTURE if g.dead[h] else HEADS[0])
+    fig = go.Figure()
+    fig.add_bar(x=xs, y=open_, name="gates open", marker_color=colours,
+                hovertemplate="%{x}<br>%{y:.0%} of gates open<extra></extra>")
+    if any(p is not None for p in passed):
+        fig.add_scatter(x=xs, y=passed, mode="markers", name="energy passed", marker=dict(color="black", size=9,
+                        symbol="diamond"), hovertemplate="%{x}<br>%{y:.0%} of the energy passes<extra></extra>")
+    fig.add_hline(y=0.05, line=dict(color=FUTURE, width=1, dash="dot"), annotation_text="dead below 5%",
+                  annotation_position="top left")
+    fig.update_xaxes(title_text="block and head")
+    fig.update_yaxes(title_text="fraction", tickformat=".0%")
+    n_dead = sum(c == FUTURE for c in colours)
+    return _layout(fig, "modReLU gates: open fraction per head", 380,
+                   f"{n_dead} dead head(s) in vermilion" if n_dead else "no dead heads")
+
+
+# ---- the causal trick: kernels, impulses, aliasing, certificate --------------------------------
+def kernel_impulse_figure(ki, head: int | None = None) -> go.Figure:
+    """Two-sided kernel (before the causal mask) against the causal kernel (after it), by lag,
+    from an `impulse.KernelImpulse`; the masked (future) half is shaded."""
+    fig = go.Figure()
+    fig.add_vrect(x0=float(ki.lags.min()) - 0.5, x1=-0.5, fillcolor=FUTURE, opacity=0.08, line_width=0,
+                  annotation_text="negative lags: the future", annotation_position="top left")
+    causal_lags = np.arange(ki.causal.shape[-1])
+    for h in _heads(ki.two_sided.shape[0], head):
+        c = _head_colour(h)
+        fig.add_scatter(x=ki.lags, y=_round(ki.two_sided[h], 6), mode="lines", name=f"head {h}: two-sided",
+                        line=dict(color=c, width=1.2, dash="dot"),
+                        hovertemplate=f"head {h} two-sided<br>lag %{{x}}<br>%{{y:.4g}}<extra></extra>")
+        fig.add_scatter(x=causal_lags, y=_round(ki.causal[h], 6), mode="lines", name=f"head {h}: causal",
+                        line=dict(color=c, width=2),
+                        hovertemplate=f"head {h} causal<br>lag %{{x}}<br>%{{y:.4g}}<extra></extra>")
+    fig.update_xaxes(title_text="lag m (tokens back; negative = future)")
+    fig.update_yaxes(title_text="kernel weight")
+    masked = ", ".join(f"head {h}: {100 * float(ki.masked_fraction[h]):.2g}%"
+                       for h in _heads(ki.two_sided.shape[0], head))
+    return _layout(fig, f"Impulse response before and after the causal mask ({ki.kind})", 400,
+                   f"energy the mask removes: {masked}")
+
+
+def mixer_impulse_figure(mi) -> go.Figure:
+    """One mixer's response to an impulse at t0 (`impulse.MixerImpulse`): output change per
+    position (all channels) and per head; anything left of t0 is a leak."""
+    fig = go.Figure()
+    t = np.arange(mi.length)
+    if mi.t0 > 0:
+        fig.add_vrect(x0=-0.5, x1=mi.t0 - 0.5, fillcolor=FUTURE, opacity=0.08, line_width=0,
+                      annotation_text="before the impulse: must stay 0", annotation_position="top left")
+    fig.add_scatter(x=t, y=_round(mi.norm, 6), mode="lines+markers", name="mixer output (all channels)",
+                    line=dict(color="black", width=2), marker=dict(size=4),
+                    hovertemplate="position %{x}<br>|change| %{y:.4g}<extra></extra>")
+    if mi.head_response is not None:
+        for h in range(mi.head_response.shape[0]):
+            fig.add_scatter(x=t, y=_round(mi.head_response[h], 6), mode="lines", name=f"head {h} (FFT output)",
+                            line=dict(color=_head_colour(h), width=1.2),
+                            hovertemplate=f"head {h}<br>position %{{x}}<br>%{{y:.4g}}<extra></extra>")
+    fig.add_vline(x=mi.t0, line=dict(color=OK, width=1, dash="dash"))
+    fig.update_xaxes(title_text="position t (tokens)")
+    fig.update_yaxes(title_text="L2 norm of the output change")
+    rel = mi.leak / mi.peak if mi.peak > 0 else 0.0
+    return _layout(fig, f"Block {mi.layer} mixer: response to an impulse at t0 = {mi.t0}", 380,
+                   f"largest change before t0: {mi.leak:.3g} ({rel:.2g} of the peak)")
+
+
+def aliasing_figure(a, head: int = 0) -> go.Figure:
+    """The mixing matrix that "pad to n_fft, FFT, multiply, inverse FFT, keep the first L" applies
+    with one head's learned kernel (`impulse.Aliasing`), next to its aliased part (the matrix
+    minus the exact causal Toeplitz matrix). Signed, centred at zero."""
+    M, A = a.matrix[head], a.alias[head]
+    zmax = float(np.max(np.abs(M))) or 1.0
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=(f"matrix at N = {a.n_fft}", "aliased terms (matrix − exact)"))
+    for col, z in ((1, M), (2, A)):
+        fig.add_heatmap(z=_round(z, 6), colorscale=SIGNED, reversescale=True, zmid=0.0, zmin=-zmax, zmax=zmax,
+                        showscale=col == 2,
+                        colorbar=dict(title=dict(text="weight")), row=1, col=col,
+                        hovertemplate="output t=%{y}<br>input j=%{x}<br>%{z:.4g}<extra></extra>")
+    fig.update_xaxes(title_text="input position j")
+    fig.update_yaxes(title_text="output position t", autorange="reversed")
+    return _layout(fig, f"Aliasing of block {a.layer} head {head} at L = {a.length}, N = {a.n_fft}", 480,
+                   top=120, subtitle=f"aliased energy {100 * float(a.alias_fraction[head]):.3g}%, above the diagonal "
+                   f"{100 * float(a.future_fraction[head]):.3g}%; no aliasing from N = {a.safe_n_fft}")
+
+
+def causality_figure(report) -> go.Figure:
+    """The causality certificate (`causality.CausalityReport`): per block, the measured leak of
+    its mixer relative to its legitimate response (log scale), with the tolerance line; a bar
+    for the whole model's leak in the logits."""
+    tol = report.tolerance
+    floor = tol * 1e-6  # an exact zero has no place on a log axis: drawn at this floor, said in the hover
+    names = [f"block {p.layer} ({p.kind} {p.causal_mode})" for p in report.per_layer] + ["whole model (logits)"]
+    values = [p.relative_leak for p in report.per_layer] + [report.model_leak]
+    shown = [max(v, floor) if np.isfinite(v) else None for v in values]
+    colours = [OK if (np.isfinite(v) and v <= tol) else FUTURE for v in values]
+    fig = go.Figure(go.Bar(
+        x=names, y=shown, marker_color=colours, customdata=[f"{v:.3g}" for v in values],
+        hovertemplate="%{x}<br>leak %{customdata}<extra></extra>"))
+    fig.add_hline(y=tol, line=dict(color="black", width=1.5, dash="dash"), annotation_text=f"tolerance {tol:.0e}",
+                  annotation_position="top left")
+    fig.update_yaxes(type="log", title_text="leak (log scale)", exponentformat="e")
+    fig.update_xaxes(title_text="where the leak is measured")
+    verdict = "CAUSAL" if report.causal else "LEAKS"
+    return _layout(fig, f"Causality certificate: {verdict}", 420,
+                   f"changing a token moves earlier logits by up to {report.model_leak:.3g} "
+                   f"(tolerance {tol:.0e}); lengths {', '.join(map(str, report.lengths))}")
+
+
+# ---- Parseval energy ---------------------------------------------------------------------------
+def energy_identity_figure(rep) -> go.Figure:
+    """Parseval per block and head (`energy.ParsevalReport`): energy in time against energy in
+    frequency for the FFT stage's input and output, on log axes with the identity line."""
+    fig = go.Figure()
+    lo, hi = np.inf, 0.0
+    for which, symbol in (("input", "circle"), ("output", "diamond")):
+        xs, ys, text = [], [], []
+        for i, e in enumerate(rep.layers):
+            if e is None:
+                continue
+            t, f, err = getattr(e, f"{which}_time"), getattr(e, f"{which}_freq"), getattr(e, f"{which}_rel_error")
+            for h in range(t.size):
+                xs.append(float(t[h]))
+                ys.append(float(f[h]))
+                text.append(f"block {i} head {h}<br>relative difference {float(err[h]):.2g}")
+        if xs:
+            pos = [v for v in xs + ys if v > 0]
+            if pos:
+                lo, hi = min(lo, min(pos)), max(hi, max(pos))
+            fig.add_scatter(x=xs, y=ys, mode="markers", name=f"FFT {which}", text=text,
+                            marker=dict(symbol=symbol, size=9, color=HEADS[0] if which == "input" else HEADS[1]),
+                            hovertemplate="%{text}<br>time %{x:.6g}<br>frequency %{y:.6g}<extra></extra>")
+    if np.isfinite(lo) and hi > 0:
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="time = frequency",
+                        line=dict(color="black", width=1, dash="dash"), hoverinfo="skip")
+    fig.update_xaxes(type="log", title_text="energy in time, Σ|x|² (sum of squares)")
+    fig.update_yaxes(type="log", title_text="energy in frequency, (1/N) Σ w|X|²")
+    verdict = "holds" if rep.ok else "FAILS"
+    return _layout(fig, f"Parseval's identity per block and head: {verdict}", 440,
+                   f"largest relative difference {rep.max_rel_error:.2g} (tolerance {rep.tolerance:.0e})")
+
+
+def esd_figure(e, head: int | None = None, title: str | None = None) -> go.Figure:
+    """Energy spectral density of one block's FFT input and output (`energy.LayerEnergy`), per
+    head (or every head), Parseval-scaled: the bins add up to the time-domain energy."""
+    fig = go.Figure()
+    for h in _heads(e.esd_input.shape[0], head):
+        c = _head_colour(h)
+        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_input[h]), mode="lines", name=f"head {h}: input",
+                        line=dict(color=c, width=1.2, dash="dot"),
+                        hovertemplate=f"head {h} input<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>")
+        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_output[h]), mode="lines", name=f"head {h}: output",
+                        line=dict(color=c, width=2),
+                        hovertemplate=f"head {h} output<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>")
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(type="log", title_text="energy per bin (squared activation units)", exponentformat="e")
+    which = "every head" if head is None else f"head {head}"
+    return _layout(fig, esc(title or f"Energy spectral density, {which}"), 380,
+                   "dotted: into the FFT mixing (value stream); solid: out of it (before the output projection)")
+
+
+def energy_gain_figure(rep) -> go.Figure:
+    """Energy gain of every block and head over frequency (`energy.ParsevalReport`): 10 log10 of
+    output ESD / input ESD, signed colours centred at 0 dB (red: amplified, blue: attenuated)."""
+    rows, names = [], []
+    freqs = None
+    for i, e in enumerate(rep.layers):
+        if e is None:
+            continue
+        freqs = e.freqs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows.extend(10 * np.log10(e.gain))
+        names.extend(f"block {i} head {h}" for h in range(e.gain.shape[0]))
+    fig = go.Figure()
+    if rows:
+        z = np.array(rows)
+        finite = z[np.isfinite(z)]
+        zmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+        z = np.where(np.isfinite(z), z, np.nan)
+        fig.add_heatmap(z=_round(z, 2), x=freqs, y=names, colorscale=SIGNED, reversescale=True,
+                        zmid=0.0, zmin=-zmax, zmax=zmax, colorbar=dict(title=dict(text="gain (dB)")),
+                        hovertemplate="%{y}<br>f = %{x:.4f}<br>gain %{z:.1f} dB<extra></extra>")
+        fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    fig.update_yaxes(title_text="block and head")
+    return _layout(fig, "Energy gain of each head over frequency (output / input ESD)", 140 + 22 * max(len(names), 4))
+
+
+# ---- text views: loss, top-k, influence strip ----------------------------------------------------
+def _text_grid(labels: Sequence[str], width: int = TEXT_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """Lay tokens out like text: a new line after a newline byte or `width` tokens.
+    Returns (row, col) of each token."""
+    rows, cols = np.zeros(len(labels), dtype=int), np.zeros(len(labels), dtype=int)
+    r = c = 0
+    for i, lab in enumerate(labels):
+        rows[i], cols[i] = r, c
+        c += 1
+        if lab == "\\n" or c >= width:
+            r, c = r + 1, 0
+    return rows, cols
+
+
+def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str], colourbar: str,
+                  zmin: float | None = None, zmax: float | None = None, marked: Sequence[int] = ()) -> go.Figure:
+    """Tokens as cells of a text-shaped grid coloured by values (L,) (NaN: uncoloured)."""
+    rows, cols = _text_grid(labels)
+    R, W = int(rows.max()) + 1, int(cols.max()) + 1
+    z = np.full((R, W), np.nan)
+    text = np.full((R, W), "", dtype=object)
+    tips = np.full((R, W), "", dtype=object)
+    z[rows, cols] = values
+    text[rows, cols] = [show_label(s) for s in labels]
+    tips[rows, cols] = list(hover)
+    rows_px = max(90, 30 * R)
+    fig = go.Figure(go.Heatmap(
+        z=_round(z, 4), text=text, texttemplate="%{text}", textfont=dict(size=13, family="monospace"),
+        customdata=tips, hovertemplate="%{customdata}<extra></extra>", colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
+        xgap=1, ygap=1, hoverongaps=False,
+        colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=rows_px, thickness=14)))
+    for i in marked:
+        fig.add_shape(type="rect", x0=cols[i] - 0.5, x1=cols[i] + 0.5, y0=rows[i] - 0.5, y1=rows[i] + 0.5,
+                      line=dict(color=FUTURE, width=3))
+    fig.update_xaxes(visible=False, range=[-0.5, W - 0.5])
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(height=90 + 20 + rows_px)
+    return fig
+
+
+def token_loss_figure(view) -> go.Figure:
+    """The text, each byte coloured by the model's loss on it in bits (`predict.NextTokenView`):
+    byte t gets -log2 p(x_t | x_<t), so the first byte is uncoloured; the hover lists what the
+    model expected there instead."""
+    L = len(view.labels)
+    values = np.full(L, np.nan)
+    values[1:] = view.loss_bits[:-1]
+    hover = []
+    for t in range(L):
+        head = f"position {t}: {show_label(view.labels[t])} (byte {int(view.ids[t])})"
+        if t == 0:
+            hover.append(head + "<br>first byte: nothing before it to predict it from")
+            continue
+        guesses = ", ".join(f"{show_label(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[t - 1], view.topk_probs[t - 1]))
+        hover.append(f"{head}<br>loss {view.loss_bits[t - 1]:.2f} bits (p = {view.target_prob[t - 1]:.3g})"
+                     f"<br>expected: {guesses}")
+    finite = values[np.isfinite(values)]
+    fig = _text_heatmap(view.labels, values, hover, "loss (bits)", zmin=0.0,
+                        zmax=float(max(8.0, finite.max())) if finite.size else 8.0)
+    mean = "n/a" if not np.isfinite(view.mean_bits) else f"{view.mean_bits:.3f} bits/byte"
+    note = "" if view.causal else "; NOT causal: these predictions read the future"
+    return _layout(fig, "Loss per byte", fig.layout.height, f"mean {mean} over {max(L - 1, 0)} predictions{note}",
+                   bottom=20)
+
+
+def topk_figure(view, pos: int) -> go.Figure:
+    """The k most likely next bytes after reading bytes 0..pos (`predict.NextTokenView`), as
+    horizontal bars; the byte that actually follows is drawn in green (when it is in the top k)."""
+    L = len(view.labels)
+    if not 0 <= pos < L:
+        raise ValueError(f"pos must be in 0..{L - 1}, got {pos}")
+    ids, probs = view.topk_ids[pos], view.topk_probs[pos]
+    actual = int(view.ids[pos + 1]) if pos + 1 < L else None
+    names = [f"{show_label(lab)} (byte {int(i)})" for lab, i in zip(view.topk_labels[pos], ids)]
+    colours = [OK if actual is not None and int(i) == actual else HEADS[0] for i in ids]
+    fig = go.Figure(go.Bar(x=probs, y=list(range(len(ids))), orientation="h", marker_color=colours,
+                           customdata=names, hovertemplate="%{customdata}<br>p = %{x:.3g}<extra></extra>",
+                           text=[f"{p:.1%}" for p in probs], textposition="outside"))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(ids))), ticktext=names, autorange="reversed",
+                     title_text="next byte")
+    fig.update_xaxes(title_text="probability", range=[0, 1.1], tickformat=".0%")
+    if actual is None:
+        sub = "the last position: the text has no next byte"
+    else:
+        sub = (f"actual next byte {show_label(view.labels[pos + 1])}: p = {view.target_prob[pos]:.3g}, "
+               f"loss {view.loss_bits[pos]:.2f} bits")
+    return _layout(fig, f"Top {len(ids)} next bytes after position {pos} ({show_label(view.labels[pos])})",
+                   140 + 34 * len(ids), sub)
+
+
+# ---- token influence ---------------------------------------------------------------------------
+def _log_influence(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """log10 of a non-negative map, clipped LOG_DECADES below its maximum; NaN kept."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v) & (v > 0)]
+    top = float(np.log10(finite.max())) if finite.size else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log10(np.maximum(v, 10 ** (top - LOG_DECADES)))
+    return np.where(np.isfinite(v), z, np.nan), top - LOG_DECADES, top
+
+
+def influence_verdict(upper_max: float, scale: float) -> str:
+    """One line on the upper triangle: rounding or a leak, with the measured numbers."""
+    rel = upper_max / scale if scale > 0 else 0.0
+    what = "float rounding: no token hears the future" if rel < 1e-6 else "LEAK: earlier predictions depend on later bytes"
+    return f"above the diagonal: max {upper_max:.2g} ({rel:.2g} of the map's max), {what}"
+
+
+def influence_figure(m, title: str | None = None) -> go.Figure:
+    """The L x L token influence map (`influence.InfluenceMap`): row i, the prediction of byte
+    i+1; column j, the input byte j; colour log10 of the gradient norm (six decades). Token
+    labels on both axes; the measured upper-triangle maximum in the subtitle (nothing masked)."""
+    values = np.asarray(m.values)
+    L = values.shape[0]
+    z, zmin, zmax = _log_influence(values)
+    labels = [show_label(s) for s in m.labels]
+    cells = dict(hovertemplate="prediction after %{y} ← byte %{x}<br>log10 influence %{z:.2f}<extra></extra>")
+    if L <= 128:
+        row = np.array(labels, dtype=object)[:, None].repeat(L, 1)
+        col = np.array(labels, dtype=object)[None, :].repeat(L, 0)
+        raw = np.vectorize(lambda v: "no next byte" if not np.isfinite(v) else f"{v:.3g}", otypes=[object])(values)
+        cells = dict(customdata=np.stack([row, col, raw], axis=-1),
+                     hovertemplate="prediction after %{y} (%{customdata[0]}) ← byte %{x} (%{customdata[1]})"
+                                   "<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
+    fig = go.Figure(go.Heatmap(z=_round(z, 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
+                               colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖")), **cells))
+    fig.add_scatter(x=[-0.5, L - 0.5], y=[-0.5, L - 0.5], mode="lines", showlegend=False, hoverinfo="skip",
+                    line=dict(color=FUTURE, width=1, dash="dot"))
+    fig.update_xaxes(title_text="input byte j (position)", range=[-0.5, L - 0.5], **_token_ticks(m.labels))
+    fig.update_yaxes(title_text="prediction made after byte i (of byte i+1)", range=[L - 0.5, -0.5],
+                     **_token_ticks(m.labels))
+    where = "the input embeddings" if m.layer is None else f"the residual stream entering block {m.layer}"
+    fig = _layout(fig, esc(title or f"Token influence: gradient of each prediction w.r.t. {where}"),
+                  min(900, 260 + 12 * L), influence_verdict(m.upper_max, m.scale))
+    return fig
+
+
+def influence_strip_figure(m, row: int) -> go.Figure:
+    """One row of the influence map over the text: how much each byte j moves the prediction made
+    after byte `row` (of byte row+1), colour log10 of the gradient norm; the predicting position
+    is outlined. Bytes after it should be (near) zero in a causal model."""
+    values = np.asarray(m.values)
+    L = values.shape[0]
+    if not 0 <= row < L:
+        raise ValueError(f"row must be in 0..{L - 1}, got {row}")
+    z, zmin, zmax = _log_influence(values[:-1] if L > 1 else values)
+    hover = [f"byte {j}: {show_label(m.labels[j])}<br>‖∂ log p / ∂e‖ = "
+             + ("n/a" if not np.isfinite(values[row, j]) else f"{values[row, j]:.3g}") for j in range(L)]
+    line = z[row] if row < z.shape[0] else np.full(L, np.nan)
+    fig = _text_heatmap(m.labels, line, hover, "log10 influence", zmin=zmin, zmax=zmax, marked=[row])
+    if row + 1 < L:
+        sub = (f"the prediction of byte {row + 1} ({show_label(m.labels[row + 1])}); the outlined byte is the last one "
+               f"it may read")
+    else:
+        sub = "the last byte has no next byte to predict"
+    return _layout(fig, f"What the prediction after byte {row} ({show_label(m.labels[row])}) depends on",
+                   fig.layout.height, sub, bottom=20)
+
+
+def _upper_max(m: np.ndarray) -> float:
+    upper = np.abs(np.triu(np.nan_to_num(np.asarray(m, dtype=np.float64)), 1))
+    return float(upper.max(initial=0.0))
+
+
+def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
+    """Per-head token-to-token mixing matrices of one block (`influence.mixing_matrices` entry,
+    (H, L, L)): [h, t, j] = RMS over the head's channels of d y_t / d v_j. Colour log10, six
+    decades, shared by the heads; the upper-triangle maximum of each head in its title."""
+    mats = np.asarray(mats)
+    H, L = mats.shape[0], mats.shape[-1]
+    cols = min(H, 2)
+    nrows = int(np.ceil(H / cols))
+    titles = [f"head {h}: above diagonal max {_upper_max(mats[h]):.2g}" for h in range(H)]
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.12)
+    z, zmin, zmax = _log_influence(mats)
+    for h in range(H):
+        r, c = h // cols + 1, h % cols + 1
+        fig.add_heatmap(z=_round(z[h], 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax, showscale=h == 0,
+                        colorbar=dict(title=dict(text="log10 weight")), row=r, col=c,
+                        hovertemplate=f"head {h}<br>output t=%{{y}} ← input j=%{{x}}<br>log10 %{{z:.2f}}<extra></extra>")
+        fig.update_xaxes(title_text="input position j", range=[-0.5, L - 0.5], row=r, col=c, **_token_ticks(labels))
+        fig.update_yaxes(title_text="output position t", range=[L - 0.5, -0.5], row=r, col=c, **_token_ticks(labels))
+    what = "Jacobian of the FFT stage (adapted filter fixed)" if kind == "fftnet" else "Toeplitz matrix of g*k"
+    return _layout(fig, f"Block {layer} mixing matrices per head ({what})", 160 + 360 * nrows,
+                   "[t, j]: how strongly the value at position j feeds output t (RMS over the head's channels)", top=120)
+
+
+# ---- training record ---------------------------------------------------------------------------
+def training_curve_figure(loss_curve: Sequence, val_curve: Sequence = ()) -> go.Figure:
+    """Training loss and validation bits per byte against the step, from a checkpoint's training
+    record: sequences of (step, value) pairs (both in bits per byte)."""
+    fig = go.Figure()
+    for curve, name, colour, mode in ((loss_curve, "training loss", HEADS[0], "lines"),
+                                      (val_curve, "validation", HEADS[1], "lines+markers")):
+        pts = np.asarray(curve, dtype=np.float64).reshape(-1, 2) if len(curve) else np.zeros((0, 2))
+        fig.add_scatter(x=pts[:, 0], y=pts[:, 1], mode=mode, name=name, line=dict(color=colour, width=2),
+                        hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.4f}} bits/byte<extra></extra>")
+    fig.update_xaxes(title_text="training step")
+    fig.update_yaxes(title_text="loss (bits/byte)")
+    return _layout(fig, "Training record", 340)
+
+
+# ---- compare -----------------------------------------------------------------------------------
+def compare_figure(d, name_a: str, name_b: str) -> go.Figure:
+    """Two checkpoints' filters, one block (`compare.LayerDiff`): |H| difference in dB, b − a,
+    heads x frequency (signed, centred at 0), with gates that changed state marked."""
+    H = d.db_diff.shape[0]
+    zmax = float(np.max(np.abs(d.db_diff))) or 1.0
+    fig = go.Figure(go.Heatmap(
+        z=_round(d.db_diff, 2), x=d.freqs, y=list(range(H)), colorscale=SIGNED, reversescale=True, zmid=0.0,
+        zmin=-zmax, zmax=zmax, colorbar=dict(title=dict(text="Δ|H| (dB)")),
+        hovertemplate="head %{y}<br>f = %{x:.4f}<br>b − a: %{z:.1f} dB<extra></extra>"))
+    if d.opened is not None:
+        for mask, name, symbol in ((d.opened, "gate opened in b", "triangle-up"),
+                                   (d.closed, "gate closed in b", "triangle-down")):
+            h, k = np.nonzero(mask)
+            if h.size:
+                fig.add_scatter(x=d.freqs[k], y=h, mode="markers", name=name,
+                                marker=dict(symbol=symbol, size=6, color="black"),
+                                hovertemplate=f"{name}<br>head %{{y}}<br>f = %{{x:.4f}}<extra></extra>")
+    ticks = [f"head {h} (kernel {100 * float(d.kernel_rel_change[h]):.0f}% changed)" for h in range(H)]
+    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=ticks, autorange="reversed")
+    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    return _layout(fig, f"Filter difference: {esc(name_b)} − {esc(name_a)}", 180 + 40 * H,
+                   f"{int(np.sum(d.n_changed))} gate(s) changed state (red: louder in b, blue: quieter)")

@@ -1,0 +1,328 @@
+"""The offline HTML report: one self-contained file with every view of the app for one
+checkpoint and one text, as interactive Plotly figures.
+
+Self-contained means: plotly.js is inlined once, no other script, style, font or image is
+fetched, and a Content-Security-Policy forbids the page from loading anything over the network
+(it opens from a USB stick on a machine with no internet). Every string that comes from the
+user or from the checkpoint file (text, file name, training record) is HTML-escaped, and
+Plotly's figure JSON escapes "<", so nothing in them can become markup or script.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import plotly.io as pio
+import plotly.offline
+
+from . import figures
+from .causality import causality_report
+from .checkpoint import Checkpoint
+from .energy import parseval_report
+from .filters import data_kernels, fftnet_filters, learned_filters
+from .gates import gate_report
+from .impulse import aliasing, kernel_impulses, mixer_impulse
+from .influence import influence_limit, mixing_matrices, token_influence
+from .predict import next_token_view
+from .text import encode_text
+from .trace import run_trace
+
+INFLUENCE_BYTES = 256
+"""The influence map covers the text's first 256 bytes (L backward passes of length L: it grows
+as L^2; a 256 x 256 map is a few seconds on a CPU)."""
+MIXING_BYTES = 96
+"""Mixing matrices cover the first 96 bytes ((H, L, L) per block: the file stays small)."""
+KERNEL_LENGTH = 256
+IMPULSE_LENGTH = 64
+ALIASING_LENGTH = 48
+TOP_K = 5
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
+                 "toImageButtonOptions": {"format": "svg", "scale": 2}}
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+       "img-src data: blob:; font-src data:; connect-src 'none'")
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 1rem 2rem 4rem; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; }
+h3 { margin-top: 1.6rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.92rem; }
+td, th { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+pre.text { white-space: pre-wrap; word-break: break-all; background: #f7f7f7; padding: 0.8rem;
+           border: 1px solid #ddd; max-height: 24rem; overflow: auto; }
+.verdict { padding: 0.8rem 1rem; border-radius: 6px; font-weight: 600; margin: 0.8rem 0; }
+.causal { background: #e3f4ec; border: 2px solid #009E73; }
+.leaky { background: #fbe6dc; border: 2px solid #D55E00; }
+.note { color: #555; font-size: 0.92rem; }
+nav a { margin-right: 1rem; }
+.figure { margin: 0.6rem 0 1.2rem; }
+"""
+
+
+def _e(s) -> str:
+    return html.escape(str(s), quote=True)
+
+
+class _Page:
+    """Collects HTML parts; every figure goes in as a div with its own newPlot script."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.n_figures = 0
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        ident = f' id="{_e(anchor)}"' if anchor else ""
+        self.add(f"<h{level}{ident}>{_e(text)}</h{level}>")
+
+    def para(self, text: str, cls: str | None = None) -> None:
+        self.add(f'<p{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>{_e(text)}</p>')
+
+    def figure(self, fig) -> None:
+        self.n_figures += 1
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
+                          div_id=f"figure-{self.n_figures}", default_width="100%")
+        self.add(f'<div class="figure">{div}</div>')
+
+    def table(self, rows: list[tuple], header: tuple | None = None) -> None:
+        head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
+        body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+        self.add(f"<table>{head}{body}</table>")
+
+
+def _visible(label: str) -> str:
+    return "␣" if label == " " else label
+
+
+def _prefix(text: str, n_bytes: int) -> str:
+    """The longest prefix of text whose UTF-8 encoding has at most n_bytes (whole characters)."""
+    return text.encode("utf-8")[:n_bytes].decode("utf-8", errors="ignore")
+
+
+def _meta_value(v) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= 200 else s[:200] + "…"
+
+
+def _curve(v) -> list | None:
+    """A training curve from the (untrusted) training record: a list of [step, value] pairs."""
+    if not isinstance(v, list) or not v or len(v) > 100_000:
+        return None
+    ok = all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                          and np.isfinite(x) for x in p) for p in v)
+    return v if ok else None
+
+
+def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFLUENCE_BYTES,
+                 mixing_bytes: int = MIXING_BYTES, certificate_lengths=None) -> Path:
+    """Write one self-contained, offline HTML report of `ck` on `text` to `path` (replaced
+    atomically) and return its Path.
+
+    Sections: model card and training record; the causality certificate with its verdict;
+    next-byte predictions (loss per byte, top-k); spectral filters (heads x frequency, response
+    of every head, data-dependent kernels or FFTNet's adapted filter); modReLU gates (open map,
+    passed energy, dead heads); the causal trick (kernel before/after the mask, mixer impulse
+    responses, aliasing); Parseval energy (identity, ESD, gain); token influence (the map on the
+    first `influence_bytes` bytes, the row of the worst-predicted byte, per-head mixing matrices
+    on the first `mixing_bytes` bytes). certificate_lengths: passed to `causality_report`.
+    Raises TextError for bad text; OSError when the file cannot be written.
+    """
+    ids = encode_text(text)
+    path = Path(path)
+    page = _Page()
+    cfg = ck.config
+    tr = run_trace(ck, text)
+    cert = causality_report(ck, lengths=certificate_lengths)
+    view = next_token_view(ck, text, k=TOP_K)
+
+    _header(page, ck, text, ids, cert)
+    _model_card(page, ck)
+    _certificate(page, cert)
+    _predictions(page, view)
+    _filters(page, ck, text, tr)
+    _gates(page, ck, text, tr)
+    _causal_trick(page, ck)
+    _energy(page, ck, text, tr)
+    _influence(page, ck, text, view, influence_bytes, mixing_bytes)
+    page.para(f"Generated by caracal-viz on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} "
+              f"on {ck.device.type}; {page.n_figures} figures. Every number above was measured on this "
+              f"checkpoint ({cfg.mixer}, {cfg.n_layers} blocks) and this text.", "note")
+    _write(path, _document(ck, page))
+    return path
+
+
+def _document(ck: Checkpoint, page: _Page) -> str:
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>caracal-viz report: {_e(ck.name)}</title>", f"<style>{STYLE}</style>",
+        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>',
+        "</head><body>", *page.parts, "</body></html>",
+    ])
+
+
+def _write(path: Path, document: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".report-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(document)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---- sections ----------------------------------------------------------------------------------
+SECTIONS = (("card", "Model card"), ("certificate", "Causality certificate"), ("predictions", "Next-byte predictions"),
+            ("filters", "Spectral filters"), ("gates", "modReLU gates"), ("causal-trick", "The causal trick"),
+            ("energy", "Parseval energy"), ("influence", "Token influence"))
+
+
+def _header(page: _Page, ck: Checkpoint, text: str, ids: list[int], cert) -> None:
+    page.heading(1, f"caracal-viz report: {ck.name}")
+    page.para(f"{ck.config.mixer} model, {ck.num_params:,} parameters; a text of {len(ids)} bytes.", "note")
+    page.add("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in SECTIONS) + "</nav>")
+    cls = "causal" if cert.causal else "leaky"
+    page.add(f'<div class="verdict {cls}">{"CAUSAL" if cert.causal else "LEAKS"}: {_e(cert.summary)}</div>')
+    page.heading(3, "The text")
+    page.add(f'<pre class="text">{_e(text)}</pre>')
+
+
+def _model_card(page: _Page, ck: Checkpoint) -> None:
+    page.heading(2, "Model card", "card")
+    page.table([("file", ck.name), ("sha256", ck.sha256), ("parameters", f"{ck.num_params:,}"),
+                ("causal by construction (config)", "yes" if ck.config.is_causal else "no")]
+               + [(k, v) for k, v in ck.config.to_dict().items()], header=("field", "value"))
+    meta = ck.meta if isinstance(ck.meta, dict) else {}
+    rows = [(k, _meta_value(v)) for k, v in meta.items() if k not in ("loss_curve", "val_curve")]
+    if rows:
+        page.heading(3, "Training record (as stored in the file)")
+        page.table(rows, header=("field", "value"))
+    loss, val = _curve(meta.get("loss_curve")), _curve(meta.get("val_curve"))
+    if loss or val:
+        page.figure(figures.training_curve_figure(loss or [], val or []))
+
+
+def _certificate(page: _Page, cert) -> None:
+    page.heading(2, "Causality certificate", "certificate")
+    page.para("Proof by perturbation: change one token, measure how much every earlier output moves. "
+              f"Lengths {', '.join(map(str, cert.lengths))}, {cert.trials} random sequences each; "
+              f"tolerance {cert.tolerance:.0e}.")
+    page.figure(figures.causality_figure(cert))
+    page.table([(f"block {p.layer}", f"{p.kind} ({p.causal_mode})", f"{p.relative_leak:.3g}",
+                 "causal" if p.causal else "LEAKS", p.source) for p in cert.per_layer],
+               header=("block", "mixer", "relative leak", "verdict", "where it comes from"))
+
+
+def _predictions(page: _Page, view) -> None:
+    page.heading(2, "Next-byte predictions", "predictions")
+    page.figure(figures.token_loss_figure(view))
+    if len(view.ids) > 1:
+        worst = int(np.nanargmax(view.loss_bits))
+        page.para(f"The worst-predicted byte follows position {worst}: what the model expected there.")
+        page.figure(figures.topk_figure(view, worst))
+    rows = []
+    for i in range(min(len(view.ids), 64)):
+        guesses = ", ".join(f"{_visible(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[i], view.topk_probs[i]))
+        nxt = view.labels[i + 1] if i + 1 < len(view.ids) else "(end)"
+        loss = f"{view.loss_bits[i]:.2f}" if np.isfinite(view.loss_bits[i]) else "n/a"
+        rows.append((i, _visible(view.labels[i]), _visible(nxt), loss, guesses))
+    page.heading(3, f"Top {view.topk_ids.shape[1]} next bytes, first {len(rows)} positions")
+    page.table(rows, header=("position", "byte", "next byte", "loss (bits)", "model's top guesses"))
+
+
+def _filters(page: _Page, ck: Checkpoint, text: str, tr) -> None:
+    page.heading(2, "Spectral filters", "filters")
+    lf = learned_filters(ck)
+    dks = data_kernels(ck, text, trace=tr)
+    ffs = fftnet_filters(ck, text, trace=tr)
+    if all(f is None for f in lf):
+        page.para("This checkpoint has no learned spectral filters.")
+    for i, f in enumerate(lf):
+        if f is None:
+            continue
+        page.heading(3, f"Block {i}")
+        page.figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {i} ({f.kind})"))
+        page.figure(figures.filter_detail(f))
+        if dks[i] is not None:
+            page.figure(figures.data_kernel_figure(dks[i]))
+        if ffs[i] is not None:
+            page.figure(figures.fftnet_filter_figure(ffs[i]))
+
+
+def _gates(page: _Page, ck: Checkpoint, text: str, tr) -> None:
+    page.heading(2, "modReLU gates", "gates")
+    report = gate_report(ck, text, trace=tr)
+    if all(g is None for g in report):
+        page.para("This checkpoint has no modReLU gates.")
+        return
+    page.figure(figures.gate_summary_figure(report))
+    for i, g in enumerate(report):
+        if g is not None:
+            page.heading(3, f"Block {i}")
+            page.figure(figures.gate_map_figure(g, title=f"modReLU gates, block {i} ({g.kind})"))
+            page.figure(figures.passed_energy_figure(g, title=f"Energy passed by the gates, block {i}"))
+
+
+def _causal_trick(page: _Page, ck: Checkpoint) -> None:
+    page.heading(2, "The causal trick", "causal-trick")
+    page.para("Zero-pad, FFT, multiply, inverse FFT, keep the first L outputs: a causal convolution, as long "
+              "as the learned kernel has no negative lags and the FFT is long enough not to wrap around.")
+    impulses = kernel_impulses(ck, min(ck.config.context, KERNEL_LENGTH))
+    for i, ki in enumerate(impulses):
+        if ki is not None:
+            page.heading(3, f"Block {i}: learned kernel before and after the mask")
+            page.figure(figures.kernel_impulse_figure(ki))
+    page.heading(3, "Mixer impulse responses")
+    for i in range(ck.config.n_layers):
+        page.figure(figures.mixer_impulse_figure(mixer_impulse(ck, i, IMPULSE_LENGTH // 2, IMPULSE_LENGTH)))
+    layer = next((i for i, ki in enumerate(impulses) if ki is not None and ki.kind == "mhf"), None)
+    if layer is not None:
+        page.heading(3, f"Aliasing: block {layer}'s kernel with no padding (N = L)")
+        page.figure(figures.aliasing_figure(aliasing(ck, layer, ALIASING_LENGTH, ALIASING_LENGTH)))
+
+
+def _energy(page: _Page, ck: Checkpoint, text: str, tr) -> None:
+    page.heading(2, "Parseval energy", "energy")
+    rep = parseval_report(ck, text, trace=tr)
+    page.figure(figures.energy_identity_figure(rep))
+    page.figure(figures.energy_gain_figure(rep))
+    for i, e in enumerate(rep.layers):
+        if e is not None:
+            page.figure(figures.esd_figure(e, title=f"Energy spectral density, block {i}, every head"))
+
+
+def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: int, mixing_bytes: int) -> None:
+    page.heading(2, "Token influence", "influence")
+    n = min(influence_bytes, influence_limit(ck))
+    part = _prefix(text, n)
+    if not part:
+        page.para("The text's first character is longer than the influence budget: no influence map.")
+        return
+    if part != text:
+        page.para(f"On the text's first {len(part.encode('utf-8'))} bytes (the map costs one backward pass "
+                  "per byte).", "note")
+    m = token_influence(ck, part)
+    page.figure(figures.influence_figure(m))
+    L = len(m.labels)
+    if L > 1:
+        scored = view.loss_bits[: L - 1]
+        row = int(np.nanargmax(scored))
+        page.figure(figures.influence_strip_figure(m, row))
+    part = _prefix(text, min(mixing_bytes, n))
+    mats = mixing_matrices(ck, part)
+    labels = [ck.tokenizer.label(b) for b in part.encode("utf-8")]
+    page.heading(3, f"Mixing matrices per block and head (first {len(labels)} bytes)")
+    for i, mm in enumerate(mats):
+        if mm is not None:
+            page.figure(figures.mixing_matrix_figure(mm, labels, i, ck.config.layer_kind(i)))

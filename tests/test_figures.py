@@ -1,0 +1,158 @@
+"""Every figure builder on real analyses of real checkpoints: titles and axis titles, no fixed
+width, the right colour scales, the arrays it was given (checked against the analysis itself),
+and user text escaped so Plotly can never read it as markup."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from caracal_viz import figures
+from caracal_viz.causality import causality_report
+from caracal_viz.compare import compare_checkpoints
+from caracal_viz.energy import parseval_report
+from caracal_viz.filters import data_kernels, fftnet_filters, learned_filters
+from caracal_viz.gates import gate_report
+from caracal_viz.impulse import aliasing, kernel_impulses, mixer_impulse
+from caracal_viz.influence import mixing_matrices, token_influence
+from caracal_viz.predict import next_token_view
+from tests.conftest import load_sample
+
+HOSTILE = "<script>alert(1)</script> & <b>x</b>\n<img src=x onerror=alert(2)>"
+
+
+@pytest.fixture(scope="module")
+def built():
+    """(name, figure) for every builder, on caracal-periodic (mhf) and fftnet-shakespeare."""
+    ck, fn = load_sample("caracal-periodic"), load_sample("fftnet-shakespeare")
+    text = "abcabcabc " + HOSTILE
+    lf, flf = learned_filters(ck), learned_filters(fn)
+    gates = gate_report(ck, text)
+    view = next_token_view(ck, text, k=4)
+    m = token_influence(ck, HOSTILE[:30])
+    rep = parseval_report(ck, text)
+    figs = {
+        "filter_heatmap": figures.filter_heatmap(lf[0].freqs, lf[0].magnitude_db, title="|H| <i>"),
+        "filter_detail": figures.filter_detail(lf[0], 1),
+        "filter_detail_all": figures.filter_detail(flf[0]),
+        "kernel": figures.kernel_figure(flf[0].lags, flf[0].kernel[0]),
+        "data_kernel": figures.data_kernel_figure(data_kernels(ck, text)[0], 2),
+        "fftnet_filter": figures.fftnet_filter_figure(fftnet_filters(fn, text)[1]),
+        "gate_map": figures.gate_map_figure(gates[0]),
+        "passed_energy": figures.passed_energy_figure(gates[1]),
+        "passed_energy_static": figures.passed_energy_figure(gate_report(ck)[1]),
+        "gate_summary": figures.gate_summary_figure(gates),
+        "kernel_impulse": figures.kernel_impulse_figure(kernel_impulses(ck, 32)[0]),
+        "mixer_impulse": figures.mixer_impulse_figure(mixer_impulse(ck, 1, 10, 24)),
+        "aliasing": figures.aliasing_figure(aliasing(ck, 0, 16, 16), head=3),
+        "causality": figures.causality_figure(causality_report(fn, lengths=[8, 16], trials=1)),
+        "energy_identity": figures.energy_identity_figure(rep),
+        "esd": figures.esd_figure(rep.layers[0]),
+        "energy_gain": figures.energy_gain_figure(rep),
+        "token_loss": figures.token_loss_figure(view),
+        "topk": figures.topk_figure(view, 12),
+        "influence": figures.influence_figure(m),
+        "influence_strip": figures.influence_strip_figure(m, 5),
+        "mixing": figures.mixing_matrix_figure(mixing_matrices(ck, HOSTILE[:20])[0], list(HOSTILE[:20]), 0),
+        "training": figures.training_curve_figure(ck.meta["loss_curve"], ck.meta["val_curve"]),
+        "compare": figures.compare_figure(
+            compare_checkpoints(load_sample("caracal-shakespeare"), load_sample("caracal-circular-leaky")).layers[0],
+            "<b>a</b>", "b & c"),
+    }
+    return {"ck": ck, "view": view, "m": m, "lf": lf, "rep": rep, "text": text, "figs": figs}
+
+
+def _strings(obj):
+    """Every string in a figure's dict, recursively (keys excluded)."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _strings(v)
+    elif isinstance(obj, np.ndarray) and obj.dtype == object:
+        for v in obj.ravel():
+            yield from _strings(v)
+
+
+def test_every_figure_has_titles_and_fills_the_width(built):
+    for name, fig in built["figs"].items():
+        assert isinstance(fig, go.Figure), name
+        lay = fig.layout
+        assert lay.title.text, name
+        assert lay.width is None and lay.height and lay.height <= 1600, name
+        for axis in [a for k, a in lay.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]:
+            if axis.get("visible", True) and not axis.get("matches"):
+                assert axis.get("title", {}).get("text"), (name, axis)
+
+
+def test_user_text_is_escaped_everywhere(built):
+    for name, fig in built["figs"].items():
+        for s in _strings(fig.to_dict()):
+            for bad in ("<script", "<img", "<b>", "<i>", "&>", "& "):
+                assert bad not in s, (name, s)
+    ticks = built["figs"]["influence"].layout.xaxis.ticktext
+    assert "&lt;" in ticks and "&amp;" in ticks and "␣" in ticks  # shown as typed, the space made visible
+    assert figures.esc("<b>&amp;</b>") == "&lt;b&gt;&amp;amp;&lt;/b&gt;"
+
+
+def test_colour_scales(built):
+    cividis = go.Heatmap(colorscale="Cividis").colorscale
+    rdbu = go.Heatmap(colorscale="RdBu").colorscale
+    for name in ("filter_heatmap", "gate_map", "passed_energy", "influence", "token_loss", "mixing"):
+        assert all(t.colorscale == cividis for t in built["figs"][name].data if t.type == "heatmap"), name
+    for name in ("energy_gain", "compare", "aliasing"):
+        for t in built["figs"][name].data:
+            if t.type == "heatmap":
+                assert t.colorscale == rdbu and t.zmid == 0 and t.zmin == -t.zmax, name
+
+
+def test_figures_show_the_analysis_arrays(built):
+    lf, view, m, rep = built["lf"], built["view"], built["m"], built["rep"]
+    heat = built["figs"]["filter_heatmap"].data[0]
+    np.testing.assert_allclose(heat.z, lf[0].magnitude_db, atol=0.005)
+    np.testing.assert_allclose(heat.x, lf[0].freqs)
+    detail = built["figs"]["filter_detail"].data
+    np.testing.assert_allclose(detail[2].y, lf[0].group_delay[1], atol=1e-4, rtol=1e-4)
+    # token loss: the cell of byte t holds the loss of its prediction, loss_bits[t - 1]
+    cells = built["figs"]["token_loss"].data[0]
+    z, text = np.array(cells.z, dtype=float), np.array(cells.text, dtype=object)
+    rows, cols = figures._text_grid(view.labels)
+    for t in (1, 7, len(view.labels) - 1):
+        assert z[rows[t], cols[t]] == pytest.approx(view.loss_bits[t - 1], abs=1e-4)
+        assert text[rows[t], cols[t]] == figures.show_label(view.labels[t])
+    assert np.isnan(z[0, 0])
+    bars = built["figs"]["topk"].data[0]
+    np.testing.assert_allclose(bars.x, view.topk_probs[12])
+    # influence: log10 of the map, clipped six decades below its maximum; the last row empty
+    inf = np.array(built["figs"]["influence"].data[0].z, dtype=float)
+    v = m.values
+    top = np.log10(np.nanmax(v))
+    want = np.log10(np.maximum(v, 10 ** (top - 6)))
+    np.testing.assert_allclose(inf[:-1], want[:-1], atol=1e-3)
+    assert np.isnan(inf[-1]).all()
+    assert f"{m.upper_max:.2g}" in built["figs"]["influence"].layout.title.subtitle.text
+    gain = built["figs"]["energy_gain"].data[0]
+    np.testing.assert_allclose(np.array(gain.z, dtype=float)[:4], 10 * np.log10(rep.layers[0].gain), atol=0.005)
+
+
+def test_verdicts_in_titles(built):
+    assert "LEAKS" in built["figs"]["causality"].layout.title.text
+    sub = built["figs"]["influence"].layout.title.subtitle.text
+    assert "float rounding" in sub  # caracal-periodic is causal
+    leaky = dataclasses.replace(built["m"], upper_max=0.5, scale=1.0)
+    assert "LEAK" in figures.influence_figure(leaky).layout.title.subtitle.text
+
+
+def test_bad_indices_are_clear_errors(built):
+    with pytest.raises(ValueError, match="head must be"):
+        figures.filter_detail(built["lf"][0], 99)
+    with pytest.raises(ValueError, match="pos must be"):
+        figures.topk_figure(built["view"], len(built["view"].ids))
+    with pytest.raises(ValueError, match="row must be"):
+        figures.influence_strip_figure(built["m"], -1)
