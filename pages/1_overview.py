@@ -1,5 +1,73 @@
-"""Overview page (first version: the shared sidebar and page setup)."""
+"""Overview: how well the model predicts each byte of the text, what it expected instead, and a
+generation box that streams the model's own continuation."""
+
+import numpy as np
+import streamlit as st
 
 import caracal_viz.app_support as ui
+from caracal_viz import figures, predict
+from caracal_viz.text import max_text_bytes
 
-ck, text = ui.page_setup("Overview", "Being built.")
+TOP_K = 5
+
+ck, text = ui.page_setup(
+    "Overview",
+    "Each byte of the text is coloured by the model's **loss** on it: how many bits of surprise "
+    "the model felt when that byte arrived, given every byte before it (dark: expected, bright: "
+    "surprising). Hover a byte to see the model's top guesses for it.",
+)
+
+view = ui.analysis(predict.next_token_view, ck, text, k=TOP_K, spinner="Running the model on the text...")
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Bytes", len(view.ids))
+c2.metric("Bits/byte, this text", "n/a" if np.isnan(view.mean_bits) else f"{view.mean_bits:.3f}")
+bpb = ck.meta.get("val_bits_per_byte")
+c3.metric("Bits/byte, validation", f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "n/a")
+c4.metric("Causal", "yes" if view.causal else "no", help="By construction (the config); the Causal trick page measures it")
+if not view.causal:
+    st.warning("This model is not causal: its prediction for a byte can read that byte and the ones after "
+               "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
+
+ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.name}_token_loss")
+st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The last byte has no next byte to score.")
+
+st.subheader("What the model expected at one position")
+pos = st.slider("Position (the prediction made after reading bytes 0..i)", 0, len(view.ids) - 1,
+                min(len(view.ids) - 2, max(0, len(view.ids) // 2)) if len(view.ids) > 1 else 0, key="ov_pos")
+ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ck.name}_top{TOP_K}_pos{pos}")
+
+
+def _table() -> bytes:
+    return ui.csv_bytes({
+        "position": np.arange(len(view.ids)), "byte": view.ids, "label": view.labels,
+        "loss_bits": view.loss_bits, "target_prob": view.target_prob, "entropy_bits": view.entropy_bits,
+        **{f"top{j + 1}_byte": view.topk_ids[:, j] for j in range(view.topk_ids.shape[1])},
+        **{f"top{j + 1}_prob": view.topk_probs[:, j] for j in range(view.topk_probs.shape[1])},
+    })
+
+
+ui.download_csv("Per-byte losses and top guesses (CSV)", _table, f"{ck.name}_next_bytes.csv", key="ov_csv")
+
+st.subheader("Let the model write")
+st.markdown("The model continues your prompt one byte at a time. "
+            + ("Each new byte costs one step of incremental decoding: the cached value and gate "
+               "streams, no FFT." if ck.config.is_causal else
+               "This model is not causal, so it cannot decode incrementally: it re-runs the whole "
+               "sequence for every new byte (slow)."))
+with st.form("generate"):
+    prompt = st.text_area("Prompt", value=text[-200:], height=100, key="gen_prompt")
+    g1, g2, g3, g4 = st.columns(4)
+    n_new = g1.slider("New bytes", 16, 512, 160, step=16, key="gen_n")
+    temperature = g2.slider("Temperature", 0.0, 1.5, 0.8, step=0.05, key="gen_temp",
+                            help="0 always picks the most likely byte")
+    top_k = g3.slider("Top-k (0: all 256)", 0, 64, 0, key="gen_topk")
+    seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    go = st.form_submit_button("Generate")
+if go:
+    if len(prompt.encode("utf-8")) > max_text_bytes():
+        st.error(f"The prompt is over the limit of {max_text_bytes()} bytes: shorten it.")
+    else:
+        with ui.guard(), st.container(border=True):
+            st.write_stream(predict.stream_generation(ck, prompt, int(n_new), temperature=float(temperature),
+                                                      top_k=int(top_k) or None, seed=int(seed)))

@@ -1,5 +1,83 @@
-"""Spectral filters page (first version: the shared sidebar and page setup)."""
+"""Spectral filters: each head's learned filter as a frequency response (heads x frequency), one
+head in detail (magnitude, phase, group delay, time kernel), and what the text itself adds
+(mhf: the data-dependent gate kernel; fftnet: the input-adapted filter)."""
+
+import streamlit as st
 
 import caracal_viz.app_support as ui
+from caracal_viz import figures, filters
 
-ck, text = ui.page_setup("Spectral filters", "Being built.")
+ck, text = ui.page_setup(
+    "Spectral filters",
+    "Every head multiplies the spectrum of its token stream by a filter **H(f)**. Frequency is in "
+    "cycles per token: 0 is the running average (slow, long-range content), 0.5 alternates every "
+    "token. A bright bin passes that frequency, a dark one removes it; a head whose filter peaks "
+    "at f remembers patterns that repeat every 1/f tokens.",
+)
+
+lf = ui.analysis(filters.learned_filters, ck, spinner="Reading the learned filters...")
+layers = [i for i, f in enumerate(lf) if f is not None]
+if not layers:
+    st.info("This checkpoint has no learned spectral filters (attention blocks, or the filter is switched off).")
+    st.stop()
+
+c1, c2 = st.columns(2)
+layer = c1.selectbox("Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key="sf_layer")
+f = lf[layer]
+head = c2.selectbox("Head", list(range(f.magnitude_db.shape[0])), format_func=lambda h: f"head {h}", key="sf_head")
+
+st.subheader(f"Block {layer}: every head's filter")
+ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}"),
+               key="sf_heat", file_name=f"{ck.name}_filters_block{layer}")
+st.caption("mhf: the response of the causal kernel as applied (the causal mask changes the learned "
+           "spectrum). fftnet: the base filter before the text adapts it.")
+
+st.subheader(f"Head {head} in detail")
+ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ck.name}_block{layer}_head{head}")
+st.caption("Phase is unwrapped; group delay is how many tokens, on average, each frequency is delayed "
+           "by: the typical look-back of the head at that frequency.")
+ui.show_figure(figures.kernel_figure(f.lags, f.kernel[head], title=f"Time kernel of head {head}"),
+               key="sf_kernel", file_name=f"{ck.name}_block{layer}_head{head}_kernel")
+
+
+def _layer_npz() -> bytes:
+    return ui.npz_bytes(freqs=f.freqs, spectrum=f.spectrum, gated_spectrum=f.gated_spectrum,
+                        response=f.response, magnitude_db=f.magnitude_db, phase=f.phase,
+                        group_delay=f.group_delay, kernel=f.kernel, lags=f.lags)
+
+
+def _head_csv() -> bytes:
+    return ui.csv_bytes({"freq_cycles_per_token": f.freqs, "magnitude_db": f.magnitude_db[head],
+                         "phase_rad": f.phase[head], "group_delay_tokens": f.group_delay[head]})
+
+
+d1, d2 = st.columns(2)
+with d1:
+    ui.download_npz(f"Block {layer} filters (NPZ)", _layer_npz, f"{ck.name}_filters_block{layer}.npz", key="sf_npz")
+with d2:
+    ui.download_csv(f"Head {head} response (CSV)", _head_csv, f"{ck.name}_block{layer}_head{head}.csv", key="sf_csv")
+
+kind = ck.config.layer_kind(layer)
+if kind == "mhf":
+    st.subheader("What this text adds: the gate kernel")
+    st.markdown("Caracal's mixing is data-dependent: the gate stream **g**, computed from the text, is "
+                "itself a causal kernel, multiplied by the learned filter. Below: each head's mean "
+                "response over its channels, for the gate alone and for the combined kernel g*k that "
+                "actually mixes the value stream.")
+    dk = ui.analysis(filters.data_kernels, ck, text, spinner="Running the model on the text...")[layer]
+    ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data", file_name=f"{ck.name}_block{layer}_datakernel")
+    ui.download_npz("Gate and combined kernels (NPZ)",
+                    lambda: ui.npz_bytes(freqs=dk.freqs, gate_db=dk.gate_db, combined_db=dk.combined_db,
+                                         gate_kernel=dk.gate_kernel, combined_kernel=dk.combined_kernel),
+                    f"{ck.name}_block{layer}_data_kernels.npz", key="sf_dk_npz")
+elif kind == "fftnet":
+    st.subheader("Base filter against the filter adapted to this text")
+    st.markdown("FFTNet adds an input-dependent modulation (an MLP of the mean over all tokens) to its "
+                "base filter. The mean reads every token, the future included.")
+    ff = ui.analysis(filters.fftnet_filters, ck, text, spinner="Running the model on the text...")[layer]
+    ui.show_figure(figures.fftnet_filter_figure(ff, head), key="sf_fftnet",
+                   file_name=f"{ck.name}_block{layer}_head{head}_adapted")
+    ui.download_csv("Base and adapted filter (CSV)",
+                    lambda: ui.csv_bytes({"freq_cycles_per_token": ff.freqs, "base_db": ff.base_db[head],
+                                          "adapted_db": ff.adapted_db[head], "open_fraction": ff.data_open[head]}),
+                    f"{ck.name}_block{layer}_head{head}_adapted.csv", key="sf_ff_csv")

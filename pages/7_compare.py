@@ -1,5 +1,106 @@
-"""Compare page (first version: the shared sidebar and page setup)."""
+"""Compare: two checkpoints side by side (model cards, causality certificates, learned filters,
+gates), and, when they have the same shape, their head-by-head differences."""
+
+import numpy as np
+import streamlit as st
 
 import caracal_viz.app_support as ui
+from caracal_viz import causality, compare, figures, filters, gates
 
-ck, text = ui.page_setup("Compare", "Being built.")
+# Certificate lengths here: a short and a medium sequence, 2 trials each (a leak shows at any
+# length; the Causal trick page runs the full certificate up to the training context).
+CERT_LENGTHS = (16, 128)
+CERT_TRIALS = 2
+
+ck_a, text = ui.page_setup(
+    "Compare two checkpoints",
+    "The checkpoint chosen in the sidebar (**A**) next to a second one (**B**): their cards, their "
+    "causality certificates (does changing a token move any earlier prediction?), their filters and "
+    "gates. Two checkpoints of the same shape are also compared head by head.",
+)
+
+default_b = "caracal-circular-leaky" if ck_a.name != "caracal-circular-leaky.safetensors" else "caracal-shakespeare"
+with st.container(border=True):
+    choice_b = ui.checkpoint_picker("Checkpoint B", key="cmp", default=default_b)
+with ui.guard():
+    ck_b = ui.load_checkpoint_choice(choice_b)
+
+layer_count = max(ck_a.config.n_layers, ck_b.config.n_layers)
+layer = st.selectbox("Layer", list(range(layer_count)), key="cmp_layer",
+                     format_func=lambda i: f"block {i}")
+
+SIDES = (("A", ck_a), ("B", ck_b))
+
+
+def side_by_side(draw) -> None:
+    """One row of two columns, so that the two sides' sections line up."""
+    for (side, ck), col in zip(SIDES, st.columns(2)):
+        with col:
+            draw(side, ck)
+
+
+def card(side, ck):
+    st.subheader(f"{side}: {ck.name}")
+    c = ui.model_card(ck)
+    st.markdown(" · ".join(f"**{k}** {c[k]}" for k in ("mixer", "layers", "heads", "parameters", "val bits/byte")))
+
+
+def certificate(side, ck):
+    ui.show_certificate(ui.analysis(causality.causality_report, ck, lengths=CERT_LENGTHS, trials=CERT_TRIALS,
+                                    spinner=f"Certifying {side}: perturbing tokens..."))
+
+
+def learned(side, ck):
+    if layer >= ck.config.n_layers:
+        st.info(f"{side} has only {ck.config.n_layers} blocks.")
+        return
+    lf = ui.analysis(filters.learned_filters, ck)[layer]
+    if lf is None:
+        st.info(f"Block {layer} of {side} has no learned filter.")
+        return
+    ui.show_figure(figures.filter_heatmap(lf.freqs, lf.magnitude_db, title=f"{side}: |H(f)| dB, block {layer}"),
+                   key=f"cmp_heat_{side}", file_name=f"{ck.name}_filters_block{layer}")
+
+
+def gate_map(side, ck):
+    if layer >= ck.config.n_layers:
+        return
+    gr = ui.analysis(gates.gate_report, ck, text)[layer]
+    if gr is None:
+        st.info(f"Block {layer} of {side} has no modReLU gates.")
+        return
+    ui.show_figure(figures.gate_map_figure(gr, title=f"{side}: modReLU gates, block {layer}"), key=f"cmp_gates_{side}",
+                   file_name=f"{ck.name}_gates_block{layer}")
+    dead = np.flatnonzero(gr.dead)
+    st.caption("Dead heads: " + (", ".join(f"head {h}" for h in dead) if dead.size else "none"))
+
+
+side_by_side(card)
+st.markdown("##### Causality certificates")
+st.caption(f"Changing one token of random sequences of {' and '.join(map(str, CERT_LENGTHS))} bytes "
+           f"({CERT_TRIALS} trials each): does any earlier prediction move?")
+side_by_side(certificate)
+st.markdown(f"##### Learned filters and gates, block {layer}")
+side_by_side(learned)
+side_by_side(gate_map)
+
+st.subheader("Head by head: B minus A")
+try:
+    cmp = ui.analysis(compare.compare_checkpoints, ck_a, ck_b, passthrough=(compare.CompareError,))
+except compare.CompareError as e:
+    st.warning(f"These two cannot be compared head by head: {e}")
+    st.stop()
+st.markdown(cmp.summary)
+d = cmp.layers[layer] if layer < len(cmp.layers) else None
+if d is None:
+    st.info(f"Block {layer} has no learned filter in either checkpoint.")
+    st.stop()
+ui.show_figure(figures.compare_figure(d, cmp.name_a, cmp.name_b), key="cmp_diff",
+               file_name=f"compare_block{layer}")
+
+
+def _npz() -> bytes:
+    return ui.npz_bytes(**{k: v for k, v in vars(d).items() if isinstance(v, np.ndarray)})
+
+
+ui.download_npz(f"Block {layer} differences (NPZ)", _npz, f"compare_block{layer}.npz", key="cmp_npz")
