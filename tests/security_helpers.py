@@ -129,13 +129,16 @@ def pt_archive_of(model: ByteLM, training: dict | None = None, **overrides) -> t
 
 
 def nested_tuple_key_pickle(depth: int) -> bytes:
-    """A protocol-2 pickle of {("x",)*10 nested `depth` times: "x"}: 10**depth objects once shared
-    references are expanded, and as many steps to hash the key. Written opcode by opcode, since
-    building the dict in Python would itself take that long."""
-    out = [b"\x80\x02}", b"X\x01\x00\x00\x00x\x85q\x000"]  # PROTO 2, {}; ("x",) -> memo 0, POP
-    for level in range(depth):  # MARK, 10 x BINGET level, TUPLE -> memo level + 1, POP
-        out += [b"("] + [b"h" + bytes([level])] * 10 + [b"tq" + bytes([level + 1]) + b"0"]
-    out += [b"h" + bytes([depth]), b"X\x01\x00\x00\x00x", b"s."]  # key, value, SETITEM, STOP
+    """A protocol-2 pickle of [t_0, ..., t_depth, {t_depth: "x"}] where t_0 = ("x",) and
+    t_k = (t_{k-1},) * 10: 10**depth objects once shared references are expanded, and as many
+    steps to hash the dict's key. Written opcode by opcode (only opcodes torch's weights_only
+    unpickler accepts), since building the dict in Python would itself take that long."""
+    out = [b"\x80\x02]("]  # PROTO 2, EMPTY_LIST, MARK
+    out.append(b"X\x01\x00\x00\x00x\x85q\x00")  # "x", TUPLE1, BINPUT 0
+    for level in range(depth):  # MARK, 10 x BINGET level, TUPLE, BINPUT level + 1
+        out += [b"("] + [b"h" + bytes([level])] * 10 + [b"tq" + bytes([level + 1])]
+    out.append(b"}h" + bytes([depth]) + b"X\x01\x00\x00\x00xs")  # EMPTY_DICT, key, "x", SETITEM
+    out.append(b"e.")  # APPENDS, STOP
     return b"".join(out)
 
 
