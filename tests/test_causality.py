@@ -88,3 +88,15 @@ def test_hybrid_model_with_attention_blocks():
     assert brute_force_leak(ck, 24, seed=0) <= 1e-5
     assert [x is None for x in run_trace(ck, "hello").layers] == [False, True, False]
     assert [x is None for x in gate_report(ck)] == [False, True, False]
+
+
+def test_nan_logits_are_never_certified():
+    from caracal_viz import load_checkpoint
+
+    from .conftest import sample_path
+
+    ck = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # a private copy, damaged below
+    with torch.no_grad():
+        ck.model.ln_f.bias[0] = float("nan")
+    r = causality_report(ck, lengths=[8, 16], trials=1)
+    assert not r.causal and np.isnan(r.model_leak) and "NaN" in r.summary
