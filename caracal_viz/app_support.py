@@ -36,6 +36,9 @@ Public API (stable; other engineers' pages import it):
 - `guard(passthrough=())`: context manager; CheckpointError, TextError, out-of-memory and other
   exceptions become one `st.error` line and `st.stop()`, never a traceback.
 - `error_message(exc) -> str`: the plain-words line `guard` shows.
+- `stream_text(pieces) -> str`: st.write_stream of text pieces (e.g. predict.stream_generation),
+  rendered literally (markdown escaped); returns the raw text. `markdown_literal_text(text)`:
+  the same escaping for a finished text.
 - `show_figure(fig, key, file_name)`: `st.plotly_chart` at the page's width, Streamlit theme,
   toolbar download as SVG (`toImageButtonOptions`) named `file_name`.
 - `download_csv(label, make, file_name, key)`, `download_npz(...)`, `download_bytes(label, make,
@@ -58,7 +61,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import streamlit as st
@@ -452,6 +455,50 @@ def checkpoint_picker(label: str, key: str, default: str | None = None) -> Check
     return CheckpointChoice(name=ss[sel_key])
 
 
+# ---- literal text in markdown ------------------------------------------------------------------
+_MD_PUNCT = set("\\`*_{}[]()#+-.!|<>~$&:")  # markdown, Streamlit's $math$ and :emoji: shortcodes
+_NBSP = "\u00a0"
+
+
+def markdown_literal(pieces: Iterable[str]) -> Iterator[str]:
+    """Re-yield text pieces as markdown that renders exactly as typed: punctuation escaped,
+    newlines as hard line breaks, runs of spaces and leading spaces kept (no-break spaces)."""
+    prev = "\n"
+    for piece in pieces:
+        out = []
+        for ch in piece:
+            if ch == "\n":
+                out.append("  \n")
+            elif ch == " " and prev in (" ", "\n"):
+                out.append(_NBSP)
+            elif ch in _MD_PUNCT:
+                out.append("\\" + ch)
+            else:
+                out.append(ch)
+            prev = ch
+        if out:
+            yield "".join(out)
+
+
+def markdown_literal_text(text: str) -> str:
+    return "".join(markdown_literal([text]))
+
+
+def stream_text(pieces: Iterable[str]) -> str:
+    """Write text pieces as they come (st.write_stream), shown literally; returns the raw text.
+    An error from the generator (e.g. TextError before the first piece) shows as st.error."""
+    raw: list[str] = []
+
+    def collect():
+        for piece in pieces:
+            raw.append(piece)
+            yield piece
+
+    with guard():
+        st.write_stream(markdown_literal(collect()))
+    return "".join(raw)
+
+
 # ---- figures and downloads ----------------------------------------------------------------------
 def plotly_config(file_name: str, fmt: str = "svg") -> dict:
     return {"displaylogo": False,
@@ -491,8 +538,10 @@ def npz_bytes(**arrays) -> bytes:
     return buf.getvalue()
 
 
-def download_bytes(label: str, make: Callable[[], bytes | str], file_name: str, mime: str, key: str) -> None:
-    """A download button whose data `make()` builds only when clicked."""
+def download_bytes(label: str, make: Callable[[], bytes | str] | bytes | str, file_name: str, mime: str,
+                   key: str) -> None:
+    """A download button; pass a zero-argument callable `make` to build the data only when clicked
+    (in another thread: it must not call Streamlit), or small data directly."""
     st.download_button(label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore")
 
 

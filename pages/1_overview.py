@@ -6,7 +6,6 @@ import streamlit as st
 
 import caracal_viz.app_support as ui
 from caracal_viz import figures, predict
-from caracal_viz.text import max_text_bytes
 
 TOP_K = 5
 
@@ -55,8 +54,12 @@ st.markdown("The model continues your prompt one byte at a time. "
                "streams, no FFT." if ck.config.is_causal else
                "This model is not causal, so it cannot decode incrementally: it re-runs the whole "
                "sequence for every new byte (slow)."))
+if st.session_state.get("gen_prompt_for") != text:  # a new text brings a new default prompt
+    st.session_state["gen_prompt"] = text[-200:]
+    st.session_state["gen_prompt_for"] = text
+    st.session_state.pop("gen_result", None)
 with st.form("generate"):
-    prompt = st.text_area("Prompt", value=text[-200:], height=100, key="gen_prompt")
+    prompt = st.text_area("Prompt", height=100, key="gen_prompt")
     g1, g2, g3, g4 = st.columns(4)
     n_new = g1.slider("New bytes", 16, 512, 160, step=16, key="gen_n")
     temperature = g2.slider("Temperature", 0.0, 1.5, 0.8, step=0.05, key="gen_temp",
@@ -64,10 +67,15 @@ with st.form("generate"):
     top_k = g3.slider("Top-k (0: all 256)", 0, 64, 0, key="gen_topk")
     seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
     go = st.form_submit_button("Generate")
-if go:
-    if len(prompt.encode("utf-8")) > max_text_bytes():
-        st.error(f"The prompt is over the limit of {max_text_bytes()} bytes: shorten it.")
+with st.container(border=True):
+    if go:
+        st.session_state["gen_result"] = (prompt, ui.stream_text(predict.stream_generation(
+            ck, prompt, int(n_new), temperature=float(temperature), top_k=int(top_k) or None, seed=int(seed))))
+    elif "gen_result" in st.session_state:
+        st.markdown(ui.markdown_literal_text(st.session_state["gen_result"][1]))
     else:
-        with ui.guard(), st.container(border=True):
-            st.write_stream(predict.stream_generation(ck, prompt, int(n_new), temperature=float(temperature),
-                                                      top_k=int(top_k) or None, seed=int(seed)))
+        st.caption("The continuation appears here.")
+if "gen_result" in st.session_state:
+    generated = "".join(st.session_state["gen_result"]).encode("utf-8")
+    ui.download_bytes("Prompt and continuation (TXT)", generated, f"{ck.name}_generated.txt", "text/plain",
+                      key="gen_txt")

@@ -14,7 +14,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from caracal_viz.text import max_text_bytes
-from tests.conftest import ROOT, SAMPLE_NAMES, sample_path
+from tests.conftest import CAUSAL_SAMPLES, ROOT, SAMPLE_NAMES, load_sample, sample_path
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 120
@@ -77,19 +77,54 @@ def test_first_screen_shows_shakespeare_and_example_text():
     assert n_figures(at) >= 1
 
 
+def comparable(a: str, b: str) -> bool:
+    """compare_checkpoints needs the same blocks, mixers, heads and context (its filter grids)."""
+    ca, cb = load_sample(a).config, load_sample(b).config
+    return (ca.mixer, ca.n_layers, ca.n_heads, ca.context) == (cb.mixer, cb.n_layers, cb.n_heads, cb.context)
+
+
+def expected_figures(sample: str, page: str, sample_b: str) -> int:
+    """Figures each page draws: overview 2 (loss per byte, top-k); filters 4 (heatmap, head detail,
+    kernel, and the data kernel (mhf) or the adapted filter (fftnet)); gates 3 (summary, map,
+    passed energy); Parseval 3 (identity, gain, ESD); compare 2 filters + 2 gate maps, plus the
+    difference when the two can be compared head by head."""
+    return {"pages/1_overview.py": 2, "pages/2_spectral_filters.py": 4, "pages/3_modrelu_gates.py": 3,
+            "pages/5_parseval_energy.py": 3, "pages/7_compare.py": 4 + comparable(sample, sample_b)}[page]
+
+
+def in_order(node, types=("success", "warning")) -> list:
+    """The elements of the given types under a node, in page order."""
+    if getattr(node, "type", None) in types:
+        return [node]
+    children = getattr(node, "children", None) or {}
+    return [e for k in sorted(children) for e in in_order(children[k], types)]
+
+
 @pytest.mark.parametrize("sample", SAMPLE_NAMES)
 def test_every_page_with_each_sample(sample):
-    at = start(PERIODIC_TEXT if sample == "caracal-periodic" else SHORT_TEXT, sample)
-    causal = sample in ("caracal-shakespeare", "caracal-periodic")
+    text = PERIODIC_TEXT if sample == "caracal-periodic" else SHORT_TEXT
+    at = start(text, sample)
+    causal = sample in CAUSAL_SAMPLES
     assert ("**causal**: yes" in model_card(at)) == causal
+    sample_b = "caracal-circular-leaky" if sample != "caracal-circular-leaky" else "caracal-shakespeare"
     for page in MY_PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
         assert errors(at) == [], (page, errors(at))
-        assert n_figures(at) >= 1, page
+        assert n_figures(at) == expected_figures(sample, page, sample_b), page
         # the choice survives the page change
         assert at.selectbox("ck_select").value == sample
-        assert at.session_state["text"] == (PERIODIC_TEXT if sample == "caracal-periodic" else SHORT_TEXT)
+        assert at.session_state["text"] == text
+        if page == "pages/5_parseval_energy.py":
+            assert any(s.value.startswith("Parseval holds") for s in at.success)
+        if page == "pages/3_modrelu_gates.py":
+            assert any("dead heads" in a.value.lower() for a in (*at.success, *at.warning))
+        if page == "pages/7_compare.py":
+            assert at.selectbox("cmp_select").value == sample_b
+            shown = [e.value.split(":")[0] for e in in_order(at.main) if e.value.startswith(("Causal:", "Leaks:"))]
+            assert shown == ["Causal" if s in CAUSAL_SAMPLES else "Leaks" for s in (sample, sample_b)]
+            assert any(s.startswith("Head by head") for s in (h.value for h in at.subheader))
+            assert comparable(sample, sample_b) != any("cannot be compared" in w.value for w in at.warning)
 
 
 def _assert_kept(at: AppTest, sample: str, text: str) -> None:
@@ -162,3 +197,77 @@ def test_text_file_upload():
     at.run()
     assert errors(at) == []
     assert at.session_state["text"] == "To be, or not to be\n"
+
+
+def greedy_continuation(sample: str, prompt: str, n: int) -> str:
+    """Oracle: n greedy bytes by re-running the full forward pass each step (no incremental
+    decoding, no FFT caching), decoded as UTF-8."""
+    import torch
+
+    ck = load_sample(sample)
+    ids = list(prompt.encode("utf-8"))
+    with torch.no_grad():
+        for _ in range(n):
+            logits = ck.model(torch.tensor([ids]))
+            ids.append(int(logits[0, -1].argmax()))
+    return bytes(ids[len(prompt.encode("utf-8")):]).decode("utf-8", errors="replace")
+
+
+def test_generation_streams_the_greedy_continuation():
+    prompt = "KING:\nWhat say"
+    at = start(prompt)
+    assert at.text_area("gen_prompt").value == prompt  # the prompt follows the analysed text
+    at.slider("gen_n").set_value(16)
+    at.slider("gen_temp").set_value(0.0)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception and errors(at) == []
+    shown_prompt, generated = at.session_state["gen_result"]
+    assert shown_prompt == prompt
+    assert generated == greedy_continuation("caracal-shakespeare", prompt, 16)
+    # a rerun (another widget) keeps the continuation on screen
+    at.slider("ov_pos").set_value(3).run()
+    assert at.session_state["gen_result"][1] == generated
+
+
+def test_compare_second_checkpoint_upload():
+    at = start(SHORT_TEXT)
+    at.switch_page("pages/7_compare.py").run()
+    uploaders = at.main.get("file_uploader")
+    assert len(uploaders) == 1
+    uploaders[0].set_value(("junk.pt", b"PK\x03\x04 not really a zip", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert len(errors(at)) == 1 and "junk.pt" in errors(at)[0]
+    assert at.selectbox("cmp_select").value == "caracal-circular-leaky"
+    assert at.selectbox("ck_select").value == "caracal-shakespeare"
+
+    at.main.get("file_uploader")[0].set_value(
+        ("periodic.safetensors", sample_path("caracal-periodic").read_bytes(), "application/octet-stream"))
+    at.run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox("cmp_select").value == "Uploaded: periodic.safetensors"
+    # 6 blocks of 160 wide against 2 of 64: shown side by side, not head by head
+    assert any("cannot be compared" in w.value for w in at.warning)
+    assert [e.value.split(":")[0] for e in in_order(at.main) if e.value.startswith(("Causal:", "Leaks:"))] == \
+        ["Causal", "Causal"]
+
+
+def test_example_text_button_loads_a_text_for_the_checkpoint():
+    at = start("zzz", "caracal-periodic")
+    next(b for b in at.button if b.label == "Example text").click().run()
+    text = at.session_state["text"]
+    assert text != "zzz" and text == at.text_area("text_box").value
+    # the periodic sample's example is periodic: some short period repeats across it
+    assert any(text[: 3 * p] == text[p: 4 * p] for p in (3, 8, 20))
+
+
+def test_page_draws_the_sidebar_when_app_py_did_not_run(monkeypatch):
+    """The server's first request can be a deep link, which Streamlit runs in its legacy pages/
+    mode (the page file without app.py): the page must still show the shared sidebar."""
+    monkeypatch.setattr(app_test_module, "PagesManager", PagesManager)  # AppTest's own behaviour
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.switch_page("pages/3_modrelu_gates.py").run()  # the first run of a fresh session
+    assert not at.exception and errors(at) == []
+    assert at.title[0].value == "modReLU gates"
+    assert "Caracal MHF (pad)" in model_card(at)
+    assert n_figures(at) == 3
