@@ -206,6 +206,16 @@ else:
     ui.show_figure(xf.kernel_impulse_figure(ki.lags, ki.two_sided, ki.causal,
                                             f"Layer {layer} ({ki.kind}): learned kernel per head"),
                    key="ct_fig_kernels", file_name=f"kernels_layer{layer}")
+    applied = {
+        "pad": "This model applies the masked kernel (solid) with zero padding: an exact causal convolution.",
+        "circular": "This model applies the masked kernel (solid) but without padding: the kernel itself is causal, "
+                    "yet its late lags wrap around the FFT buffer onto earlier outputs, as in the toy above.",
+        "two_sided": "This model applies the kernel without the mask (dotted): its negative lags read the future directly.",
+    }.get(ck.config.causal_mode, "") if ck.config.mixer == "mhf" else (
+        "FFTNet has no causal mask: it applies the whole two-sided kernel (dotted), adapted to the input, so the "
+        "shaded lags read the future; the solid curve is only what a mask would keep.")
+    if applied:
+        st.markdown(applied)
     mask_share = ", ".join(f"head {h}: {100 * f:.1f} %" for h, f in enumerate(ki.masked_fraction))
     st.caption("Dotted grey: the kernel the learned spectrum describes, over past (positive) and future "
                "(negative, shaded) lags. Solid: what is applied after the causal mask zeroes the future. "

@@ -1,6 +1,116 @@
-"""Placeholder until Engineer D's page lands (D owns this file)."""
+"""Token influence: which earlier bytes each prediction depends on (the whole model's gradient
+map), one prediction in detail, and how each mixer head moves information between positions."""
 
+import numpy as np
 import streamlit as st
 
-st.title("Token influence")
-st.info("This page is being built.")
+import caracal_viz.app_support as ui
+from caracal_viz import influence
+from caracal_viz import influence_figures as inf
+
+ck, text = ui.page_setup(
+    "Token influence",
+    "Which earlier bytes does each prediction depend on? Row *i* of the map below is the model's prediction "
+    "of byte *i + 1*; column *j* is an input byte; the colour is how much that prediction's log-probability "
+    "changes when byte *j*'s embedding is nudged (the gradient's size). In a causal model everything above "
+    "the diagonal, the future, is zero; a model that reads the future lights up there. Below the map: one "
+    "prediction in detail, then each mixer head's own token-to-token matrix.")
+
+n_bytes = len(text.encode("utf-8"))
+with ui.guard():
+    limit = influence.influence_limit(ck)
+if n_bytes > limit:
+    st.error(f"The text is {n_bytes} bytes, over this page's limit of {limit} bytes for {ck.name} on "
+             f"{ck.device.type} (the maps need memory that grows with the square of the length): shorten the "
+             f"text in the sidebar to at most {limit} bytes.")
+    st.stop()
+
+# ---- the whole map -----------------------------------------------------------------------------
+st.subheader("Influence map")
+# block 0's input is the embeddings themselves, so 0 stands for the whole model
+start = st.selectbox("Gradient with respect to", list(range(ck.config.n_layers)), key="ti_layer",
+                     format_func=lambda k: "the input bytes (whole model)" if k == 0
+                     else f"the residual stream entering block {k} (blocks {k}..{ck.config.n_layers - 1})")
+imap = ui.analysis(influence.token_influence, ck, text, start or None,
+                   spinner=f"Differentiating every prediction of {n_bytes} bytes...")
+labels = imap.labels
+L = len(labels)
+if L < 2:
+    st.info("The text has a single byte: there is no prediction to explain. Type a longer text in the sidebar.")
+    st.stop()
+
+rel = imap.upper_rel
+if rel <= 1e-6:
+    verdict = f"the future (above the diagonal) gets at most {rel:.1e} of the map's scale: float rounding, nothing read"
+else:
+    verdict = f"the future (above the diagonal) gets up to {rel:.2g} of the map's scale: this model reads later bytes"
+ui.show_figure(inf.influence_map_figure(imap.values, labels, imap.scale, "Influence of each byte on each prediction",
+                                        verdict), key="ti_fig_map", file_name="token_influence_map")
+st.caption(f"Colour is logarithmic over {int(-np.log10(inf.DYNAMIC_RANGE))} decades below the map's largest value; "
+           "anything smaller shows as the darkest colour. Hover for the exact value. The last row is empty: "
+           "nothing follows the last byte.")
+if rel > 1e-6:
+    st.warning(f"Predictions depend on later bytes (largest future entry {imap.upper_max:.3g}, "
+               f"{rel:.2g} of the map's scale): this checkpoint is not causal.")
+c1, c2 = st.columns(2)
+with c1:
+    ui.download_csv("Influence map (CSV)",
+                    lambda: ui.matrix_csv_bytes(imap.values, [f"{i}:{s}" for i, s in enumerate(labels)],
+                                                [f"{j}:{s}" for j, s in enumerate(labels)], corner="prediction\\input"),
+                    "token_influence.csv", key="ti_dl_map_csv")
+with c2:
+    ui.download_npz("Influence map (NPZ)",
+                    lambda: ui.npz_bytes(values=imap.values, ids=imap.ids, upper_max=imap.upper_max, scale=imap.scale),
+                    "token_influence.npz", key="ti_dl_map_npz")
+
+# ---- one prediction -------------------------------------------------------------------------------
+st.subheader("One prediction")
+shown = [inf.display_label(s) for s in labels]
+ss = st.session_state
+if not isinstance(ss.get("ti_pos"), int) or not 0 <= ss["ti_pos"] <= L - 2:
+    ss["ti_pos"] = (L - 1) // 2
+position = st.select_slider("Prediction at position", list(range(L - 1)), key="ti_pos",
+                            format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'")
+row = imap.values[position]
+ui.show_figure(inf.influence_row_figure(row, labels, position, imap.scale), key="ti_fig_row",
+               file_name=f"token_influence_row{position}")
+top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
+st.caption("The strongest influences on this prediction: "
+           + ", ".join(f"'{shown[j]}' at {j} ({row[j]:.3g}{', in the future' if j > position else ''})" for j in top)
+           + ". The strip is coloured like the map; the bars give the values.")
+ui.download_csv("This prediction's row (CSV)",
+                lambda: ui.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,
+                                      "influence": row}),
+                f"token_influence_row{position}.csv", key="ti_dl_row")
+
+# ---- per-head mixing ------------------------------------------------------------------------------
+st.subheader("Mixing matrices per layer and head")
+st.markdown(
+    "Inside each block the mixer moves information between positions. For a Fourier mixer on this text that "
+    "movement is a matrix per head: entry (t, j) says how strongly position j feeds output t (the exact "
+    "Toeplitz matrix of the kernel the head applies, averaged (RMS) over the head's channels; for FFTNet the "
+    "Jacobian of its spectral filter at this input). A causal head is lower-triangular; a circular one wraps "
+    "into the top-right corner; FFTNet fills both triangles.")
+mats = ui.analysis(influence.mixing_matrices, ck, text, spinner="Building the mixing matrices...")
+mixers = [i for i, m in enumerate(mats) if m is not None]
+if not mixers:
+    st.info("This checkpoint has no Fourier mixer blocks (only attention): there is no mixing matrix to show.")
+    st.stop()
+mix_layer = st.selectbox("Layer", mixers, key="ti_mix_layer", format_func=lambda i: f"layer {i}")
+m = mats[mix_layer]
+ui.show_figure(inf.mixing_figure(m, labels, mix_layer), key="ti_fig_mix", file_name=f"mixing_layer{mix_layer}")
+future = np.triu(np.abs(m), 1).max(axis=(1, 2)) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
+st.caption("Largest entry above the diagonal, relative to the head's largest: "
+           + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". Each head is coloured relative to its own largest entry.")
+c3, c4 = st.columns(2)
+with c3:
+    ui.download_npz("All layers' mixing matrices (NPZ)",
+                    lambda: ui.npz_bytes(ids=imap.ids, **{f"layer{i}": mats[i] for i in mixers}),
+                    "mixing_matrices.npz", key="ti_dl_mix_npz")
+with c4:
+    ui.download_csv(f"Layer {mix_layer} matrices (CSV, one row per entry)",
+                    lambda: ui.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),
+                                          "output_t": np.tile(np.repeat(np.arange(L), L), m.shape[0]),
+                                          "input_j": np.tile(np.arange(L), L * m.shape[0]),
+                                          "weight": m.reshape(-1)}),
+                    f"mixing_layer{mix_layer}.csv", key="ti_dl_mix_csv")

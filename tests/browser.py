@@ -19,7 +19,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 
 ERROR_SELECTORS = ('[data-testid="stException"]', '[data-testid="stAlertContentError"]')
-RUNNING_SELECTORS = ('[data-testid="stStatusWidget"]', '[data-testid="stSpinner"]', '[data-testid="stSkeleton"]')
+RUNNING_SELECTORS = ('[data-testid="stStatusWidget"]', '[data-testid="stSpinner"]', '[data-testid="stSkeleton"]',
+                     '[data-testid="stAppSkeleton"]')
 
 
 def free_port() -> int:
@@ -64,13 +65,24 @@ def streamlit_server(log_path: Path, timeout_s: float = 90.0, env: dict | None =
                 proc.wait(timeout=10)
 
 
+_PAGE_STATE_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return [main ? main.querySelectorAll('*').length : -1,
+          charts.filter(c => !c.querySelector('.main-svg')).length];
+}"""
+
+
 def wait_until_idle(page, timeout_s: float = 90.0, quiet_s: float = 1.0) -> None:
-    """Wait until Streamlit has finished running the script: no status widget ("Running..."), no
-    spinner, no skeleton, continuously for `quiet_s` (a rerun can start just after one ends)."""
+    """Wait until Streamlit has finished running the script and the page has drawn: no status
+    widget ("Running..."), spinner or skeleton, every Plotly chart drawn, and the page's element
+    count unchanged, continuously for `quiet_s` (a rerun can start just after one ends)."""
     deadline = time.monotonic() + timeout_s
-    quiet_since = None
+    quiet_since, last_size = None, None
     while True:
-        busy = any(page.locator(sel).count() for sel in RUNNING_SELECTORS)
+        size, undrawn = page.evaluate(_PAGE_STATE_JS)
+        busy = undrawn > 0 or size != last_size or any(page.locator(sel).count() for sel in RUNNING_SELECTORS)
+        last_size = size
         now = time.monotonic()
         if busy:
             quiet_since = None

@@ -48,8 +48,8 @@ def test_every_page_renders_without_errors_in_a_real_browser(tmp_path):
             page.on("console", lambda m: m.type == "error" and console_errors.append(f"console: {m.text}"))
             page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
             page.goto(url)
-            page.wait_for_selector('[data-testid="stMain"]', timeout=60_000)
-            page.wait_for_timeout(1000)
+            # the first run imports torch and loads a model: wait for app.py's own sidebar
+            page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stFileUploader"]', timeout=90_000)
             settle(page)
 
             sidebar = page.locator('[data-testid="stSidebar"]')

@@ -100,3 +100,44 @@ def test_causal_trick_sliders_move_the_leak_readout():
     assert at.slider(key="ct_taps").value == explainer.PRESETS[preset]["taps"]
     assert metric(at, "Smallest N with no leak") == f"L + K − 1 = {L + explainer.PRESETS[preset]['taps'] - 1}"
     assert not at.exception
+
+
+SHORT_TEXT = "abcabcabcabc qwertyuiqwertyui"
+
+
+def test_token_influence_page_on_a_causal_model():
+    at = open_page(INFLUENCE_PAGE, "caracal-periodic", SHORT_TEXT)
+    assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
+    L = len(SHORT_TEXT.encode())
+    pos = at.select_slider(key="ti_pos")
+    assert pos.value == (L - 1) // 2
+    before = next(c.value for c in at.caption if c.value.startswith("The strongest influences"))
+    # a causal model's strongest influences all lie at or before the prediction's own position
+    assert "in the future" not in before
+    pos.set_value(L - 2).run()
+    after = next(c.value for c in at.caption if c.value.startswith("The strongest influences"))
+    assert after != before and "in the future" not in after
+    at.selectbox(key="ti_layer").set_value(1).run()
+    at.selectbox(key="ti_mix_layer").set_value(1).run()
+    assert not at.exception and not at.error
+    mixing = next(c.value for c in at.caption if c.value.startswith("Largest entry above the diagonal"))
+    assert all(part.endswith(": 0") for part in mixing.split(": ", 1)[1].split(". ")[0].split(", "))
+
+
+def test_token_influence_page_flags_a_model_that_reads_the_future():
+    at = open_page(INFLUENCE_PAGE, "fftnet-shakespeare", SHORT_TEXT)
+    assert not at.error
+    assert any("this checkpoint is not causal" in w.value for w in at.warning)
+
+
+def test_token_influence_page_refuses_texts_over_its_limit(monkeypatch):
+    # allow the sidebar a text beyond any influence limit (capped at 65536), then check the page says so
+    monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", "70000")
+    text = "abc" * 23000
+    at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and f"The text is {len(text)} bytes" in errors[0]
+    limit = int(errors[0].split("limit of ")[1].split(" bytes")[0])
+    assert 64 <= limit < len(text) and limit % 64 == 0
+    assert f"at most {limit} bytes" in errors[0]
+    assert not at.get("plotly_chart")
