@@ -188,6 +188,15 @@ def _on_checkpoint_upload() -> None:
         st.session_state["ck_select"] = choice.label
 
 
+def _on_checkpoint_select() -> None:
+    """An example text left as it was follows the checkpoint to the new checkpoint's example."""
+    ss = st.session_state
+    old = ss.get("ck_shown", DEFAULT_SAMPLE)
+    if ss.get("text_box") == example_text(old):
+        ss["text_box"] = example_text(_current_choice().name)
+        ss["text_upload_error"] = None
+
+
 def _current_choice() -> CheckpointChoice:
     sel = st.session_state.get("ck_select", DEFAULT_SAMPLE)
     up = st.session_state.get("uploaded_ck")
@@ -288,8 +297,9 @@ def sidebar() -> None:
     options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
     if ss["ck_select"] not in options:
         ss["ck_select"] = DEFAULT_SAMPLE
-    sb.selectbox("Checkpoint", options, key="ck_select",
+    sb.selectbox("Checkpoint", options, key="ck_select", on_change=_on_checkpoint_select,
                  help="A shipped sample, or the last checkpoint you uploaded")
+    ss["ck_shown"] = _current_choice().name
     sb.file_uploader("Upload a checkpoint (.safetensors or .pt)", type=["safetensors", "pt"],
                      key="ck_upload", on_change=_on_checkpoint_upload,
                      help=f"At most {max_checkpoint_bytes() / 2**20:.0f} MB. Pickled code is never run.")
@@ -377,18 +387,18 @@ def guard(passthrough: tuple[type[BaseException], ...] = ()):
         st.stop()
 
 
-@dataclass(frozen=True)
-class _CheckpointSlot:
-    """Stands for a Checkpoint argument in a cache key: its bytes' sha256 and its device."""
+_SLOT = "__checkpoint__"  # (_SLOT, sha256, device) stands for a Checkpoint argument in a cache key
 
-    sha256: str
-    device: str
+
+def _is_checkpoint(a) -> bool:
+    # duck-typed: a dev server that reloads checkpoint.py keeps cached Checkpoints of the old class
+    return hasattr(a, "sha256") and hasattr(a, "model") and hasattr(a, "device")
 
 
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, ttl=ANALYSIS_CACHE_TTL_S, show_spinner=False)
 def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwargs: tuple):
     it = iter(_cks)
-    real = [next(it) if isinstance(a, _CheckpointSlot) else a for a in args]
+    real = [next(it) if isinstance(a, tuple) and a[:1] == (_SLOT,) else a for a in args]
     return run_with_fallback(_fn, *real, **dict(kwargs))
 
 
@@ -402,8 +412,8 @@ def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
     `passthrough` types, which are raised. The result is a copy (cache_data pickles it)."""
     fn_key = f"{fn.__module__}.{fn.__qualname__}"
     all_args = (ck, *args)
-    cks = tuple(a for a in all_args if isinstance(a, Checkpoint))
-    keyed = tuple(_CheckpointSlot(a.sha256, str(a.device)) if isinstance(a, Checkpoint) else a for a in all_args)
+    cks = tuple(a for a in all_args if _is_checkpoint(a))
+    keyed = tuple((_SLOT, a.sha256, str(a.device)) if _is_checkpoint(a) else a for a in all_args)
     with guard(passthrough), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
         done = _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())))
     if done.message:

@@ -29,8 +29,9 @@ head = c2.selectbox("Head", list(range(f.magnitude_db.shape[0])), format_func=la
 st.subheader(f"Block {layer}: every head's filter")
 ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}"),
                key="sf_heat", file_name=f"{ck.name}_filters_block{layer}")
-st.caption("mhf: the response of the causal kernel as applied (the causal mask changes the learned "
-           "spectrum). fftnet: the base filter before the text adapts it.")
+st.caption("The response of the causal kernel as applied: the causal mask (negative lags zeroed) changes the "
+           "learned spectrum." if f.kind == "mhf" else
+           "The base filter, before the text adapts it (below). It is two-sided: it reads the future.")
 
 st.subheader(f"Head {head} in detail")
 ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ck.name}_block{layer}_head{head}")

@@ -252,13 +252,23 @@ def test_compare_second_checkpoint_upload():
         ["Causal", "Causal"]
 
 
-def test_example_text_button_loads_a_text_for_the_checkpoint():
-    at = start("zzz", "caracal-periodic")
+def is_periodic(text: str) -> bool:
+    """Some period of the periodic sample's training data repeats across the start of the text."""
+    return any(len(text) >= 4 * p and text[: 3 * p] == text[p: 4 * p] for p in (3, 8, 20))
+
+
+def test_example_text_follows_the_checkpoint_and_the_button_restores_it():
+    at = start(text=None)
+    assert not is_periodic(at.session_state["text"])
+    at.selectbox("ck_select").set_value("caracal-periodic").run()
+    assert is_periodic(at.session_state["text"])  # an untouched example follows the checkpoint
+
+    at.text_area("text_box").input("zzz").run()
+    at.selectbox("ck_select").set_value("caracal-shakespeare").run()
+    assert at.session_state["text"] == "zzz"  # the user's own text is never replaced
+    at.selectbox("ck_select").set_value("caracal-periodic").run()
     next(b for b in at.button if b.label == "Example text").click().run()
-    text = at.session_state["text"]
-    assert text != "zzz" and text == at.text_area("text_box").value
-    # the periodic sample's example is periodic: some short period repeats across it
-    assert any(text[: 3 * p] == text[p: 4 * p] for p in (3, 8, 20))
+    assert is_periodic(at.session_state["text"]) and at.session_state["text"] == at.text_area("text_box").value
 
 
 def test_page_draws_the_sidebar_when_app_py_did_not_run(monkeypatch):
