@@ -39,8 +39,9 @@ Public API (stable; other engineers' pages import it):
 - `stream_text(pieces) -> str`: st.write_stream of text pieces (e.g. predict.stream_generation),
   rendered literally (markdown escaped); returns the raw text. `markdown_literal_text(text)`:
   the same escaping for a finished text.
-- `show_figure(fig, key, file_name)`: `st.plotly_chart` at the page's width, Streamlit theme,
-  toolbar download as SVG (`toImageButtonOptions`) named `file_name`.
+- `show_figure(fig, key, file_name, fmt="svg", max_height=None)`: `st.plotly_chart` at the
+  page's width, Streamlit theme, toolbar download as SVG (`toImageButtonOptions`) named
+  `file_name`; a figure taller than `max_height` scrolls in a box of that height.
 - `download_csv(label, make, file_name, key)`, `download_npz(...)`, `download_bytes(label, make,
   file_name, mime, key)`: `st.download_button`s whose data is built lazily by `make()` (a
   zero-argument callable returning bytes/str) when the user clicks.
@@ -179,7 +180,8 @@ def _try_upload(file) -> tuple[CheckpointChoice | None, str | None]:
 
 def _on_checkpoint_upload() -> None:
     file = st.session_state.get("ck_upload")
-    if file is None:
+    if file is None:  # the user removed the file: its error goes with it
+        st.session_state["ck_upload_error"] = None
         return
     choice, err = _try_upload(file)
     st.session_state["ck_upload_error"] = err
@@ -215,6 +217,7 @@ def current_checkpoint() -> Checkpoint:
 def _on_text_upload() -> None:
     file = st.session_state.get("text_upload")
     if file is None:
+        st.session_state["text_upload_error"] = None
         return
     try:
         if file.size > 4 * max_text_bytes() + 4:  # never decode a huge file just to reject it
@@ -443,6 +446,7 @@ def checkpoint_picker(label: str, key: str, default: str | None = None) -> Check
     def on_upload() -> None:
         file = ss.get(up_key)
         if file is None:
+            ss[err_key] = None
             return
         choice, err = _try_upload(file)
         ss[err_key] = err
@@ -515,9 +519,13 @@ def plotly_config(file_name: str, fmt: str = "svg") -> dict:
             "toImageButtonOptions": {"format": fmt, "filename": file_name, "scale": 2}}
 
 
-def show_figure(fig, key: str, file_name: str, fmt: str = "svg") -> None:
-    """A Plotly figure at the page's width, in the app's theme, with a toolbar image download."""
-    st.plotly_chart(fig, width="stretch", theme="streamlit", key=key, config=plotly_config(file_name, fmt))
+def show_figure(fig, key: str, file_name: str, fmt: str = "svg", max_height: int | None = None) -> None:
+    """A Plotly figure at the page's width, in the app's theme, with a toolbar image download.
+    A figure taller than `max_height` pixels scrolls inside a box of that height."""
+    height = fig.layout.height
+    box = st.container(height=max_height) if max_height and height and height > max_height else contextlib.nullcontext()
+    with box:
+        st.plotly_chart(fig, width="stretch", theme="streamlit", key=key, config=plotly_config(file_name, fmt))
 
 
 def csv_bytes(columns: dict[str, np.ndarray | list]) -> bytes:

@@ -28,7 +28,7 @@ if not view.causal:
     st.warning("This model is not causal: its prediction for a byte can read that byte and the ones after "
                "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
-ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.name}_token_loss")
+ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.name}_token_loss", max_height=640)
 st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The last byte has no next byte to score.")
 
 st.subheader("What the model expected at one position")

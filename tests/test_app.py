@@ -152,6 +152,11 @@ def test_bad_checkpoint_uploads_keep_checkpoint_and_text():
     assert len(errors(at)) == 1 and "truncated" in errors(at)[0]
     _assert_kept(at, "caracal-periodic", SHORT_TEXT)
 
+    at.get("file_uploader")[0].set_value(None)  # removing the bad file removes its error
+    at.run()
+    assert errors(at) == []
+    _assert_kept(at, "caracal-periodic", SHORT_TEXT)
+
     at.get("file_uploader")[0].set_value(("mine.safetensors", data, "application/octet-stream"))
     at.run()
     assert errors(at) == []
