@@ -171,11 +171,24 @@ def _document(ck: Checkpoint, page: _Page) -> str:
     ])
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def _write(path: Path, document: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".report-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(document)
+        os.chmod(tmp, 0o666 & ~_umask())  # a normal file, as open() would make it (mkstemp's is 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
