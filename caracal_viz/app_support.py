@@ -14,14 +14,19 @@ This is the only module (with app.py and pages/) that imports Streamlit. Pages u
 
 Public API (stable; other engineers' pages import it):
 - `SAMPLE_NAMES`, `DEFAULT_SAMPLE`, `EXAMPLE_TEXTS` (sample name -> example text), `example_text(name)`.
+- `PAGE_FILES`, `pages()`: the seven page files, listed explicitly, as st.Page objects for
+  `st.navigation`; `set_page_config()`: title, icon, wide layout.
 - `sidebar()`: render the shared sidebar (checkpoint, text, device, model card). app.py calls it
-  once per run, before `st.navigation(...).run()`; pages never call it.
+  once per run, before the page runs; pages never call it (page_setup does, if app.py did not run).
 - `current_checkpoint() -> Checkpoint`: the chosen checkpoint, loaded (cached) on the chosen device.
 - `current_text() -> str`: the last valid text (the text box may hold an invalid one: see
   `text_problem()`).
 - `text_problem() -> str | None`: why the text in the sidebar is not analysed, or None.
-- `page_setup(title, intro) -> (Checkpoint, str)`: title + short explanation + any problem with
-  the text, then the checkpoint and text; stops the page with `st.error` if nothing can be loaded.
+- `ensure_entry()`: a page's first call when it does not use page_setup: draws the sidebar (and
+  the navigation) if the server ran the page without app.py (a deep link as its first request).
+- `page_setup(title, intro) -> (Checkpoint, str)`: ensure_entry(), title, a short explanation,
+  a note if the sidebar text is invalid, then the checkpoint and the text to analyse; stops the
+  page with `st.error` if the checkpoint cannot be loaded.
 - `analysis(fn, ck, *args, spinner=None, passthrough=(), **kwargs)`: `fn(ck, *args, **kwargs)`
   through `st.cache_data`, keyed by fn's qualified name, the checkpoint's sha256 and device, args
   and kwargs (hashable by Streamlit: str, numbers, tuples, None; further Checkpoints in args are
@@ -31,8 +36,8 @@ Public API (stable; other engineers' pages import it):
   st.warning when it leaks) and its summary line.
 - `load_checkpoint_choice(choice) -> Checkpoint`: load any `CheckpointChoice` (cached); used by
   the Compare page for its second checkpoint.
-- `checkpoint_picker(label, key) -> CheckpointChoice | None`: a sample selectbox + upload box,
-  for pages that need another checkpoint; keeps the last good upload on a bad one.
+- `checkpoint_picker(label, key, default=None) -> CheckpointChoice`: a sample selectbox + upload
+  box, for pages that need another checkpoint; keeps the last good upload on a bad one.
 - `guard(passthrough=())`: context manager; CheckpointError, TextError, out-of-memory and other
   exceptions become one `st.error` line and `st.stop()`, never a traceback.
 - `error_message(exc) -> str`: the plain-words line `guard` shows.
@@ -50,8 +55,9 @@ Public API (stable; other engineers' pages import it):
 - `model_card(ck) -> dict[str, str]`: the facts shown in the sidebar's model card.
 
 Session state keys owned here (pages read them only through the functions above):
-"ck_select", "ck_upload", "uploaded_ck", "ck_upload_error", "device", "text_box", "text",
-"text_upload", "text_upload_error".
+"ck_select", "ck_shown", "ck_upload", "uploaded_ck", "ck_upload_error", "device", "text_box",
+"text", "text_error", "text_upload", "text_upload_error", "_sidebar_done"; checkpoint_picker(key=K)
+owns "K_select", "K_upload", "K_uploaded", "K_error".
 """
 
 from __future__ import annotations
@@ -258,6 +264,28 @@ def text_problem() -> str | None:
     return st.session_state.get("text_error")
 
 
+# ---- navigation -------------------------------------------------------------------------------
+# Every page file, listed explicitly: st.navigation ignores pages/ discovery. (file, title, icon)
+PAGE_FILES = (
+    ("pages/1_overview.py", "Overview", ":material/text_fields:"),
+    ("pages/2_spectral_filters.py", "Spectral filters", ":material/equalizer:"),
+    ("pages/3_modrelu_gates.py", "modReLU gates", ":material/grid_on:"),
+    ("pages/4_causal_trick.py", "The causal trick", ":material/schedule:"),
+    ("pages/5_parseval_energy.py", "Parseval energy", ":material/bolt:"),
+    ("pages/6_token_influence.py", "Token influence", ":material/hub:"),
+    ("pages/7_compare.py", "Compare", ":material/compare:"),
+)
+
+
+def pages() -> list:
+    """The app's pages as st.Page objects (the first is the default), for st.navigation."""
+    return [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(PAGE_FILES)]
+
+
+def set_page_config() -> None:
+    st.set_page_config(page_title="caracal-viz", page_icon=":material/graphic_eq:", layout="wide")
+
+
 # ---- sidebar ----------------------------------------------------------------------------------
 def _init_state() -> None:
     ss = st.session_state
@@ -335,15 +363,24 @@ def sidebar() -> None:
 
 
 # ---- pages ------------------------------------------------------------------------------------
+def ensure_entry() -> None:
+    """Do app.py's part (page config, navigation, sidebar) if app.py did not run before this page.
+
+    A server whose first request is a deep link (/spectral_filters) runs in Streamlit's legacy
+    pages/ mode until st.navigation has been called once: the page file runs without app.py.
+    The st.navigation call here switches the server to running app.py from the next run on (and
+    shows the app's own page list now). Every page calls this first (page_setup does)."""
+    if not st.session_state.pop(_SIDEBAR_DONE, False):
+        set_page_config()
+        st.navigation(pages())
+        sidebar()
+        st.session_state.pop(_SIDEBAR_DONE, None)
+
+
 def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
     """Title, a short explanation (markdown), and the checkpoint and text to analyse.
     Shows a note when the sidebar text is invalid; stops the page if the checkpoint can't load."""
-    # A server whose first request is a deep link (/spectral_filters) runs in Streamlit's legacy
-    # pages/ mode until app.py has called st.navigation once: the page runs without app.py, so
-    # it draws the shared sidebar itself.
-    if not st.session_state.pop(_SIDEBAR_DONE, False):
-        sidebar()
-        st.session_state.pop(_SIDEBAR_DONE, None)
+    ensure_entry()
     st.title(title)
     st.markdown(intro)
     if text_problem():
@@ -436,9 +473,9 @@ def show_certificate(report) -> None:
     st.caption(report.summary)
 
 
-def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice | None:
+def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice:
     """A second checkpoint chooser (samples + an upload) on the page, for comparisons.
-    Widget keys are prefixed with `key`. Returns the choice, or None when nothing valid is chosen.
+    Widget keys are prefixed with `key`. Returns the chosen sample or the last good upload.
     A bad upload shows st.error and keeps the previous upload."""
     ss = st.session_state
     up_key, store_key, err_key, sel_key = f"{key}_upload", f"{key}_uploaded", f"{key}_error", f"{key}_select"
