@@ -69,8 +69,10 @@ with st.form("generate"):
     go = st.form_submit_button("Generate")
 with st.container(border=True):
     if go:
-        st.session_state["gen_result"] = (prompt, ui.stream_text(predict.stream_generation(
-            ck, prompt, int(n_new), temperature=float(temperature), top_k=int(top_k) or None, seed=int(seed))))
+        with ui.guard():  # the prompt and settings are checked before the first byte
+            pieces = predict.stream_generation(ck, prompt, int(n_new), temperature=float(temperature),
+                                               top_k=int(top_k) or None, seed=int(seed))
+        st.session_state["gen_result"] = (prompt, ui.stream_text(pieces))
     elif "gen_result" in st.session_state:
         st.markdown(ui.markdown_literal_text(st.session_state["gen_result"][1]))
     else:

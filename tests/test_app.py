@@ -286,3 +286,27 @@ def test_page_draws_the_sidebar_when_app_py_did_not_run(monkeypatch):
     assert at.title[0].value == "modReLU gates"
     assert "Caracal MHF (pad)" in model_card(at)
     assert n_figures(at) == 3
+
+
+def test_generation_with_an_over_long_prompt_shows_an_error():
+    at = start(SHORT_TEXT)
+    at.text_area("gen_prompt").input("p" * (max_text_bytes() + 1))
+    at.slider("gen_n").set_value(16)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception
+    assert any("over the limit" in e for e in errors(at))
+    assert "gen_result" not in at.session_state  # nothing was generated
+    assert at.session_state["text"] == SHORT_TEXT
+
+
+def test_error_messages_are_one_plain_line():
+    import torch
+
+    from caracal_viz.app_support import error_message
+    from caracal_viz.checkpoint import CheckpointError
+
+    oom = error_message(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail"))
+    assert oom.startswith("out of memory") and "shorten the text" in oom and "\n" not in oom
+    assert error_message(CheckpointError("'x.pt' is truncated: re-download it")) == "'x.pt' is truncated: re-download it"
+    other = error_message(KeyError("blocks.9"))
+    assert other.startswith("unexpected KeyError") and "\n" not in other
