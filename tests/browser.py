@@ -65,23 +65,28 @@ def streamlit_server(log_path: Path, timeout_s: float = 90.0, env: dict | None =
                 proc.wait(timeout=10)
 
 
+# Streamlit marks its root with the script's state ("running", "notRunning", ...) for tests.
 _PAGE_STATE_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
   const main = document.querySelector('[data-testid="stMain"]');
   const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-  return [main ? main.querySelectorAll('*').length : -1,
+  return [app ? app.getAttribute('data-test-script-state') : null,
+          main ? main.querySelectorAll('*').length : -1,
           charts.filter(c => !c.querySelector('.main-svg')).length];
 }"""
 
 
 def wait_until_idle(page, timeout_s: float = 90.0, quiet_s: float = 1.0) -> None:
-    """Wait until Streamlit has finished running the script and the page has drawn: no status
-    widget ("Running..."), spinner or skeleton, every Plotly chart drawn, and the page's element
-    count unchanged, continuously for `quiet_s` (a rerun can start just after one ends)."""
+    """Wait until Streamlit has finished running the script and the page has drawn: the app's
+    script state is "notRunning", no status widget, spinner or skeleton, every Plotly chart drawn,
+    and the page's element count unchanged, continuously for `quiet_s` (a rerun can start just
+    after one ends)."""
     deadline = time.monotonic() + timeout_s
     quiet_since, last_size = None, None
     while True:
-        size, undrawn = page.evaluate(_PAGE_STATE_JS)
-        busy = undrawn > 0 or size != last_size or any(page.locator(sel).count() for sel in RUNNING_SELECTORS)
+        state, size, undrawn = page.evaluate(_PAGE_STATE_JS)
+        busy = (state != "notRunning" or undrawn > 0 or size != last_size
+                or any(page.locator(sel).count() for sel in RUNNING_SELECTORS))
         last_size = size
         now = time.monotonic()
         if busy:

@@ -47,6 +47,8 @@ def test_every_page_renders_without_errors_in_a_real_browser(tmp_path):
             page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
             page.on("console", lambda m: m.type == "error" and console_errors.append(f"console: {m.text}"))
             page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+            # a console "Failed to load resource" does not name the resource: record it here
+            page.on("requestfailed", lambda r: console_errors.append(f"request failed: {r.url} ({r.failure})"))
             page.goto(url)
             # the first run imports torch and loads a model: wait for app.py's own sidebar
             page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stFileUploader"]', timeout=90_000)
