@@ -147,6 +147,80 @@ def fft_conv(v: torch.Tensor, g: torch.Tensor, K: torch.Tensor, n: int, *, dtype
     raise ValueError(f"unknown fft_conv method {method!r}: expected auto, triton, torch_bld or torch_lbd")
 
 
+class FFTConvFunction(torch.autograd.Function):
+    """fft_conv with the learned kernel in the time domain, for training and gradients.
+
+    y = irfft(rfft(v, n) * rfft(g, n) * rfft(k_buf, n), n)[:L] per channel (channel d uses head
+    d // (D // H) of k_buf (H, K)). The backward is the same product run backwards, three
+    circular correlations that are exact for n >= 2L + K - 2 on every index that matters:
+        dv = irfft(DY conj(G Kf))[:L],  dg = irfft(DY conj(V Kf))[:L],
+        dk = sum over the head's channels of irfft(DY conj(V G))[:K]
+    with DY = rfft(dy, n). v and g are saved, their spectra recomputed: no (B, n, D) complex
+    tensor is kept between the passes. Works under vmap (is_grads_batched)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(v, g, k_buf, n, dtype, out_dtype):
+        K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
+        return fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype)  # no grad in here: Triton on CUDA
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        v, g, k_buf, n, dtype, out_dtype = inputs
+        ctx.save_for_backward(v, g, k_buf)
+        ctx.n, ctx.dtype = n, dtype
+
+    @staticmethod
+    def backward(ctx, dy):
+        v, g, k_buf = ctx.saved_tensors
+        dv, dg, dk = _FFTConvGrad.apply(dy, v, g, k_buf, ctx.n, ctx.dtype)
+        return dv, dg, dk, None, None, None
+
+
+def _fft_conv_grads(dy, v, g, k_buf, n, dtype):
+    """The three correlations of FFTConvFunction.backward; any leading dimensions of dy (or of
+    v, g, k_buf) broadcast, so a batch of cotangents is one batched FFT."""
+    L, D = v.shape[-2], v.shape[-1]
+    H = k_buf.shape[-2]
+    Kf = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1).transpose(-1, -2)[..., None]  # (F, H, 1)
+
+    def heads(x):  # (..., F, D) -> (..., F, H, dh)
+        return x.reshape(*x.shape[:-1], H, D // H)
+
+    def channels(x):
+        return x.reshape(*x.shape[:-2], D)
+    V = heads(torch.fft.rfft(v.to(dtype), n=n, dim=-2))  # (B, F, H, dh)
+    G = heads(torch.fft.rfft(g.to(dtype), n=n, dim=-2))
+    DY = heads(torch.fft.rfft(dy.to(dtype), n=n, dim=-2))  # (..., B, F, H, dh)
+    dv = torch.fft.irfft(channels(DY * (G * Kf).conj()), n=n, dim=-2)[..., :L, :]
+    dg = torch.fft.irfft(channels(DY * (V * Kf).conj()), n=n, dim=-2)[..., :L, :]
+    dK = (DY * (V * G).conj()).sum(dim=(-4, -1))  # (..., F, H): over batch and the head's channels
+    dk = torch.fft.irfft(dK.transpose(-1, -2), n=n, dim=-1)[..., : k_buf.shape[-1]]
+    return dv.to(v.dtype), dg.to(g.dtype), dk.to(k_buf.dtype)
+
+
+class _FFTConvGrad(torch.autograd.Function):
+    """The backward as a function of its own, with a vmap rule: under vmap (batched cotangents)
+    the batch becomes a leading dimension of one FFT call instead of a loop per cotangent.
+    First order only (no backward of the backward)."""
+
+    @staticmethod
+    def forward(dy, v, g, k_buf, n, dtype):
+        return _fft_conv_grads(dy, v, g, k_buf, n, dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def vmap(info, in_dims, dy, v, g, k_buf, n, dtype):
+        dy, v, g, k_buf = (x if d is None else x.movedim(d, 0) for x, d in zip((dy, v, g, k_buf), in_dims[:4]))
+        out = _fft_conv_grads(dy, v, g, k_buf, n, dtype)
+        ranks = (v.shape[-3:], g.shape[-3:], k_buf.shape[-2:])
+        return out, tuple(0 if o.dim() > len(r) else None for o, r in zip(out, ranks))
+
+
 def _have_triton() -> bool:
     try:
         _triton_kernels()

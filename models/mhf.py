@@ -19,7 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .fourier import causal_fft_size, causal_kernel_lags, exact_conv_fft_size, fft_conv, modrelu, place_two_sided
+from .fourier import (FFTConvFunction, causal_fft_size, causal_kernel_lags, exact_conv_fft_size, fft_conv, modrelu,
+                      place_two_sided)
 from .internals import MixerInternals, detach32
 
 _CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
@@ -98,6 +99,17 @@ class MultiHeadFourier(nn.Module):
             return L
         return exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
 
+    def kernel_buffer(self, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The learned kernel laid out for an FFT of size n at length L: (H, K) float32 time
+        kernel (lags 0..L-1; for "two_sided" the whole size-n circular buffer, future lags at the
+        end; a unit impulse (H, 1) without the filter), and the kernel as applied (H, L) or None."""
+        if not self.cfg.spectral_filter:
+            return torch.ones(self.n_heads, 1, device=self.w_v.weight.device), None
+        k_applied = causal_kernel_lags(self.causal_kernel(), L)  # (H, L)
+        if self.cfg.causal_mode == "two_sided":
+            return place_two_sided(self.kernel_two_sided(), L, n), k_applied
+        return k_applied, k_applied
+
     def kernel_spectrum(self, L: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned kernel's spectrum as the FFT product applies it, for length L and FFT size n.
 
@@ -115,15 +127,8 @@ class MultiHeadFourier(nn.Module):
             hit = self._spectrum_cache.get(key)
             if hit is not None:
                 return hit
-        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        device = self.w_v.weight.device
-        if not self.cfg.spectral_filter:
-            K = torch.full((self.n_heads, n // 2 + 1), 1.0 / n, dtype=cdtype, device=device)
-            k_applied = None
-        else:
-            k_applied = causal_kernel_lags(self.causal_kernel(), L)  # (H, L)
-            k_buf = place_two_sided(self.kernel_two_sided(), L, n) if self.cfg.causal_mode == "two_sided" else k_applied
-            K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
+        k_buf, k_applied = self.kernel_buffer(L, n)
+        K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
         if cacheable:
             with _CACHE_LOCK:
                 if len(self._spectrum_cache) >= _CACHE_ENTRIES:
@@ -138,14 +143,22 @@ class MultiHeadFourier(nn.Module):
         The FFTs run in `dtype` (default v's), y comes back in `out_dtype` (default dtype).
         Returns y (B, L, D), the FFT size N, and the learned kernel as applied (H, L) or None.
         The same function as `mix_reference` (equal within the FFT dtype's rounding), computed
-        faster: an FFT size with min(C, L) kernel lags instead of L, the kernel's spectrum cached,
-        the 1/N folded into it, and on the GPU a fused Triton pipeline (models.fourier.fft_conv).
+        faster: an FFT size with min(C, L) kernel lags instead of L, the 1/N folded into the
+        kernel's spectrum, which is cached when no gradient is needed; on the GPU then a fused
+        Triton pipeline (models.fourier.fft_conv); with gradients an explicit FFT backward
+        (models.fourier.FFTConvFunction).
         """
         dtype = dtype or v.dtype
+        out_dtype = out_dtype or dtype
         L = v.shape[1]
         n = self.fft_size(L)
-        K, k_applied = self.kernel_spectrum(L, n, dtype)
-        y = fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype or dtype)
+        if torch.is_grad_enabled() and (v.requires_grad or g.requires_grad
+                                        or any(p.requires_grad for p in self.parameters())):
+            k_buf, k_applied = self.kernel_buffer(L, n)
+            y = FFTConvFunction.apply(v, g, k_buf, n, dtype, out_dtype)
+        else:
+            K, k_applied = self.kernel_spectrum(L, n, dtype)
+            y = fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype)
         return y, n, k_applied
 
     def mix_reference(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:

@@ -152,8 +152,9 @@ def test_kernel_spectrum_cache_follows_the_parameters(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_fast_path_gradients_equal_plain_path(device):
-    m = mixer(device).double()
+@pytest.mark.parametrize("kw", MODES)
+def test_fast_path_gradients_equal_plain_path(kw, device):
+    m = mixer(device, **kw).double()
     x = torch.randn(2, 60, 32, dtype=torch.float64, device=device)
     grads = []
     for fast in (True, False):
@@ -192,13 +193,13 @@ def test_model_logits_fast_equal_plain(device):
 def test_prefill_and_incremental_decoding_equal_the_full_forward(device):
     ck = load_sample("caracal-shakespeare", device)
     text = ck.tokenizer.encode("KING RICHARD III:\nNow is the winter of our discontent\nMade glorious summer.")
-    ids = torch.tensor([text * 8], device=device)[:, :600]  # past the context (512)
+    ids = torch.tensor([text * 8], device=device)[:, :545]  # past the context (512)
     with torch.no_grad():
         full = ck.model(ids)
         for P in (1, 7, 530):
             last, states = ck.model.stream_logits(ids[:, :P])
             torch.testing.assert_close(last, full[:, P - 1], atol=1e-4, rtol=0)
-            for t in range(P, min(P + 40, ids.shape[1])):
+            for t in range(P, min(P + 15, ids.shape[1])):
                 step = ck.model.step(ids[:, t], states)
                 torch.testing.assert_close(step, full[:, t], atol=1e-4, rtol=0)
 
@@ -218,7 +219,7 @@ def test_prefill_of_a_hybrid_model_equals_the_full_forward():
 def test_greedy_generation_equals_naive_rerun():
     ck = load_sample("caracal-shakespeare")
     prompt = ck.tokenizer.encode("ROMEO:\n")
-    out = list(ck.model.generate_stream(prompt, 48, temperature=0))
+    out = list(ck.model.generate_stream(prompt, 24, temperature=0))
     ids = list(prompt)
     with torch.no_grad():
         for tok in out:
@@ -226,6 +227,18 @@ def test_greedy_generation_equals_naive_rerun():
             top2 = logits.topk(2).values
             assert tok == int(logits.argmax()) or (top2[0] - top2[1]).item() < 1e-4
             ids.append(tok)
+
+
+def test_batched_gradients_equal_row_by_row():
+    """is_grads_batched (vmap over cotangents, as token influence uses it) through the FFT backward."""
+    m = mixer(**{}).double()
+    x = torch.randn(1, 40, 32, dtype=torch.float64, requires_grad=True)
+    y = m(x)[0, :, 0]  # (L,)
+    cot = torch.eye(40, dtype=torch.float64)[::7]
+    (batched,) = torch.autograd.grad(y, x, cot, retain_graph=True, is_grads_batched=True)
+    for row, c in enumerate(cot):
+        (single,) = torch.autograd.grad(y, x, c, retain_graph=True)
+        assert rel(batched[row], single) < 1e-12
 
 
 def test_smooth_sizes_against_brute_force():
@@ -241,3 +254,17 @@ def test_smooth_sizes_against_brute_force():
                     break
                 k += 1
             assert fourier.smooth_fft_size(n, primes) == k
+
+
+def test_functorch_vmap_of_vjp_uses_the_batched_backward():
+    from torch.func import vjp, vmap
+    m = mixer().double()
+    x = torch.randn(1, 40, 32, dtype=torch.float64)
+    _, pull = vjp(lambda x: m(x)[0, :, 0], x)
+    cot = torch.eye(40, dtype=torch.float64)[::7]
+    (batched,) = vmap(pull)(cot)
+    xg = x.clone().requires_grad_(True)
+    y = m(xg)[0, :, 0]
+    for row, c in enumerate(cot):
+        (single,) = torch.autograd.grad(y, xg, c, retain_graph=True)
+        assert rel(batched[row], single) < 1e-12

@@ -1,0 +1,119 @@
+"""Question 4: how long does the app's full analysis of one text take, per function and in
+total, for texts of 256, 1,024 and 4,096 bytes, on the GPU and on the CPU?
+
+The analysis is what the app's pages compute for caracal-shakespeare and a new text: next-byte
+view (overview), learned filters and data kernels (filters), gate report (gates), kernel impulse
+responses at the page's default length 64 (causal trick), the causality certificate, the
+Parseval report, the token-influence map and the mixing matrices (influence). Each function is
+warmed up once on a different text of the same length (kernels, plan caches), then timed on the
+benchmark text: the median of --reps runs (wall clock, synchronised on the GPU). Functions that
+do not read the text (filters, impulses, certificate) are timed once per length anyway, as the
+app computes them once per checkpoint. --profile prints the top operators of the slowest one.
+
+    python3 benchmarks/analysis_latency.py [--device cpu|cuda] [--lengths 256 1024 4096] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from _util import ROOT, header, save, sync, table
+
+from caracal_viz import causality, energy, filters, gates, impulse, influence, load_checkpoint, predict
+from caracal_viz.text import TextError
+
+SOURCE = (ROOT / "benchmarks" / "analysis_text.txt")
+FALLBACK = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+            "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n")
+
+
+def text_of(n: int, shift: int = 0) -> str:
+    base = SOURCE.read_text() if SOURCE.exists() else FALLBACK
+    s = (base * (n // len(base) + 2))[shift:shift + n]
+    return s.encode("utf-8")[:n].decode("utf-8", errors="ignore")
+
+
+def analyses():
+    return [
+        ("next_token_view", lambda ck, t: predict.next_token_view(ck, t, k=5)),
+        ("learned_filters", lambda ck, t: filters.learned_filters(ck)),
+        ("data_kernels", lambda ck, t: filters.data_kernels(ck, t)),
+        ("gate_report", lambda ck, t: gates.gate_report(ck, t)),
+        ("kernel_impulses", lambda ck, t: impulse.kernel_impulses(ck, 64)),
+        ("causality_report", lambda ck, t: causality.causality_report(ck)),
+        ("parseval_report", lambda ck, t: energy.parseval_report(ck, t)),
+        ("token_influence", lambda ck, t: influence.token_influence(ck, t, None)),
+        ("mixing_matrices", lambda ck, t: influence.mixing_matrices(ck, t)),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--skip", nargs="*", default=[], help="analysis names to leave out")
+    ap.add_argument("--max-seconds", type=float, default=120.0,
+                    help="time a function once, without warm-up, when its previous length took longer than this / 8")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    dev = args.device
+    ck = load_checkpoint(ROOT / "sample_checkpoints" / "caracal-shakespeare.safetensors", device=dev)
+    rows, slowest, prev = [], None, {}
+    for L in args.lengths:
+        row = {"L": L}
+        total = 0.0
+        text, other = text_of(L), text_of(L, shift=7)
+        for name, fn in analyses():
+            if name in args.skip:
+                continue
+            try:
+                light = prev.get(name, 0.0) * (L / max(1, prev.get(name + "_L", L))) ** 2 > args.max_seconds
+                if not light:
+                    fn(ck, other)  # warm-up on another text of this length
+                times = []
+                for _ in range(1 if light else args.reps):
+                    sync(dev)
+                    t0 = time.perf_counter()
+                    fn(ck, text)
+                    sync(dev)
+                    times.append(time.perf_counter() - t0)
+                t = statistics.median(times)
+                row[name] = t
+                total += t
+                prev[name], prev[name + "_L"] = t, L
+                if slowest is None or t > slowest[2]:
+                    slowest = (name, L, t)
+            except TextError as e:
+                row[name] = f"refused: {str(e)[:60]}"
+            print(L, name, row[name], flush=True)
+        row["total_s"] = total
+        rows.append(row)
+    result = {"device": dev, "rows": rows, "threads": torch.get_num_threads(), "loadavg": os.getloadavg()}
+    if args.profile and slowest:
+        name, L, _ = slowest
+        fn = dict(analyses())[name]
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+        with profile(activities=acts) as p:
+            fn(ck, text_of(L))
+            sync(dev)
+        key = "self_cuda_time_total" if dev == "cuda" else "self_cpu_time_total"
+        result["profile"] = p.key_averages().table(sort_by=key, row_limit=12)
+    save(f"analysis_latency_{dev}", result)
+    print(header(f"Analysis latency: caracal-shakespeare, {dev}", dev))
+    print(f"torch threads: {torch.get_num_threads()}; load average at the end: {os.getloadavg()[0]:.1f}; seconds, "
+          f"median of {args.reps} after a warm-up on another text\n")
+    names = [n for n, _ in analyses() if n not in args.skip]
+    print(table(rows, [("L", "bytes")] + [(n, n) for n in names] + [("total_s", "total s")]))
+    if "profile" in result:
+        print(f"\nprofile of {slowest[0]} at {slowest[1]} bytes:\n{result['profile']}")
+
+
+if __name__ == "__main__":
+    main()
