@@ -39,8 +39,12 @@ g = report[layer]
 st.subheader(f"Block {layer}: gates by head and frequency")
 ui.show_figure(figures.gate_map_figure(g), key="gt_map", file_name=f"{ck.name}_gates_block{layer}")
 if g.kind == "fftnet":
+    n_bins = len(text.encode("utf-8")) // 2 + 1
     st.caption("FFTNet gates act on the filtered data spectrum, so they depend on the text: the map shows "
-               "the fraction of each head's channels whose gate is open at that bin for this text.")
+               "the fraction of each head's channels whose gate is open at that bin for this text."
+               + (f" This text has {n_bins} frequency bins against the gates' {len(g.freqs)}: each text bin lands "
+                  "on its nearest gate bin, and the gate bins in between receive no data (the stripes)."
+                  if n_bins < len(g.freqs) else ""))
 ui.show_figure(figures.passed_energy_figure(g), key="gt_energy", file_name=f"{ck.name}_gate_energy_block{layer}")
 st.caption("Energy of the text reaching the gates per bin (Parseval scaled) and the part the gates let through.")
 
