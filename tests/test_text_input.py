@@ -6,6 +6,9 @@ Expected bytes are written out from the Unicode/UTF-8 tables, not computed by th
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 from caracal_viz.text import TextError, decode_text_file, encode_text, max_text_bytes
@@ -145,3 +148,66 @@ def test_labels_of_hostile_text_cannot_carry_control_or_direction_characters():
     joined = "".join(labels)
     assert all(0x20 <= ord(c) <= 0x7E for c in joined)
     assert "<" in joined and "&" in joined  # markup survives as labels: renderers must escape it
+
+
+# ---- escaping in figures ------------------------------------------------------------------------
+HOSTILE = "<b>x</b> & <script>alert(1)</script> &amp; \u202e\u0301\U0001F600\x1b <img src=x onerror=alert(1)>"
+# The markup the figure builders themselves write (Plotly renders this subset of HTML)
+_BUILDER_TAGS = re.compile(r"</?(br|b|i|em|sup|sub|extra)>|<span style=\"[^\"<>]*\">|</span>")
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple, np.ndarray)):
+        for v in obj:
+            yield from _strings(v)
+
+
+def assert_escaped(fig, what: str) -> None:
+    """No '<' in the figure but the builders' own tags, and every '&' starts an entity: user
+    text cannot open a tag in a label, a tick, a hover or a title."""
+    for s in _strings(fig.to_plotly_json()):
+        bare = _BUILDER_TAGS.sub("", s)
+        assert "<" not in bare, f"{what}: unescaped markup in {s[:120]!r}"
+        assert len(re.findall("&", bare)) == len(_ENTITY.findall(bare)), f"{what}: bare '&' in {s[:120]!r}"
+
+
+@pytest.fixture(scope="module")
+def hostile_figures():
+    from caracal_viz import compare, figures, influence, predict
+    from caracal_viz import influence_figures as inf
+    from tests.conftest import load_sample
+
+    ck = load_sample("caracal-periodic")
+    view = predict.next_token_view(ck, HOSTILE, k=5)
+    imap = influence.token_influence(ck, HOSTILE)
+    mats = influence.mixing_matrices(ck, HOSTILE)
+    lt = HOSTILE.index("<")
+    amp = HOSTILE.index("&")
+    out = {
+        "token_loss_figure": figures.token_loss_figure(view),
+        "topk_figure at '<'": figures.topk_figure(view, lt),
+        "topk_figure at '&'": figures.topk_figure(view, amp - 1),
+        "influence_figure": figures.influence_figure(imap),
+        "influence_strip_figure": figures.influence_strip_figure(imap, lt),
+        "mixing_matrix_figure": figures.mixing_matrix_figure(mats[0], imap.labels, 0),
+        "influence_map_figure (page)": inf.influence_map_figure(imap.values, imap.labels, imap.scale, "map"),
+        "influence_row_figure (page)": inf.influence_row_figure(imap.values[lt], imap.labels, lt, imap.scale),
+        "mixing_figure (page)": inf.mixing_figure(mats[0], imap.labels, 0),
+    }
+    layer = next(d for d in compare.compare_checkpoints(ck, ck).layers if d is not None)
+    out["compare_figure"] = figures.compare_figure(layer, "<img src=x onerror=alert(1)>.pt", "a&b.pt")
+    return out
+
+
+@pytest.mark.parametrize("name", ["token_loss_figure", "topk_figure at '<'", "topk_figure at '&'", "influence_figure",
+                                  "influence_strip_figure", "mixing_matrix_figure", "influence_map_figure (page)",
+                                  "influence_row_figure (page)", "mixing_figure (page)", "compare_figure"])
+def test_figures_escape_labels_and_names(hostile_figures, name):
+    assert name in hostile_figures, f"{name} was not built"
+    assert_escaped(hostile_figures[name], name)
