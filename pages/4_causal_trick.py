@@ -25,6 +25,7 @@ def leak_text(frac: float) -> str:
     return "0 (exactly)" if frac == 0 else f"{100 * frac:.3g} %"
 
 
+ui.ensure_entry()
 for k, v in DEFAULTS.items():
     ss.setdefault(k, v)
 ss.setdefault("ct_preset", next(iter(explainer.PRESETS)))
@@ -176,7 +177,9 @@ with st.expander("Details: convolution is polynomial multiplication"):
 with st.expander("Details: why the FFT at all"):
     st.markdown(
         "Direct convolution costs L·K multiply-adds per channel (L² for a kernel as long as the context). "
-        "The FFT route costs O(N log N): for L = 4096 that is thousands of times fewer operations. The price is "
+        "The FFT route costs O(N log N): at L = 4096, about 34 million floating-point operations directly "
+        "against about 1.6 million for three FFTs of N = 8192 points (≈ 5 N log₂N each), and the gap grows with "
+        "L. The price is "
         "the circular wrap-around, and the padding removes it for at most a factor of 2 in N. In Caracal's MHF "
         "the FFT product has three factors (value stream, gate kernel, learned kernel), so the product is up "
         "to 3L − 2 long and the buffer must hold that (N ≥ 3L − 2), or the kernels must be combined and cut to "
@@ -224,12 +227,12 @@ else:
                     lambda: ui.npz_bytes(**{f"layer{i}_{f}": getattr(kernels[i], f) for i in layers
                                             for f in ("lags", "two_sided", "causal", "masked_fraction")}),
                     "kernel_impulses.npz", key="ct_dl_kernels")
+    after_mask = np.zeros_like(ki.two_sided)
+    after_mask[:, ki.lags >= 0] = ki.causal[:, : int(np.sum(ki.lags >= 0))]
     ui.download_csv(f"Layer {layer} kernels (CSV)",
                     lambda: ui.csv_bytes({"lag": ki.lags,
                                           **{f"head{h}_before_mask": ki.two_sided[h] for h in range(len(ki.two_sided))},
-                                          **{f"head{h}_after_mask": np.where(ki.lags >= 0, np.concatenate(
-                                              [np.zeros(len(ki.lags) - ki.causal.shape[1]), ki.causal[h]]), 0.0)
-                                             for h in range(len(ki.causal))}}),
+                                          **{f"head{h}_after_mask": after_mask[h] for h in range(len(after_mask))}}),
                     f"kernels_layer{layer}.csv", key="ct_dl_kernels_csv")
 
 st.subheader("Causality certificate")

@@ -20,6 +20,9 @@ TEXT = "abcabcabcabcabc qwertyuiqwertyui thequickbrownfoxjump"  # the periodic m
 SHOTS = ROOT / "artifacts" / "screenshots"
 WIDTH, HEIGHT = 1400, 1000
 N_PAGES = 7
+# one data download per page of ours, checked for its header: (page title, button, CSV header start)
+DOWNLOADS = {"The causal trick": ("Both outputs (CSV)", "t,x,exact_causal,circular_output"),
+             "Token influence": ("This prediction's row (CSV)", "input_position,byte,label,influence")}
 
 
 def settle(page) -> None:
@@ -81,6 +84,13 @@ def test_every_page_renders_without_errors_in_a_real_browser(tmp_path):
                 errors = error_texts(page)
                 if errors:
                     problems[title] = errors
+                if title in DOWNLOADS:
+                    button, header = DOWNLOADS[title]
+                    with page.expect_download(timeout=30_000) as download:
+                        page.get_by_role("button", name=button).click()
+                    data = download.value.path().read_text()
+                    assert data.startswith(header), f"{title}: {button} gave {data[:80]!r}"
+                    settle(page)
                 slug = re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
                 screenshot(page, SHOTS / f"{i + 1}_{slug}.png")
                 # the upload and the text must survive page changes
