@@ -42,10 +42,10 @@ from .text import TextError, encode_text
 # transient buffers that a peak-RSS reading can miss.
 _GRAPH_WORDS = 96
 _ROW_WORDS = 48
-# Rows per batched backward pass. On the CPU the FFT backward has no vmap batching rule (torch
-# loops over the batch and stacks), so big chunks only add copies: 4 was fastest at L = 512
-# (88 ms per row on one core, against 104 ms with 16). A GPU gains from wide batches.
-_MAX_CHUNK = {"cpu": 4}
+# Rows per batched backward pass: on one CPU core at L = 512 (caracal-shakespeare, 2026-11-24)
+# 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap); a
+# GPU gains from wider batches still.
+_MAX_CHUNK = {"cpu": 16}
 _MAX_CHUNK_GPU = 64
 _LIMIT_CAP = 1 << 16
 
