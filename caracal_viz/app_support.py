@@ -55,9 +55,11 @@ Public API (stable; other engineers' pages import it):
 - `model_card(ck) -> dict[str, str]`: the facts shown in the sidebar's model card.
 
 Session state keys owned here (pages read them only through the functions above):
-"ck_select", "ck_shown", "ck_upload", "uploaded_ck", "ck_upload_error", "device", "text_box",
-"text", "text_error", "text_upload", "text_upload_error", "_sidebar_done"; checkpoint_picker(key=K)
-owns "K_select", "K_upload", "K_uploaded", "K_error".
+"ck_current" (the chosen checkpoint's label) shown by the widget "ck_select", "ck_upload",
+"uploaded_ck", "ck_upload_error", "device", "text_draft" (the sidebar's text, maybe invalid) shown
+by the widget "text_box", "text" (the last valid text), "text_error", "text_upload",
+"text_upload_error", "_sidebar_done", "_ck_select_rendered", "_text_box_rendered";
+checkpoint_picker(key=K) owns "K_current", "K_select", "K_upload", "K_uploaded", "K_error".
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def load_checkpoint_choice(choice: CheckpointChoice, device: str | None = None) 
         return _load_upload(choice.data, choice.sha256, choice.name, device)
 
 
-def _try_upload(file) -> tuple[CheckpointChoice | None, str | None]:
+def _try_upload(file, kept: str) -> tuple[CheckpointChoice | None, str | None]:
     """Validate an uploaded checkpoint by loading it; (choice, None) or (None, error message)."""
     limit = max_checkpoint_bytes()
     size = getattr(file, "size", None)
@@ -178,9 +180,9 @@ def _try_upload(file) -> tuple[CheckpointChoice | None, str | None]:
     try:
         load_checkpoint_choice(choice)
     except CheckpointError as e:
-        return None, f"Could not load the upload, kept {st.session_state.get('ck_select', DEFAULT_SAMPLE)}: {e}"
+        return None, f"Could not load the upload, kept {kept}: {e}"
     except Exception as e:  # noqa: BLE001 -- a hostile file must never crash the app
-        return None, f"Could not load the upload ({error_message(e)}); kept the previous checkpoint"
+        return None, f"Could not load the upload, kept {kept}: {error_message(e)}"
     return choice, None
 
 
@@ -189,24 +191,41 @@ def _on_checkpoint_upload() -> None:
     if file is None:  # the user removed the file: its error goes with it
         st.session_state["ck_upload_error"] = None
         return
-    choice, err = _try_upload(file)
+    choice, err = _try_upload(file, kept=st.session_state.get("ck_current", DEFAULT_SAMPLE))
     st.session_state["ck_upload_error"] = err
     if choice is not None:
         st.session_state["uploaded_ck"] = choice
-        st.session_state["ck_select"] = choice.label
+        _choose_checkpoint(choice.label)
 
 
-def _on_checkpoint_select() -> None:
-    """An example text left as it was follows the checkpoint to the new checkpoint's example."""
+def _choose_checkpoint(label: str) -> None:
+    """Make `label` the current checkpoint; an example text left as it was follows it to the new
+    checkpoint's example."""
     ss = st.session_state
-    old = ss.get("ck_shown", DEFAULT_SAMPLE)
-    if ss.get("text_box") == example_text(old):
-        ss["text_box"] = example_text(_current_choice().name)
+    old = _current_choice().name
+    ss["ck_current"] = label
+    if ss.get("text_draft") == example_text(old):
+        ss["text_draft"] = example_text(_current_choice().name)
         ss["text_upload_error"] = None
 
 
+def _mirror(widget_key: str, state_key: str, on_user_change: Callable[[object], None]) -> None:
+    """Keep a widget showing a session value that callbacks may also change.
+
+    Callbacks never write widget keys: a run interrupted by the next event (common under load)
+    never sends such a value to the browser, which then sends its stale value back and wins.
+    Instead the value lives in `state_key`; a widget value that differs from what was last
+    rendered is the user's own change (passed to `on_user_change`), and before the widget
+    renders it is set to the current value."""
+    ss = st.session_state
+    if widget_key in ss and ss[widget_key] != ss.get(f"_{widget_key}_rendered"):
+        on_user_change(ss[widget_key])
+    ss[widget_key] = ss[state_key]
+    ss[f"_{widget_key}_rendered"] = ss[state_key]
+
+
 def _current_choice() -> CheckpointChoice:
-    sel = st.session_state.get("ck_select", DEFAULT_SAMPLE)
+    sel = st.session_state.get("ck_current", DEFAULT_SAMPLE)
     up = st.session_state.get("uploaded_ck")
     if up is not None and sel == up.label:
         return up
@@ -235,16 +254,20 @@ def _on_text_upload() -> None:
         st.session_state["text_upload_error"] = f"Kept the previous text: {e}"
         return
     st.session_state["text_upload_error"] = None
-    st.session_state["text_box"] = text
+    st.session_state["text_draft"] = text
 
 
 def _on_example_text() -> None:
-    st.session_state["text_box"] = example_text(_current_choice().name)
+    st.session_state["text_draft"] = example_text(_current_choice().name)
     st.session_state["text_upload_error"] = None
 
 
+def _set_draft(text) -> None:
+    st.session_state["text_draft"] = text
+
+
 def _validate_text_box() -> None:
-    raw = st.session_state.get("text_box", "")
+    raw = st.session_state.get("text_draft", "")
     try:
         encode_text(raw)
     except TextError as e:
@@ -289,10 +312,10 @@ def set_page_config() -> None:
 # ---- sidebar ----------------------------------------------------------------------------------
 def _init_state() -> None:
     ss = st.session_state
-    ss.setdefault("ck_select", DEFAULT_SAMPLE)
+    ss.setdefault("ck_current", DEFAULT_SAMPLE)
     ss.setdefault("device", "auto")
-    ss.setdefault("text_box", example_text(DEFAULT_SAMPLE))
-    ss.setdefault("text", ss["text_box"])
+    ss.setdefault("text_draft", example_text(DEFAULT_SAMPLE))
+    ss.setdefault("text", ss["text_draft"])
 
 
 def model_card(ck: Checkpoint) -> dict[str, str]:
@@ -326,11 +349,10 @@ def sidebar() -> None:
     sb = st.sidebar
     up = ss.get("uploaded_ck")
     options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
-    if ss["ck_select"] not in options:
-        ss["ck_select"] = DEFAULT_SAMPLE
-    sb.selectbox("Checkpoint", options, key="ck_select", on_change=_on_checkpoint_select,
-                 help="A shipped sample, or the last checkpoint you uploaded")
-    ss["ck_shown"] = _current_choice().name
+    _mirror("ck_select", "ck_current", lambda label: _choose_checkpoint(label) if label in options else None)
+    if ss["ck_current"] not in options:
+        ss["ck_current"] = ss["ck_select"] = ss["_ck_select_rendered"] = DEFAULT_SAMPLE
+    sb.selectbox("Checkpoint", options, key="ck_select", help="A shipped sample, or the last checkpoint you uploaded")
     sb.file_uploader("Upload a checkpoint (.safetensors or .pt)", type=["safetensors", "pt"],
                      key="ck_upload", on_change=_on_checkpoint_upload,
                      help=f"At most {max_checkpoint_bytes() / 2**20:.0f} MB. Pickled code is never run.")
@@ -339,6 +361,7 @@ def sidebar() -> None:
     sb.selectbox("Device", device_options(), key="device",
                  format_func=lambda d: f"auto ({resolve_device('auto')})" if d == "auto" else d)
 
+    _mirror("text_box", "text_draft", _set_draft)
     sb.text_area(f"Text (UTF-8, at most {max_text_bytes()} bytes)", key="text_box", height=160)
     _validate_text_box()
     if text_problem():
@@ -475,35 +498,37 @@ def show_certificate(report) -> None:
 
 def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice:
     """A second checkpoint chooser (samples + an upload) on the page, for comparisons.
-    Widget keys are prefixed with `key`. Returns the chosen sample or the last good upload.
-    A bad upload shows st.error and keeps the previous upload."""
+    Session keys are prefixed with `key`. Returns the chosen sample or the last good upload.
+    A bad upload shows st.error and keeps the previous choice."""
     ss = st.session_state
-    up_key, store_key, err_key, sel_key = f"{key}_upload", f"{key}_uploaded", f"{key}_error", f"{key}_select"
+    up_key, store_key, err_key = f"{key}_upload", f"{key}_uploaded", f"{key}_error"
+    sel_key, cur_key = f"{key}_select", f"{key}_current"
 
     def on_upload() -> None:
         file = ss.get(up_key)
         if file is None:
             ss[err_key] = None
             return
-        choice, err = _try_upload(file)
+        choice, err = _try_upload(file, kept=ss.get(cur_key, "the previous checkpoint"))
         ss[err_key] = err
         if choice is not None:
             ss[store_key] = choice
-            ss[sel_key] = choice.label
+            ss[cur_key] = choice.label
 
     up = ss.get(store_key)
     options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
-    ss.setdefault(sel_key, default if default in options else options[0])
-    if ss[sel_key] not in options:
-        ss[sel_key] = options[0]
+    ss.setdefault(cur_key, default if default in options else options[0])
+    _mirror(sel_key, cur_key, lambda v: ss.__setitem__(cur_key, v) if v in options else None)
+    if ss[cur_key] not in options:
+        ss[cur_key] = ss[sel_key] = ss[f"_{sel_key}_rendered"] = options[0]
     st.selectbox(label, options, key=sel_key)
     st.file_uploader("Or upload it (.safetensors or .pt)", type=["safetensors", "pt"], key=up_key,
                      on_change=on_upload)
     if ss.get(err_key):
         st.error(ss[err_key])
-    if up is not None and ss[sel_key] == up.label:
+    if up is not None and ss[cur_key] == up.label:
         return up
-    return CheckpointChoice(name=ss[sel_key])
+    return CheckpointChoice(name=ss[cur_key])
 
 
 # ---- literal text in markdown ------------------------------------------------------------------

@@ -32,8 +32,9 @@ ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.na
 st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The last byte has no next byte to score.")
 
 st.subheader("What the model expected at one position")
-pos = st.slider("Position (the prediction made after reading bytes 0..i)", 0, len(view.ids) - 1,
-                min(len(view.ids) - 2, max(0, len(view.ids) // 2)) if len(view.ids) > 1 else 0, key="ov_pos")
+n = len(view.ids)
+pos = st.slider("Position (the prediction made after reading bytes 0..i)", 0, n - 1, max(0, min(n - 2, n // 2)),
+                key="ov_pos") if n > 1 else 0
 ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ck.name}_top{TOP_K}_pos{pos}")
 
 

@@ -310,3 +310,11 @@ def test_error_messages_are_one_plain_line():
     assert error_message(CheckpointError("'x.pt' is truncated: re-download it")) == "'x.pt' is truncated: re-download it"
     other = error_message(KeyError("blocks.9"))
     assert other.startswith("unexpected KeyError") and "\n" not in other
+
+
+def test_a_one_byte_text_works_on_every_page():
+    at = start("x")
+    for page in MY_PAGES:
+        at.switch_page(page).run()
+        assert not at.exception and errors(at) == [], page
+        assert n_figures(at) >= 1, page
