@@ -165,26 +165,6 @@ def leak_vs_padding_figure(sizes: np.ndarray, fractions: np.ndarray, n_fft: int,
     return _layout(fig, "How much padding is enough?", 380, "leaked energy for every N from L to 2L")
 
 
-def kernel_impulse_figure(lags: np.ndarray, two_sided: np.ndarray, causal: np.ndarray, title: str) -> go.Figure:
-    """One block's learned kernel per head: before the causal mask (two-sided, by `lags` (2L-1,),
-    dotted) and after it (lags 0..L-1, solid). two_sided: (H, 2L-1); causal: (H, L). Negative lags
-    (the future) are shaded red: what the mask removes."""
-    H = two_sided.shape[0]
-    fig = make_subplots(rows=H, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[f"head {h}" for h in range(H)])
-    for h in range(H):
-        c = HEAD_COLOURS[h % len(HEAD_COLOURS)]
-        fig.add_scatter(x=lags, y=two_sided[h], mode="lines", line=dict(color=MUTED, width=1.5, dash="dot"),
-                        name="before the mask (two-sided)", legendgroup="two", showlegend=h == 0, row=h + 1, col=1,
-                        hovertemplate="lag %{x}<br>%{y:.3g}<extra>before mask</extra>")
-        fig.add_scatter(x=np.arange(causal.shape[1]), y=causal[h], mode="lines", line=dict(color=c, width=2),
-                        name=f"head {h} after the mask", row=h + 1, col=1,
-                        hovertemplate="lag %{x}<br>%{y:.3g}<extra>after mask</extra>")
-        fig.add_vrect(x0=float(lags.min()) - 0.5, x1=-0.5, fillcolor=LEAK, opacity=0.07, line_width=0, row=h + 1, col=1)
-    fig.update_xaxes(title_text="lag (tokens back; negative = future)", row=H, col=1)
-    return _layout(fig, title, 170 * H + 110)
-
-
 def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float | None = None) -> go.Figure:
     """Per block, the largest change of an earlier mixer output, relative to the block's own
     response, when the input d tokens later is perturbed, against d (log scale).

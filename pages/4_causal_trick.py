@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import causality, explainer, impulse
+from caracal_viz import causality, explainer, figures, impulse
 from caracal_viz import explainer_figures as xf
 
 ss = st.session_state
@@ -204,11 +204,13 @@ if not layers:
     st.info("This checkpoint has no learned spectral kernel (no spectral filter in its mixers): "
             "there is no mask to show.")
 else:
-    layer = st.selectbox("Layer", layers, key="ct_ck_layer", format_func=lambda i: f"layer {i}")
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Layer", layers, key="ct_ck_layer", format_func=lambda i: f"layer {i}")
     ki = kernels[layer]
-    ui.show_figure(xf.kernel_impulse_figure(ki.lags, ki.two_sided, ki.causal,
-                                            f"Layer {layer} ({ki.kind}): learned kernel per head"),
-                   key="ct_fig_kernels", file_name=f"kernels_layer{layer}")
+    head = c2.selectbox("Head", [-1, *range(ki.two_sided.shape[0])], key="ct_ck_head",
+                        format_func=lambda h: "all heads" if h < 0 else f"head {h}")
+    ui.show_figure(figures.kernel_impulse_figure(ki, None if head < 0 else head), key="ct_fig_kernels",
+                   file_name=f"kernels_layer{layer}")
     applied = {
         "pad": "This model applies the masked kernel (solid) with zero padding: an exact causal convolution.",
         "circular": "This model applies the masked kernel (solid) but without padding: the kernel itself is causal, "
@@ -220,8 +222,8 @@ else:
     if applied:
         st.markdown(applied)
     mask_share = ", ".join(f"head {h}: {100 * f:.1f} %" for h, f in enumerate(ki.masked_fraction))
-    st.caption("Dotted grey: the kernel the learned spectrum describes, over past (positive) and future "
-               "(negative, shaded) lags. Solid: what is applied after the causal mask zeroes the future. "
+    st.caption("Dotted: the kernel the learned spectrum describes, over past (positive) and future "
+               "(negative, shaded) lags. Solid: what is left after the causal mask zeroes the future. "
                f"Share of energy the mask removes: {mask_share}.")
     ui.download_npz("Kernels of every layer (NPZ)",
                     lambda: ui.npz_bytes(**{f"layer{i}_{f}": getattr(kernels[i], f) for i in layers
@@ -243,6 +245,10 @@ if report.causal:
     st.success(f"**Causal.** {report.summary}")
 else:
     st.error(f"**Leaks future tokens.** {report.summary}")
+ui.show_figure(figures.causality_figure(report), key="ct_fig_certificate", file_name="causality_certificate")
+st.caption("Per block, the largest change of an earlier mixer output relative to the block's own response "
+           "(log scale; an exact zero sits on the floor), and the whole model's largest change of an earlier logit. "
+           "Green: within the float-rounding tolerance; red: a leak.")
 rows = {
     "layer": [p.layer for p in report.per_layer],
     "mixer": [p.kind for p in report.per_layer],
@@ -252,7 +258,8 @@ rows = {
     "worst offset (tokens ahead)": [p.worst_offset if not p.causal else "" for p in report.per_layer],
     "where": [p.source for p in report.per_layer],
 }
-st.dataframe(rows, hide_index=True, width="stretch")
+with st.expander("Per-layer details: where each leak comes from"):
+    st.dataframe(rows, hide_index=True, width="stretch")
 leaky = [p for p in report.per_layer if not p.causal]
 if leaky:
     curves = [(f"layer {p.layer}", p.leak_by_offset / p.response if p.response > 0 else p.leak_by_offset)
@@ -262,6 +269,10 @@ if leaky:
     st.caption("For each leaking layer: how much an earlier output moves (relative to the layer's normal "
                "response) when the token d steps later is changed. A circular mixer leaks from tokens up to "
                "the kernel's reach ahead; a global (FFTNet) mixer from everywhere.")
+    ui.download_npz("Leak by offset (NPZ)",
+                    lambda: ui.npz_bytes(**{f"layer{p.layer}_leak_by_offset": p.leak_by_offset for p in leaky},
+                                         **{f"layer{p.layer}_response": p.response for p in leaky}),
+                    "leak_by_offset.npz", key="ct_dl_offsets")
 ui.download_csv("Per-layer leaks (CSV)",
                 lambda: ui.csv_bytes({"layer": rows["layer"], "mixer": rows["mixer"], "mode": rows["mode"],
                                       "causal": [p.causal for p in report.per_layer],

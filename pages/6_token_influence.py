@@ -5,8 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import influence
-from caracal_viz import influence_figures as inf
+from caracal_viz import figures, influence
 
 ck, text = ui.page_setup(
     "Token influence",
@@ -39,19 +38,13 @@ if L < 2:
     st.info("The text has a single byte: there is no prediction to explain. Type a longer text in the sidebar.")
     st.stop()
 
-rel = imap.upper_rel
-if rel <= 1e-6:
-    verdict = f"the future (above the diagonal) gets at most {rel:.1e} of the map's scale: float rounding, nothing read"
-else:
-    verdict = f"the future (above the diagonal) gets up to {rel:.2g} of the map's scale: this model reads later bytes"
-ui.show_figure(inf.influence_map_figure(imap.values, labels, imap.scale, "Influence of each byte on each prediction",
-                                        verdict), key="ti_fig_map", file_name="token_influence_map")
-st.caption(f"Colour is logarithmic over {int(-np.log10(inf.DYNAMIC_RANGE))} decades below the map's largest value; "
-           "anything smaller shows as the darkest colour. Hover for the exact value. The last row is empty: "
-           "nothing follows the last byte.")
-if rel > 1e-6:
+ui.show_figure(figures.influence_figure(imap), key="ti_fig_map", file_name="token_influence_map")
+st.caption(f"Colour is logarithmic over {figures.LOG_DECADES:.0f} decades below the map's largest value; anything "
+           "smaller shows as the darkest colour. Hover for the exact value. The last row is empty: nothing follows "
+           "the last byte. The subtitle gives the largest value above the diagonal, measured, nothing masked.")
+if imap.upper_rel >= 1e-6:
     st.warning(f"Predictions depend on later bytes (largest future entry {imap.upper_max:.3g}, "
-               f"{rel:.2g} of the map's scale): this checkpoint is not causal.")
+               f"{imap.upper_rel:.2g} of the map's scale): this checkpoint is not causal.")
 c1, c2 = st.columns(2)
 with c1:
     ui.download_csv("Influence map (CSV)",
@@ -65,19 +58,20 @@ with c2:
 
 # ---- one prediction -------------------------------------------------------------------------------
 st.subheader("One prediction")
-shown = [inf.display_label(s) for s in labels]
+shown = [s if s != " " else "␣" for s in labels]
 ss = st.session_state
 if not isinstance(ss.get("ti_pos"), int) or not 0 <= ss["ti_pos"] <= L - 2:
     ss["ti_pos"] = (L - 1) // 2
-position = st.select_slider("Prediction at position", list(range(L - 1)), key="ti_pos",
+position = st.select_slider("Prediction after byte", list(range(L - 1)), key="ti_pos",
                             format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'")
 row = imap.values[position]
-ui.show_figure(inf.influence_row_figure(row, labels, position, imap.scale), key="ti_fig_row",
+ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
                file_name=f"token_influence_row{position}")
 top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
-st.caption("The strongest influences on this prediction: "
+st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
+           "outlined byte is the last one the prediction may read). Strongest: "
            + ", ".join(f"'{shown[j]}' at {j} ({row[j]:.3g}{', in the future' if j > position else ''})" for j in top)
-           + ". The strip is coloured like the map; the bars give the values.")
+           + ".")
 ui.download_csv("This prediction's row (CSV)",
                 lambda: ui.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,
                                       "influence": row}),
@@ -98,10 +92,11 @@ if not mixers:
     st.stop()
 mix_layer = st.selectbox("Layer", mixers, key="ti_mix_layer", format_func=lambda i: f"layer {i}")
 m = mats[mix_layer]
-ui.show_figure(inf.mixing_figure(m, labels, mix_layer), key="ti_fig_mix", file_name=f"mixing_layer{mix_layer}")
+ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
+               file_name=f"mixing_layer{mix_layer}")
 future = np.triu(np.abs(m), 1).max(axis=(1, 2)) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
 st.caption("Largest entry above the diagonal, relative to the head's largest: "
-           + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". Each head is coloured relative to its own largest entry.")
+           + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". The heads share one colour scale.")
 c3, c4 = st.columns(2)
 with c3:
     ui.download_npz("All layers' mixing matrices (NPZ)",
