@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 import caracal_viz.app_support as ui
 from caracal_viz import predict
@@ -55,6 +55,12 @@ def shown_metric(page, label_pattern: str) -> str:
     raise AssertionError(f"no metric labelled like {label_pattern!r} on the page")
 
 
+def checkpoint_uploader(page):
+    uploader = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]').filter(has_text="checkpoint")
+    uploader.locator('input[type="file"]').wait_for(state="attached", timeout=120_000)
+    return uploader
+
+
 def settle_all(pages) -> None:
     for page in pages:
         wait_until_idle(page, timeout_s=150)
@@ -86,16 +92,25 @@ def test_eight_sessions_each_see_their_own_checkpoint_and_text(tmp_path):
             t0 = time.monotonic()
             for page in pages:  # all sessions start at once
                 page.goto(url)
-            # Each session types its text and uploads its checkpoint as soon as its sidebar is
-            # there, while the other sessions' script runs are still in flight; then all settle.
+            # Every session uploads its checkpoint as soon as its sidebar is there, while the other
+            # sessions' first runs are in flight; then each types its text as soon as its upload
+            # has arrived, while the others' uploads are still being loaded.
+            for page, (path, _) in zip(pages, plan):
+                checkpoint_uploader(page).locator('input[type="file"]').set_input_files(str(path))
             for page, (path, text) in zip(pages, plan):
-                sidebar = page.locator('[data-testid="stSidebar"]')
-                box = sidebar.locator("textarea").first
-                box.wait_for(timeout=100_000)
+                uploader = checkpoint_uploader(page)
+                chip = uploader.get_by_role("button", name=f"Remove {path.name}")  # the file arrived
+                try:
+                    expect(chip).to_have_count(1, timeout=30_000)
+                except AssertionError:  # the input was replaced by a rerun as the file was set: once more
+                    uploader.locator('input[type="file"]').set_input_files(str(path))
+                    expect(chip).to_have_count(1, timeout=30_000)
+                box = page.locator('[data-testid="stSidebar"] textarea').first
                 box.fill(text)
                 box.press("Control+Enter")
-                uploader = sidebar.locator('[data-testid="stFileUploader"]').filter(has_text="checkpoint")
-                uploader.locator('input[type="file"]').set_input_files(str(path))
+            settle_all(pages)
+            for page, want in zip(pages, expected):  # an upload still in flight when its page looked idle
+                expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(want["sha"], timeout=60_000)
             settle_all(pages)
             print(f"8 sessions settled {time.monotonic() - t0:.0f} s after the first page opened")
             for i, (page, want) in enumerate(zip(pages, expected)):
