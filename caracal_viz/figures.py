@@ -587,7 +587,7 @@ def influence_strip_figure(m, row: int) -> go.Figure:
     fig = _text_heatmap(m.labels, line, hover, "log10 influence", zmin=zmin, zmax=zmax, marked=[row])
     if row + 1 < L:
         sub = (f"the prediction of byte {row + 1} ({show_label(m.labels[row + 1])}); the outlined byte is the last one "
-               f"it may read")
+               "a causal model may read")
     else:
         sub = "the last byte has no next byte to predict"
     return _layout(fig, f"What the prediction after byte {row} ({show_label(m.labels[row])}) depends on",
