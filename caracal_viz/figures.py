@@ -546,7 +546,8 @@ def influence_verdict(upper_max: float, scale: float) -> str:
 def influence_figure(m, title: str | None = None) -> go.Figure:
     """The L x L token influence map (`influence.InfluenceMap`): row i, the prediction of byte
     i+1; column j, the input byte j; colour log10 of the gradient norm (six decades). Token
-    labels on both axes; the measured upper-triangle maximum in the subtitle (nothing masked)."""
+    labels on both axes up to 64 bytes (positions beyond; the hover names both bytes up to 128);
+    the measured upper-triangle maximum in the subtitle (nothing masked)."""
     values = np.asarray(m.values)
     L = values.shape[0]
     z, zmin, zmax = _log_influence(values)

@@ -87,17 +87,32 @@ class InfluenceMap:
 
 
 # ---- memory budget ---------------------------------------------------------------------------
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            raw = f.read().strip()
+    except OSError:
+        return None
+    return int(raw) if raw.isdigit() else None
+
+
 def _free_bytes(device: torch.device) -> int:
+    """Free memory on the device: CUDA's own count, else the smaller of the kernel's
+    MemAvailable and what a cgroup v2 memory limit (a container) still allows."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 4 << 30  # no /proc: assume a modest machine
+    limit, used = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
+    if limit is not None and used is not None:
+        free = max(0, limit - used) if free is None else min(free, max(0, limit - used))
+    return free if free is not None else 4 << 30  # no /proc: assume a modest machine
 
 
 def _budget(ck: Checkpoint) -> int:
