@@ -193,10 +193,16 @@ def _fft_conv_grads(dy, v, g, k_buf, n, dtype):
     V = heads(torch.fft.rfft(v.to(dtype), n=n, dim=-2))  # (B, F, H, dh)
     G = heads(torch.fft.rfft(g.to(dtype), n=n, dim=-2))
     DY = heads(torch.fft.rfft(dy.to(dtype), n=n, dim=-2))  # (..., B, F, H, dh)
-    dv = torch.fft.irfft(channels(DY * (G * Kf).conj()), n=n, dim=-2)[..., :L, :]
-    dg = torch.fft.irfft(channels(DY * (V * Kf).conj()), n=n, dim=-2)[..., :L, :]
-    dK = (DY * (V * G).conj()).sum(dim=(-4, -1))  # (..., F, H): over batch and the head's channels
-    dk = torch.fft.irfft(dK.transpose(-1, -2), n=n, dim=-1)[..., : k_buf.shape[-1]]
+    # conj_physical and slices only where they cut: legacy vmap (is_grads_batched) has no rule
+    # for the alias ops that a lazy conj or a full-range slice produce
+    dv = torch.fft.irfft(channels(DY * torch.conj_physical(G * Kf)), n=n, dim=-2)
+    dg = torch.fft.irfft(channels(DY * torch.conj_physical(V * Kf)), n=n, dim=-2)
+    dK = (DY * torch.conj_physical(V * G)).sum(dim=(-4, -1))  # (..., F, H): over batch and the head's channels
+    dk = torch.fft.irfft(dK.transpose(-1, -2), n=n, dim=-1)
+    if n > L:
+        dv, dg = dv[..., :L, :], dg[..., :L, :]
+    if n > k_buf.shape[-1]:
+        dk = dk[..., : k_buf.shape[-1]]
     return dv.to(v.dtype), dg.to(g.dtype), dk.to(k_buf.dtype)
 
 
