@@ -38,6 +38,37 @@ def text_of(n: int, shift: int = 0) -> str:
     return s.encode("utf-8")[:n].decode("utf-8", errors="ignore")
 
 
+def influence_norms_func(ck, text, chunk: int = 16):
+    """The whole-model influence values of influence.token_influence(ck, text) (its (L-1, L)
+    gradient norms), computed with torch.func.vmap over torch.func.vjp instead of
+    autograd.grad(is_grads_batched=True): the functorch vmap applies the model's batched FFT
+    backward rule (models.fourier._FFTConvGrad.vmap), where the legacy batching loops per row.
+    Here to measure the change proposed for caracal_viz/influence.py."""
+    from torch.func import vjp, vmap
+    model = ck.model
+    ids = torch.tensor(list(text.encode("utf-8")), device=ck.device)
+    L = ids.shape[0]
+    rows_all = torch.arange(L - 1, device=ck.device)
+
+    def scored(x):
+        h = x
+        for block in model.blocks:
+            h = block(h)
+        logp = torch.log_softmax(model.head(model.ln_f(h))[0].double(), dim=-1)
+        return logp[rows_all, ids[1:]]
+    with torch.no_grad():
+        x0 = model.tok_emb(ids)[None]
+    _, pull = vjp(scored, x0)
+    out = torch.empty(L - 1, L, dtype=torch.float64, device=ck.device)
+    for s in range(0, L - 1, chunk):
+        rows = torch.arange(s, min(s + chunk, L - 1), device=ck.device)
+        cot = torch.zeros(len(rows), L - 1, dtype=torch.float64, device=ck.device)
+        cot[torch.arange(len(rows)), rows] = 1.0
+        (grad,) = vmap(pull)(cot)
+        out[s:s + len(rows)] = grad[:, 0].detach().double().norm(dim=-1)
+    return out.cpu().numpy()
+
+
 def analyses():
     return [
         ("next_token_view", lambda ck, t: predict.next_token_view(ck, t, k=5)),
@@ -49,6 +80,7 @@ def analyses():
         ("parseval_report", lambda ck, t: energy.parseval_report(ck, t)),
         ("token_influence", lambda ck, t: influence.token_influence(ck, t, None)),
         ("mixing_matrices", lambda ck, t: influence.mixing_matrices(ck, t)),
+        ("influence_func_vjp", influence_norms_func),
     ]
 
 
@@ -94,7 +126,8 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 t = statistics.median(times)
                 row[name] = t
-                total += t
+                if name != "influence_func_vjp":
+                    total += t
                 prev[name], prev[name + "_L"] = t, L
                 if slowest is None or t > slowest[2]:
                     slowest = (name, L, t)
@@ -119,7 +152,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; load average at the end: {os.getloadavg()[0]:.1f}; seconds, "
           f"median of {args.reps} after a warm-up on another text\n")
     names = [n for n, _ in analyses() if n not in args.skip]
-    print(table(rows, [("L", "bytes")] + [(n, n) for n in names] + [("total_s", "total s")]))
+    print(table(rows, [("L", "bytes")] + [(n, n) for n in names] + [("total_s", "total s (without influence_func_vjp)")]))
     if "profile" in result:
         print(f"\nprofile of {slowest[0]} at {slowest[1]} bytes:\n{result['profile']}")
 
