@@ -3,6 +3,8 @@ in place (the real app through AppTest, real checkpoints, real hostile files).""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -96,8 +98,9 @@ def test_failed_analysis_keeps_checkpoint_text_and_page_settings(monkeypatch):
     """The influence page refuses a text over its limit (a failed analysis); the page's own
     settings (which layer to differentiate, which mixing layer) must survive the failure."""
     ck = load_sample("caracal-periodic")
-    limit = influence_limit(ck)
-    monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", str(limit + 64))  # valid text, too long for the map
+    # twice the map's limit: the limit follows free memory (see test_resources), the need grows as L^2
+    n = 2 * influence_limit(ck)
+    monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", str(n))  # valid text, too long for the map
     at = start()
     at.selectbox("ck_select").set_value("caracal-periodic").run()
     at.text_area("text_box").input(TEXT).run()
@@ -108,10 +111,9 @@ def test_failed_analysis_keeps_checkpoint_text_and_page_settings(monkeypatch):
     assert not at.exception and errors(at) == []
     before = snapshot(at)
 
-    too_long = "abc" * ((limit + 3) // 3)
-    at.text_area("text_box").input(too_long).run()
+    at.text_area("text_box").input("abc" * (n // 3)).run()
     assert not at.exception
-    assert len(errors(at)) == 1 and str(limit) in errors(at)[0], errors(at)
+    assert len(errors(at)) == 1 and re.search(r"limit of \d+ bytes", errors(at)[0]), errors(at)
     assert at.selectbox("ck_select").value == before["ck"] and at.selectbox("device").value == before["device"]
 
     at.text_area("text_box").input(TEXT).run()
