@@ -288,25 +288,27 @@ def text_problem() -> str | None:
 
 
 # ---- navigation -------------------------------------------------------------------------------
-# Every page file, listed explicitly: st.navigation ignores pages/ discovery. (file, title, icon)
+# Every page file, listed explicitly: st.navigation ignores pages/ discovery. (file, title)
+# No icons: a page's icon is also its tab's favicon, fetched from a CDN, and the app runs offline.
 PAGE_FILES = (
-    ("pages/1_overview.py", "Overview", ":material/text_fields:"),
-    ("pages/2_spectral_filters.py", "Spectral filters", ":material/equalizer:"),
-    ("pages/3_modrelu_gates.py", "modReLU gates", ":material/grid_on:"),
-    ("pages/4_causal_trick.py", "The causal trick", ":material/schedule:"),
-    ("pages/5_parseval_energy.py", "Parseval energy", ":material/bolt:"),
-    ("pages/6_token_influence.py", "Token influence", ":material/hub:"),
-    ("pages/7_compare.py", "Compare", ":material/compare:"),
+    ("pages/1_overview.py", "Overview"),
+    ("pages/2_spectral_filters.py", "Spectral filters"),
+    ("pages/3_modrelu_gates.py", "modReLU gates"),
+    ("pages/4_causal_trick.py", "The causal trick"),
+    ("pages/5_parseval_energy.py", "Parseval energy"),
+    ("pages/6_token_influence.py", "Token influence"),
+    ("pages/7_compare.py", "Compare"),
 )
 
 
 def pages() -> list:
     """The app's pages as st.Page objects (the first is the default), for st.navigation."""
-    return [st.Page(path, title=title, icon=icon, default=(i == 0)) for i, (path, title, icon) in enumerate(PAGE_FILES)]
+    return [st.Page(path, title=title, default=(i == 0)) for i, (path, title) in enumerate(PAGE_FILES)]
 
 
 def set_page_config() -> None:
-    st.set_page_config(page_title="caracal-viz", page_icon=":material/graphic_eq:", layout="wide")
+    # No page_icon: a material or emoji favicon is fetched from a CDN (see PAGE_FILES).
+    st.set_page_config(page_title="caracal-viz", layout="wide")
 
 
 # ---- sidebar ----------------------------------------------------------------------------------

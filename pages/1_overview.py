@@ -29,7 +29,8 @@ if not view.causal:
                "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
 ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.name}_token_loss", max_height=640)
-st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The last byte has no next byte to score.")
+st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
+           "predict it from, so it stays uncoloured.")
 
 st.subheader("What the model expected at one position")
 n = len(view.ids)

@@ -26,6 +26,8 @@ with ui.guard():
     ck_b = ui.load_checkpoint_choice(choice_b)
 
 layer_count = max(ck_a.config.n_layers, ck_b.config.n_layers)
+if st.session_state.get("cmp_layer", 0) >= layer_count:  # B changed to a shallower model
+    st.session_state["cmp_layer"] = 0
 layer = st.selectbox("Layer", list(range(layer_count)), key="cmp_layer",
                      format_func=lambda i: f"block {i}")
 
