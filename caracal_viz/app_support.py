@@ -53,6 +53,7 @@ Public API (stable; other engineers' pages import it):
 - `csv_bytes(columns: dict[str, 1-D array]) -> bytes`, `matrix_csv_bytes(matrix, row_labels,
   col_labels) -> bytes`, `npz_bytes(**arrays) -> bytes`: serialisers for the download helpers.
 - `model_card(ck) -> dict[str, str]`: the facts shown in the sidebar's model card.
+- `stem(ck) -> str`: the checkpoint's file name without extension, for download names.
 
 Session state keys owned here (pages read them only through the functions above):
 "ck_current" (the chosen checkpoint's label) shown by the widget "ck_select", "ck_upload",
@@ -578,6 +579,11 @@ def stream_text(pieces: Iterable[str]) -> str:
 
 
 # ---- figures and downloads ----------------------------------------------------------------------
+def stem(ck: Checkpoint) -> str:
+    """The checkpoint's file name without its extension, for download file names."""
+    return Path(ck.name).stem
+
+
 def plotly_config(file_name: str, fmt: str = "svg") -> dict:
     return {"displaylogo": False,
             "toImageButtonOptions": {"format": fmt, "filename": file_name, "scale": 2}}

@@ -23,12 +23,13 @@ c1.metric("Bytes", len(view.ids))
 c2.metric("Bits/byte, this text", "n/a" if np.isnan(view.mean_bits) else f"{view.mean_bits:.3f}")
 bpb = ck.meta.get("val_bits_per_byte")
 c3.metric("Bits/byte, validation", f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "n/a")
-c4.metric("Causal", "yes" if view.causal else "no", help="By construction (the config); the Causal trick page measures it")
+c4.metric("Causal", "yes" if view.causal else "no",
+          help="By construction (the config); the Causal trick page measures it")
 if not view.causal:
     st.warning("This model is not causal: its prediction for a byte can read that byte and the ones after "
                "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
-ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ck.name}_token_loss", max_height=640)
+ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=640)
 st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
            "predict it from, so it stays uncoloured.")
 
@@ -36,7 +37,7 @@ st.subheader("What the model expected at one position")
 n = len(view.ids)
 pos = st.slider("Position (the prediction made after reading bytes 0..i)", 0, n - 1, max(0, min(n - 2, n // 2)),
                 key="ov_pos") if n > 1 else 0
-ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ck.name}_top{TOP_K}_pos{pos}")
+ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ui.stem(ck)}_top{TOP_K}_pos{pos}")
 
 
 def _table() -> bytes:
@@ -48,7 +49,7 @@ def _table() -> bytes:
     })
 
 
-ui.download_csv("Per-byte losses and top guesses (CSV)", _table, f"{ck.name}_next_bytes.csv", key="ov_csv")
+ui.download_csv("Per-byte losses and top guesses (CSV)", _table, f"{ui.stem(ck)}_next_bytes.csv", key="ov_csv")
 
 st.subheader("Let the model write")
 st.markdown("The model continues your prompt one byte at a time. "
@@ -81,5 +82,5 @@ with st.container(border=True):
         st.caption("The continuation appears here.")
 if "gen_result" in st.session_state:
     generated = "".join(st.session_state["gen_result"]).encode("utf-8")
-    ui.download_bytes("Prompt and continuation (TXT)", generated, f"{ck.name}_generated.txt", "text/plain",
+    ui.download_bytes("Prompt and continuation (TXT)", generated, f"{ui.stem(ck)}_generated.txt", "text/plain",
                       key="gen_txt")

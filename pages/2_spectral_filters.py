@@ -28,17 +28,17 @@ head = c2.selectbox("Head", list(range(f.magnitude_db.shape[0])), format_func=la
 
 st.subheader(f"Block {layer}: every head's filter")
 ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}"),
-               key="sf_heat", file_name=f"{ck.name}_filters_block{layer}")
+               key="sf_heat", file_name=f"{ui.stem(ck)}_filters_block{layer}")
 st.caption("The response of the causal kernel as applied: the causal mask (negative lags zeroed) changes the "
            "learned spectrum." if f.kind == "mhf" else
            "The base filter, before the text adapts it (below). It is two-sided: it reads the future.")
 
 st.subheader(f"Head {head} in detail")
-ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ck.name}_block{layer}_head{head}")
+ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ui.stem(ck)}_block{layer}_head{head}")
 st.caption("Phase is unwrapped; group delay is how many tokens, on average, each frequency is delayed "
            "by: the typical look-back of the head at that frequency.")
 ui.show_figure(figures.kernel_figure(f.lags, f.kernel[head], title=f"Time kernel of head {head}"),
-               key="sf_kernel", file_name=f"{ck.name}_block{layer}_head{head}_kernel")
+               key="sf_kernel", file_name=f"{ui.stem(ck)}_block{layer}_head{head}_kernel")
 
 
 def _layer_npz() -> bytes:
@@ -54,9 +54,10 @@ def _head_csv() -> bytes:
 
 d1, d2 = st.columns(2)
 with d1:
-    ui.download_npz(f"Block {layer} filters (NPZ)", _layer_npz, f"{ck.name}_filters_block{layer}.npz", key="sf_npz")
+    ui.download_npz(f"Block {layer} filters (NPZ)", _layer_npz, f"{ui.stem(ck)}_filters_block{layer}.npz", key="sf_npz")
 with d2:
-    ui.download_csv(f"Head {head} response (CSV)", _head_csv, f"{ck.name}_block{layer}_head{head}.csv", key="sf_csv")
+    ui.download_csv(f"Head {head} response (CSV)", _head_csv, f"{ui.stem(ck)}_block{layer}_head{head}.csv",
+                    key="sf_csv")
 
 kind = ck.config.layer_kind(layer)
 if kind == "mhf":
@@ -66,19 +67,20 @@ if kind == "mhf":
                 "response over its channels, for the gate alone and for the combined kernel g*k that "
                 "actually mixes the value stream.")
     dk = ui.analysis(filters.data_kernels, ck, text, spinner="Running the model on the text...")[layer]
-    ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data", file_name=f"{ck.name}_block{layer}_datakernel")
+    ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data",
+                   file_name=f"{ui.stem(ck)}_block{layer}_datakernel")
     ui.download_npz("Gate and combined kernels (NPZ)",
                     lambda: ui.npz_bytes(freqs=dk.freqs, gate_db=dk.gate_db, combined_db=dk.combined_db,
                                          gate_kernel=dk.gate_kernel, combined_kernel=dk.combined_kernel),
-                    f"{ck.name}_block{layer}_data_kernels.npz", key="sf_dk_npz")
+                    f"{ui.stem(ck)}_block{layer}_data_kernels.npz", key="sf_dk_npz")
 elif kind == "fftnet":
     st.subheader("Base filter against the filter adapted to this text")
     st.markdown("FFTNet adds an input-dependent modulation (an MLP of the mean over all tokens) to its "
                 "base filter. The mean reads every token, the future included.")
     ff = ui.analysis(filters.fftnet_filters, ck, text, spinner="Running the model on the text...")[layer]
     ui.show_figure(figures.fftnet_filter_figure(ff, head), key="sf_fftnet",
-                   file_name=f"{ck.name}_block{layer}_head{head}_adapted")
+                   file_name=f"{ui.stem(ck)}_block{layer}_head{head}_adapted")
     ui.download_csv("Base and adapted filter (CSV)",
                     lambda: ui.csv_bytes({"freq_cycles_per_token": ff.freqs, "base_db": ff.base_db[head],
                                           "adapted_db": ff.adapted_db[head], "open_fraction": ff.data_open[head]}),
-                    f"{ck.name}_block{layer}_head{head}_adapted.csv", key="sf_ff_csv")
+                    f"{ui.stem(ck)}_block{layer}_head{head}_adapted.csv", key="sf_ff_csv")

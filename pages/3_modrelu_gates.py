@@ -30,14 +30,14 @@ else:
     st.success(f"No dead heads: every head keeps more than {gates.DEAD_OPEN_FRACTION:.0%} of its gates open, "
                f"in all {len(layers)} gated blocks.")
 
-ui.show_figure(figures.gate_summary_figure(report), key="gt_summary", file_name=f"{ck.name}_gates_summary")
+ui.show_figure(figures.gate_summary_figure(report), key="gt_summary", file_name=f"{ui.stem(ck)}_gates_summary")
 st.caption("Per block and head: the fraction of open gates, and the text's energy out of the gates as a "
            "fraction of the energy in. It can exceed 100%: where the bias b is positive, modReLU amplifies.")
 
 layer = st.selectbox("Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key="gt_layer")
 g = report[layer]
 st.subheader(f"Block {layer}: gates by head and frequency")
-ui.show_figure(figures.gate_map_figure(g), key="gt_map", file_name=f"{ck.name}_gates_block{layer}")
+ui.show_figure(figures.gate_map_figure(g), key="gt_map", file_name=f"{ui.stem(ck)}_gates_block{layer}")
 if g.kind == "fftnet":
     n_bins = len(text.encode("utf-8")) // 2 + 1
     st.caption("FFTNet gates act on the filtered data spectrum, so they depend on the text: the map shows "
@@ -45,7 +45,7 @@ if g.kind == "fftnet":
                + (f" This text has {n_bins} frequency bins against the gates' {len(g.freqs)}: each text bin lands "
                   "on its nearest gate bin, and the gate bins in between receive no data (the stripes)."
                   if n_bins < len(g.freqs) else ""))
-ui.show_figure(figures.passed_energy_figure(g), key="gt_energy", file_name=f"{ck.name}_gate_energy_block{layer}")
+ui.show_figure(figures.passed_energy_figure(g), key="gt_energy", file_name=f"{ui.stem(ck)}_gate_energy_block{layer}")
 st.caption("Energy of the text reaching the gates per bin (Parseval scaled) and the part the gates let through.")
 
 
@@ -66,6 +66,6 @@ def _heads_csv() -> bytes:
 
 d1, d2 = st.columns(2)
 with d1:
-    ui.download_npz(f"Block {layer} gates (NPZ)", _npz, f"{ck.name}_gates_block{layer}.npz", key="gt_npz")
+    ui.download_npz(f"Block {layer} gates (NPZ)", _npz, f"{ui.stem(ck)}_gates_block{layer}.npz", key="gt_npz")
 with d2:
-    ui.download_csv("All heads (CSV)", _heads_csv, f"{ck.name}_gate_heads.csv", key="gt_csv")
+    ui.download_csv("All heads (CSV)", _heads_csv, f"{ui.stem(ck)}_gate_heads.csv", key="gt_csv")

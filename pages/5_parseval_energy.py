@@ -30,11 +30,11 @@ else:
     st.error(f"Parseval check failed: time and frequency energies differ by up to {rep.max_rel_error:.1e} "
              f"(tolerance {rep.tolerance:.0e}). The spectra here are not scaled as documented.")
 
-ui.show_figure(figures.energy_identity_figure(rep), key="pe_identity", file_name=f"{ck.name}_parseval_identity")
+ui.show_figure(figures.energy_identity_figure(rep), key="pe_identity", file_name=f"{ui.stem(ck)}_parseval_identity")
 st.caption("Each point is one head of one block: its energy counted in time (x) and in frequency (y). "
            "Parseval puts every point on the diagonal.")
 
-ui.show_figure(figures.energy_gain_figure(rep), key="pe_gain", file_name=f"{ck.name}_energy_gain")
+ui.show_figure(figures.energy_gain_figure(rep), key="pe_gain", file_name=f"{ui.stem(ck)}_energy_gain")
 st.caption("Gain over frequency, output / input energy spectral density of the FFT stream, in dB, per block "
            "and head: red amplifies that frequency, blue damps it, white (0 dB) keeps it.")
 
@@ -45,7 +45,7 @@ heads = ["all heads"] + [f"head {h}" for h in range(e.esd_input.shape[0])]
 pick = c2.selectbox("Head", heads, key="pe_head")
 head = None if pick == "all heads" else heads.index(pick) - 1
 st.subheader(f"Block {layer}: energy spectral density")
-ui.show_figure(figures.esd_figure(e, head), key="pe_esd", file_name=f"{ck.name}_esd_block{layer}")
+ui.show_figure(figures.esd_figure(e, head), key="pe_esd", file_name=f"{ui.stem(ck)}_esd_block{layer}")
 st.caption("Energy per frequency bin of the mixer's FFT input and output (one-sided, Parseval scaled: the "
            "bins sum to the energy), and their ratio, the gain.")
 
@@ -67,7 +67,7 @@ def _esd_npz() -> bytes:
 
 d1, d2 = st.columns(2)
 with d1:
-    ui.download_csv("Energies per block and head (CSV)", _table, f"{ck.name}_parseval.csv", key="pe_csv")
+    ui.download_csv("Energies per block and head (CSV)", _table, f"{ui.stem(ck)}_parseval.csv", key="pe_csv")
 with d2:
-    ui.download_npz(f"Block {layer} spectral densities (NPZ)", _esd_npz, f"{ck.name}_esd_block{layer}.npz",
+    ui.download_npz(f"Block {layer} spectral densities (NPZ)", _esd_npz, f"{ui.stem(ck)}_esd_block{layer}.npz",
                     key="pe_npz")

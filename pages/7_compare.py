@@ -61,7 +61,7 @@ def learned(side, ck):
         st.info(f"Block {layer} of {side} has no learned filter.")
         return
     ui.show_figure(figures.filter_heatmap(lf.freqs, lf.magnitude_db, title=f"{side}: |H(f)| dB, block {layer}"),
-                   key=f"cmp_heat_{side}", file_name=f"{ck.name}_filters_block{layer}")
+                   key=f"cmp_heat_{side}", file_name=f"{ui.stem(ck)}_filters_block{layer}")
 
 
 def gate_map(side, ck):
@@ -72,7 +72,7 @@ def gate_map(side, ck):
         st.info(f"Block {layer} of {side} has no modReLU gates.")
         return
     ui.show_figure(figures.gate_map_figure(gr, title=f"{side}: modReLU gates, block {layer}"), key=f"cmp_gates_{side}",
-                   file_name=f"{ck.name}_gates_block{layer}")
+                   file_name=f"{ui.stem(ck)}_gates_block{layer}")
     dead = np.flatnonzero(gr.dead)
     st.caption("Dead heads: " + (", ".join(f"head {h}" for h in dead) if dead.size else "none"))
 
@@ -98,11 +98,12 @@ if d is None:
     st.info(f"Block {layer} has no learned filter in either checkpoint.")
     st.stop()
 ui.show_figure(figures.compare_figure(d, cmp.name_a, cmp.name_b), key="cmp_diff",
-               file_name=f"compare_block{layer}")
+               file_name=f"compare_{ui.stem(ck_a)}_{ui.stem(ck_b)}_block{layer}")
 
 
 def _npz() -> bytes:
     return ui.npz_bytes(**{k: v for k, v in vars(d).items() if isinstance(v, np.ndarray)})
 
 
-ui.download_npz(f"Block {layer} differences (NPZ)", _npz, f"compare_block{layer}.npz", key="cmp_npz")
+ui.download_npz(f"Block {layer} differences (NPZ)", _npz, f"compare_{ui.stem(ck_a)}_{ui.stem(ck_b)}_block{layer}.npz",
+                key="cmp_npz")

@@ -307,7 +307,8 @@ def test_error_messages_are_one_plain_line():
 
     oom = error_message(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail"))
     assert oom.startswith("out of memory") and "shorten the text" in oom and "\n" not in oom
-    assert error_message(CheckpointError("'x.pt' is truncated: re-download it")) == "'x.pt' is truncated: re-download it"
+    message = "'x.pt' is truncated: re-download it"
+    assert error_message(CheckpointError(message)) == message
     other = error_message(KeyError("blocks.9"))
     assert other.startswith("unexpected KeyError") and "\n" not in other
 
