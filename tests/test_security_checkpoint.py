@@ -100,11 +100,11 @@ def test_app_refuses_hostile_upload(model, tmp_path, server_like_navigation):
     at.get("file_uploader")[0].set_value(
         ("evil.pt", _hostile_variants(model, marker)["in the state dict"], "application/octet-stream"))
     at.run()
+    assert not marker.exists(), "the app ran code from the upload"
     assert not at.exception
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and "evil.pt" in errors[0] and "code" in errors[0]
+    assert len(errors) == 1 and "evil.pt" in errors[0] and "code" in errors[0], errors
     assert at.selectbox("ck_select").value == before
-    assert not marker.exists()
 
 
 @pytest.mark.timeout(60)
