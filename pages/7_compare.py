@@ -42,7 +42,7 @@ def side_by_side(draw) -> None:
 
 
 def card(side, ck):
-    st.subheader(f"{side}: {ck.name}")
+    st.markdown(f"#### {side}: {ui.stem(ck)}")
     c = ui.model_card(ck)
     st.markdown(" · ".join(f"**{k}** {c[k]}" for k in ("mixer", "layers", "heads", "parameters", "val bits/byte")))
 
