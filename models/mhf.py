@@ -254,12 +254,12 @@ class MultiHeadFourier(nn.Module):
                     state["k_rev"] = self._per_channel(self.causal_kernel().flip(-1))  # (C, D): row j is lag C-1-j
                 C = self.context
                 lo = max(0, t - C + 1)
-                h_t = (g[:, lo:] * state["k_rev"][C - 1 - (t - lo):]).sum(1)
+                h_t = _dot_over_time(g[:, lo:], state["k_rev"][C - 1 - (t - lo):], state)
             else:
                 h_t = g_t.float()
             h_rev = _prepend(state, "h_rev", h_t, t)  # (B, t+1, D): h_t .. h_0
             # y_t = sum_j v_j h_{t-j}: the cached values against the reversed combined kernel
-            y_t = (v * h_rev).sum(1)
+            y_t = _dot_over_time(v, h_rev, state)
         state["t"] = t + 1
         return self.w_o(y_t.to(x_t.dtype))
 
@@ -281,6 +281,20 @@ class MultiHeadFourier(nn.Module):
         state["h_rev"][:, cap - L:] = rec.combined_kernel.flip(1)
         state["t"] = L
         return out
+
+
+def _dot_over_time(a: torch.Tensor, b: torch.Tensor, state: dict) -> torch.Tensor:
+    """sum_j a[:, j] * b[:, j] for (B, n, D) tensors -> (B, D). The product goes to a scratch
+    buffer kept in the state: a fresh (B, t, D) temporary every step costs more than the
+    arithmetic once it is large enough for the allocator to map and unmap it each time."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return (a * b).sum(1)
+    n = a.shape[1]
+    buf = state.get("scratch")
+    if buf is None or buf.shape[1] < n or buf.shape[0] != a.shape[0] or buf.dtype != a.dtype:
+        buf = state["scratch"] = a.new_empty(a.shape[0], max(64, 2 * n), a.shape[-1])
+    prod = torch.mul(a, b, out=buf[:, :n])
+    return prod.sum(1)
 
 
 def _append(state: dict, key: str, value: torch.Tensor, t: int) -> torch.Tensor:
