@@ -24,6 +24,7 @@ causal kernel has no negative lags at all, so their upper triangle is exactly 0 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +158,26 @@ def influence_limit(ck: Checkpoint) -> int:
         else:
             hi = mid - 1
     return max(64, lo // 64 * 64)
+
+
+# The whole-model map costs one backward pass per byte, so its time grows as L^2: measured on a
+# 2-core CPU, ~35 s of CPU time at 512 bytes for caracal-shakespeare. Interactive use caps it.
+INTERACTIVE_BYTES = {"cpu": 256, "cuda": 4096}
+
+
+def interactive_limit(ck: Checkpoint) -> int:
+    """The longest prefix (bytes) the app differentiates at interactive speed on `ck.device`:
+    256 on the CPU, 4,096 on a GPU (CARACAL_MAX_INFLUENCE_BYTES overrides), never more than
+    `influence_limit(ck)`."""
+    raw = os.environ.get("CARACAL_MAX_INFLUENCE_BYTES", "")
+    cap = int(raw) if raw.isdigit() and int(raw) > 0 else INTERACTIVE_BYTES.get(ck.device.type, 256)
+    return min(cap, influence_limit(ck))
+
+
+def utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest prefix of text whose UTF-8 encoding has at most max_bytes bytes (whole
+    characters only)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def _check_text(ck: Checkpoint, text: str) -> list[int]:

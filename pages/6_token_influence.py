@@ -17,12 +17,13 @@ ck, text = ui.page_setup(
 
 n_bytes = len(text.encode("utf-8"))
 with ui.guard():
-    limit = influence.influence_limit(ck)
+    limit = influence.interactive_limit(ck)
 if n_bytes > limit:
-    st.error(f"The text is {n_bytes} bytes, over this page's limit of {limit} bytes for {ck.name} on "
-             f"{ck.device.type} (the maps need memory that grows with the square of the length): shorten the "
-             f"text in the sidebar to at most {limit} bytes.")
-    st.stop()
+    text = influence.utf8_prefix(text, limit)
+    st.info(f"This page differentiates the first {len(text.encode('utf-8'))} of the text's {n_bytes} bytes: the map "
+            f"costs one backward pass per byte, so its time grows with the square of the length. The limit on "
+            f"{ck.device.type} is {limit} bytes (choose cuda in the sidebar, or set CARACAL_MAX_INFLUENCE_BYTES).")
+    n_bytes = len(text.encode("utf-8"))
 
 # ---- the whole map -----------------------------------------------------------------------------
 st.subheader("Influence map")

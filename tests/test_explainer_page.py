@@ -130,14 +130,13 @@ def test_token_influence_page_flags_a_model_that_reads_the_future():
     assert any("this checkpoint is not causal" in w.value for w in at.warning)
 
 
-def test_token_influence_page_refuses_texts_over_its_limit(monkeypatch):
-    # allow the sidebar a text beyond any influence limit (capped at 65536), then check the page says so
-    monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", "70000")
-    text = "abc" * 23000
+def test_token_influence_page_differentiates_a_prefix_of_long_texts(monkeypatch):
+    # the map costs one backward pass per byte: past the interactive limit the page analyses the
+    # longest whole-character prefix that fits, and says so
+    monkeypatch.setenv("CARACAL_MAX_INFLUENCE_BYTES", "64")
+    text = "a" * 63 + "é" + "xyz" * 40  # the 2-byte 'é' straddles byte 64
     at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
-    errors = [e.value for e in at.error]
-    assert len(errors) == 1 and f"The text is {len(text)} bytes" in errors[0]
-    limit = int(errors[0].split("limit of ")[1].split(" bytes")[0])
-    assert 64 <= limit < len(text) and limit % 64 == 0
-    assert f"at most {limit} bytes" in errors[0]
-    assert not at.get("plotly_chart")
+    assert not at.exception and not at.error
+    infos = [i.value for i in at.info if "differentiates the first" in i.value]
+    assert len(infos) == 1 and f"first 63 of the text's {len(text.encode())} bytes" in infos[0]
+    assert len(at.get("plotly_chart")) >= 2

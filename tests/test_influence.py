@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from caracal_viz import influence
 from caracal_viz.checkpoint import Checkpoint
 from caracal_viz.influence import influence_limit, mixing_matrices, token_influence, upper_triangle_max
 from caracal_viz.text import TextError
@@ -201,3 +202,17 @@ def test_attention_blocks_have_no_mixing_matrix():
     assert mats[1] is None and mats[0].shape == (2, 6, 6)
     m = token_influence(ck, "hybrid", layer=1)
     assert m.layer == 1 and m.upper_max < 1e-9 * m.scale
+
+
+def test_interactive_limit_and_utf8_prefix(monkeypatch):
+    ck = load_sample("caracal-periodic")
+    monkeypatch.delenv("CARACAL_MAX_INFLUENCE_BYTES", raising=False)
+    assert influence.interactive_limit(ck) == min(influence.INTERACTIVE_BYTES["cpu"], influence.influence_limit(ck))
+    monkeypatch.setenv("CARACAL_MAX_INFLUENCE_BYTES", "100")
+    assert influence.interactive_limit(ck) == 100
+    text = "a€b😀c" * 5
+    for n in range(len(text.encode()) + 2):
+        prefix = influence.utf8_prefix(text, n)
+        # brute force: the longest prefix by whole characters within n bytes
+        best = max((text[:k] for k in range(len(text) + 1) if len(text[:k].encode()) <= n), key=len)
+        assert prefix == best
