@@ -126,6 +126,38 @@ def test_eight_sessions_each_see_their_own_checkpoint_and_text(tmp_path):
             browser.close()
 
 
+@pytest.mark.timeout(180)
+def test_typing_right_after_an_upload_keeps_the_upload(tmp_path):
+    """A user who uploads a checkpoint and types at once: the rerun for the text interrupts the run
+    that loads the upload. The upload must survive (and the text too)."""
+    ck = load_sample("caracal-shakespeare")
+    # a checkpoint no cache has seen, big enough that loading it takes a moment
+    path = save_checkpoint(tmp_path / "fresh.safetensors", ck.model, {**ck.meta, "note": "fresh copy"})
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    text = "typed at once"
+    with streamlit_server(tmp_path / "streamlit.log") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(url)
+            uploader = checkpoint_uploader(page)
+            wait_until_idle(page, timeout_s=150)
+            uploader.locator('input[type="file"]').set_input_files(str(path))
+            expect(uploader.get_by_role("button", name=f"Remove {path.name}")).to_have_count(1, timeout=60_000)
+            box = page.locator('[data-testid="stSidebar"] textarea').first
+            box.fill(text)
+            box.press("Control+Enter")
+            wait_until_idle(page, timeout_s=150)
+            page.wait_for_timeout(2000)
+            wait_until_idle(page, timeout_s=150)
+            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+            assert sha in sidebar, "the upload was lost when the text's rerun interrupted its loading"
+            assert f"{len(text)} bytes analysed" in sidebar
+            assert error_texts(page) == []
+        finally:
+            browser.close()
+
+
 # ---- cache bounds -------------------------------------------------------------------------------
 def test_uploaded_models_cache_is_bounded(tmp_path):
     """More distinct uploads than UPLOAD_CACHE_ENTRIES: older models are dropped (garbage

@@ -16,8 +16,10 @@ from caracal_viz.influence import influence_limit, mixing_matrices, token_influe
 from caracal_viz.resources import Guarded, ResourceError, cpu_copy, run_with_fallback
 from caracal_viz.text import TextError
 from caracal_viz.trace import run_trace
-from tests.conftest import load_sample
-from tests.security_helpers import small_model
+from tests.conftest import ROOT, load_sample
+from tests.security_helpers import server_like_navigation, small_model
+
+__all__ = ["server_like_navigation"]
 
 TEXT = "abcabcabc qwertyui"
 
@@ -107,17 +109,22 @@ def test_influence_refuses_lengths_over_its_limit_and_names_it(monkeypatch, fn):
 
 
 # ---- NaN/Inf in activations ---------------------------------------------------------------------
-def test_activations_that_overflow_are_reported(tmp_path):
-    model = small_model(seed=2)
-    clean = save_checkpoint(tmp_path / "clean.safetensors", model, {"steps": 0})
+def overflowing_checkpoint(model, path):
+    """`model` with finite weights (the loader refuses NaN/Inf weights) that overflow float32 in
+    block 1's MLP: |fc x| ~ 1e24, |w_o gelu(fc x)| ~ 1e47 > 3.4e38 = float32 max. Saved to path."""
     w = weights_of(model)
-    # Finite weights (the loader refuses NaN/Inf weights) that overflow float32 in block 1's MLP:
-    # |fc x| ~ 1e24, |w_o gelu(fc x)| ~ 1e47 > 3.4e38 = float32 max.
     for name in ("blocks.1.mlp.fc.weight", "blocks.1.mlp.w_o.weight"):
         w[name] = w[name] * 1e25
     assert all(torch.isfinite(t).all() for t in w.values())
-    model.load_state_dict({**w, "head.weight": w["tok_emb.weight"]})
-    path = save_checkpoint(tmp_path / "overflow.safetensors", model, {"steps": 0})
+    scaled = small_model(seed=2)
+    scaled.load_state_dict({**w, "head.weight": w["tok_emb.weight"]})
+    return save_checkpoint(path, scaled, {"steps": 0})
+
+
+def test_activations_that_overflow_are_reported(tmp_path):
+    model = small_model(seed=2)
+    clean = save_checkpoint(tmp_path / "clean.safetensors", model, {"steps": 0})
+    path = overflowing_checkpoint(model, tmp_path / "overflow.safetensors")
 
     ok = run_trace(load_checkpoint(clean, device="cpu"), TEXT)
     assert ok.finite and ok.nonfinite == []
@@ -135,3 +142,19 @@ def test_activations_that_overflow_are_reported(tmp_path):
     bad_rows = np.flatnonzero(~torch.isfinite(logits).all(dim=-1).numpy())
     logits_entry = next(n for n in trace.nonfinite if n.name == "logits")
     np.testing.assert_array_equal(np.sort(logits_entry.positions), bad_rows)
+
+
+def test_the_app_reports_overflowing_activations(tmp_path, server_like_navigation):
+    """The overview of a checkpoint whose activations overflow says so (NaN/Inf), instead of
+    showing 'n/a' and a blank plot."""
+    from streamlit.testing.v1 import AppTest
+
+    path = overflowing_checkpoint(small_model(seed=2), tmp_path / "overflow.safetensors")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.get("file_uploader")[0].set_value((path.name, path.read_bytes(), "application/octet-stream")).run()
+    at.text_area("text_box").input(TEXT).run()
+    assert not at.exception
+    assert at.selectbox("ck_select").value.endswith(path.name)
+    said = [e.value for e in at.error] + [w.value for w in at.warning]
+    assert any(re.search(r"NaN|Inf|non-?finite|overflow", m) for m in said), \
+        f"the overview does not report the NaN/Inf activations: {said}"
