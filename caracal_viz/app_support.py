@@ -59,7 +59,8 @@ Session state keys owned here (pages read them only through the functions above)
 "ck_current" (the chosen checkpoint's label) shown by the widget "ck_select", "ck_upload",
 "uploaded_ck", "ck_upload_error", "device", "text_draft" (the sidebar's text, maybe invalid) shown
 by the widget "text_box", "text" (the last valid text), "text_error", "text_upload",
-"text_upload_error", "_sidebar_done", "_ck_select_rendered", "_text_box_rendered";
+"text_upload_error", "_sidebar_done", "_ck_select_rendered", "_text_box_rendered", "_ck_upload_seen",
+"_ck_select_before", "_text_box_before";
 checkpoint_picker(key=K) owns "K_current", "K_select", "K_upload", "K_uploaded", "K_error".
 """
 
@@ -216,11 +217,19 @@ def _mirror(widget_key: str, state_key: str, on_user_change: Callable[[object], 
     Callbacks never write widget keys: a run interrupted by the next event (common under load)
     never sends such a value to the browser, which then sends its stale value back and wins.
     Instead the value lives in `state_key`; a widget value that differs from what was last
-    rendered is the user's own change (passed to `on_user_change`), and before the widget
-    renders it is set to the current value."""
+    rendered is the user's own change (passed to `on_user_change`), except once right after a
+    callback changed the value: a browser that never received that render sends back the value
+    it showed before, which is stale. Before the widget renders it is set to the current value."""
     ss = st.session_state
-    if widget_key in ss and ss[widget_key] != ss.get(f"_{widget_key}_rendered"):
-        on_user_change(ss[widget_key])
+    shown = ss.get(f"_{widget_key}_rendered")
+    before = f"_{widget_key}_before"  # what the browser showed before a callback's change
+    if widget_key in ss and ss[widget_key] != shown:
+        stale = before in ss and ss[widget_key] == ss[before]
+        if not stale:
+            on_user_change(ss[widget_key])
+    ss.pop(before, None)
+    if widget_key in ss and ss[state_key] != shown and ss[widget_key] != ss[state_key]:
+        ss[before] = shown
     ss[widget_key] = ss[state_key]
     ss[f"_{widget_key}_rendered"] = ss[state_key]
 
@@ -350,6 +359,13 @@ def sidebar() -> None:
     _init_state()
     ss = st.session_state
     sb = st.sidebar
+    # The upload is handled here, not in an on_change callback: a rerun requested while the model
+    # loads interrupts a callback, and Streamlit never calls it again for that file.
+    pending = ss.get("ck_upload")
+    pending_id = None if pending is None else pending.file_id
+    if pending_id != ss.get("_ck_upload_seen"):
+        _on_checkpoint_upload()
+        ss["_ck_upload_seen"] = pending_id
     up = ss.get("uploaded_ck")
     options = list(SAMPLE_NAMES) + ([up.label] if up is not None else [])
     _mirror("ck_select", "ck_current", lambda label: _choose_checkpoint(label) if label in options else None)
@@ -357,7 +373,7 @@ def sidebar() -> None:
         ss["ck_current"] = ss["ck_select"] = ss["_ck_select_rendered"] = DEFAULT_SAMPLE
     sb.selectbox("Checkpoint", options, key="ck_select", help="A shipped sample, or the last checkpoint you uploaded")
     sb.file_uploader("Upload a checkpoint (.safetensors or .pt)", type=["safetensors", "pt"],
-                     key="ck_upload", on_change=_on_checkpoint_upload,
+                     key="ck_upload",
                      help=f"At most {max_checkpoint_bytes() / 2**20:.0f} MB. Pickled code is never run.")
     if ss.get("ck_upload_error"):
         sb.error(ss["ck_upload_error"])

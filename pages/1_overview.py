@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, predict
+from caracal_viz import figures, predict, trace
 
 TOP_K = 5
 
@@ -17,6 +17,15 @@ ck, text = ui.page_setup(
 )
 
 view = ui.analysis(predict.next_token_view, ck, text, k=TOP_K, spinner="Running the model on the text...")
+
+if not np.isfinite(view.loss_bits[:-1]).all():
+    # say where the activations broke instead of plotting gaps silently
+    bad = ui.analysis(trace.run_trace, ck, text, spinner="Locating the non-finite activations...").nonfinite
+    first = bad[0] if bad else None
+    st.error("The model's activations overflow to NaN/Inf on this text"
+             + (f", first in {first.where} ({first.n_nan} NaN, {first.n_inf} Inf at {len(first.positions)} positions)"
+                if first else "")
+             + ": the losses and figures below are incomplete. The checkpoint's weights are too large for float32.")
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Bytes", len(view.ids))
