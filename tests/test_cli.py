@@ -100,7 +100,7 @@ def test_analyze_writes_arrays_and_summary(tmp_path):
     text = "abcabcabc 12312312 hello"
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
     rc, out, err = finish(start("analyze", str(sample_path("caracal-periodic")), "--text-file",
-                                str(tmp_path / "t.txt"), "--out", str(tmp_path / "out")))
+                                str(tmp_path / "t.txt"), "--out", str(tmp_path / "out"), "--device", "cpu"))
     assert rc == 0 and err == "" and "analysis.npz" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     arrays = np.load(tmp_path / "out" / "analysis.npz")

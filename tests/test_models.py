@@ -33,8 +33,8 @@ def perturbation_leak(model: ByteLM, L: int, positions: list[int], seed: int, de
     batch = ids.repeat(len(positions) + 1, 1)
     for row, t in enumerate(positions, start=1):
         batch[row, t] = (batch[row, t] + 1 + torch.randint(0, 255, (1,), generator=g)) % 256
-    with torch.no_grad():
-        logits = model(batch.to(device)).float().cpu()
+    with torch.no_grad():  # one copy per forward: batched GEMMs may round rows by their place in the batch
+        logits = torch.cat([model(row[None].to(device)).float().cpu() for row in batch])
     return max((logits[row, :t] - logits[0, :t]).abs().max().item() if t else 0.0
                for row, t in enumerate(positions, start=1))
 
