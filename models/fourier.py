@@ -11,25 +11,23 @@ from __future__ import annotations
 import torch
 
 
+def smooth_fft_size(n: int, primes: tuple[int, ...] = (2, 3, 5)) -> int:
+    """Smallest integer >= n whose prime factors are all in `primes` (2 must be one of them)."""
+    best = 1 << max(0, n - 1).bit_length()
+    stack = [1]
+    while stack:  # every product of the odd primes below best, each completed with powers of 2
+        m = stack.pop()
+        k = m
+        while k < n:
+            k *= 2
+        best = min(best, k)
+        stack.extend(m * p for p in primes if p != 2 and m * p < best)
+    return best
+
+
 def fast_fft_size(n: int) -> int:
     """Smallest integer >= n whose only prime factors are 2, 3, 5 and 7 (fast for cuFFT/pocketfft)."""
-    if n <= 1:
-        return 1
-    best = 1 << (n - 1).bit_length()
-    p7 = 1
-    while p7 < best:
-        p5 = p7
-        while p5 < best:
-            p3 = p5
-            while p3 < best:
-                m = p3
-                while m < n:
-                    m *= 2
-                best = min(best, m)
-                p3 *= 3
-            p5 *= 5
-        p7 *= 7
-    return best
+    return smooth_fft_size(n, (2, 3, 5, 7))
 
 
 def causal_fft_size(L: int, n_factors: int) -> int:
@@ -74,21 +72,7 @@ def causal_kernel_lags(kernel: torch.Tensor, L: int) -> torch.Tensor:
 
 # ---- the fast FFT convolution (performance; same maths as the plain path in mhf.py) ---------
 
-def smooth_fft_size(n: int, primes: tuple[int, ...] = (2, 3, 5)) -> int:
-    """Smallest integer >= n whose prime factors are all in `primes` (2 must be one of them)."""
-    best = 1 << max(0, n - 1).bit_length()
-    stack = [1]
-    while stack:  # every product of the odd primes below best, each completed with powers of 2
-        m = stack.pop()
-        k = m
-        while k < n:
-            k *= 2
-        best = min(best, k)
-        stack.extend(m * p for p in primes if p != 2 and m * p < best)
-    return best
-
-
-# Prime factors allowed in the fast path's FFT sizes (see benchmarks/fft_layouts.py).
+# Prime factors allowed in the fast path's FFT sizes (benchmarks/fft_floor.py compares the choices).
 FFT_SMOOTH: tuple[int, ...] = (2, 3, 5)
 
 
