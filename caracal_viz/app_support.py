@@ -79,7 +79,7 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, max_checkpoint_bytes
+from .checkpoint import Checkpoint, CheckpointError, check_checkpoint_size, load_checkpoint, max_checkpoint_bytes
 from .resources import ResourceError, run_with_fallback
 from .text import TextError, decode_text_file, encode_text, max_text_bytes
 
@@ -172,14 +172,12 @@ def load_checkpoint_choice(choice: CheckpointChoice, device: str | None = None) 
 
 def _try_upload(file, kept: str) -> tuple[CheckpointChoice | None, str | None]:
     """Validate an uploaded checkpoint by loading it; (choice, None) or (None, error message)."""
-    limit = max_checkpoint_bytes()
-    size = getattr(file, "size", None)
-    if isinstance(size, int) and size > limit:
-        return None, (f"{file.name!r} is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit "
-                      "for checkpoints (raise it with CARACAL_MAX_CHECKPOINT_MB)")
-    data = file.getvalue()
-    choice = CheckpointChoice(name=file.name, sha256=hashlib.sha256(data).hexdigest(), data=data)
     try:
+        size = getattr(file, "size", None)
+        if isinstance(size, int):  # before the bytes are copied out of the upload
+            check_checkpoint_size(size, file.name)
+        data = file.getvalue()
+        choice = CheckpointChoice(name=file.name, sha256=hashlib.sha256(data).hexdigest(), data=data)
         load_checkpoint_choice(choice)
     except CheckpointError as e:
         return None, f"Could not load the upload, kept {kept}: {e}"

@@ -163,13 +163,13 @@ def _read_source(source, name: str | None, limit: int) -> tuple[bytes, str]:
         p = Path(source)
         if not p.is_file():
             raise CheckpointError(f"no checkpoint file at {str(p)!r}: check the path")
-        _check_size(p.stat().st_size, p.name, limit)
+        check_checkpoint_size(p.stat().st_size, p.name, limit)
         with p.open("rb") as f:
             data = f.read(limit + 1)  # the file may have grown since stat
-        _check_size(len(data), p.name, limit)
+        check_checkpoint_size(len(data), p.name, limit)
         return data, name or p.name
     if isinstance(source, (bytes, bytearray, memoryview)):
-        _check_size(len(source), name or "upload", limit)
+        check_checkpoint_size(len(source), name or "upload", limit)
         return bytes(source), name or "upload.safetensors"
     if hasattr(source, "read"):
         name = name or getattr(source, "name", None) or "upload"
@@ -177,18 +177,21 @@ def _read_source(source, name: str | None, limit: int) -> tuple[bytes, str]:
             raise CheckpointError(f"the upload's name is a {type(name).__name__}, not text: pass name=")
         size = getattr(source, "size", None)
         if isinstance(size, int):
-            _check_size(size, name, limit)
+            check_checkpoint_size(size, name, limit)
         if hasattr(source, "seek"):  # an upload read on an earlier run starts at its end
             source.seek(0)
         data = source.read(limit + 1)  # never more than the limit, even when the size is unknown
         if not isinstance(data, (bytes, bytearray)):
             raise CheckpointError(f"{name!r} was opened as text: open the checkpoint in binary mode ('rb')")
-        _check_size(len(data), name, limit)
+        check_checkpoint_size(len(data), name, limit)
         return bytes(data), name
     raise CheckpointError(f"cannot read a checkpoint from a {type(source).__name__}: pass a path or bytes")
 
 
-def _check_size(size: int, name: str, limit: int) -> None:
+def check_checkpoint_size(size: int, name: str, limit: int | None = None) -> None:
+    """Raise CheckpointError when a file of `size` bytes is over the limit (default
+    `max_checkpoint_bytes()`): called before a file is read whole."""
+    limit = limit or max_checkpoint_bytes()
     if size > limit:
         raise CheckpointError(
             f"{name!r} is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit for checkpoints "
