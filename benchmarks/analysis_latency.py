@@ -4,9 +4,9 @@ total, for texts of 256, 1,024 and 4,096 bytes, on the GPU and on the CPU?
 The analysis is what the app's pages compute for caracal-shakespeare and a new text: next-byte
 view (overview), learned filters and data kernels (filters), gate report (gates), kernel impulse
 responses at the page's default length 64 (causal trick), the causality certificate, the
-Parseval report, the token-influence map and the mixing matrices (influence). Each function is
-warmed up once on a different text of the same length (kernels, plan caches), then timed on the
-benchmark text: the median of --reps runs (wall clock, synchronised on the GPU). Functions that
+Parseval report, the token-influence map and layer 0's mixing matrices (influence: the page builds
+the layer it shows). Each function is warmed up once on a different text of the same length
+(kernels, plan caches), then timed on the benchmark text: the median of --reps runs (wall clock, synchronised on the GPU). Functions that
 do not read the text (filters, impulses, certificate) are timed once per length anyway, as the
 app computes them once per checkpoint. --profile prints the top operators of the slowest one.
 
@@ -38,37 +38,6 @@ def text_of(n: int, shift: int = 0) -> str:
     return s.encode("utf-8")[:n].decode("utf-8", errors="ignore")
 
 
-def influence_norms_func(ck, text, chunk: int = 16):
-    """The whole-model influence values of influence.token_influence(ck, text) (its (L-1, L)
-    gradient norms), computed with torch.func.vmap over torch.func.vjp instead of
-    autograd.grad(is_grads_batched=True): the functorch vmap applies the model's batched FFT
-    backward rule (models.fourier._FFTConvGrad.vmap), where the legacy batching loops per row.
-    Here to measure the change proposed for caracal_viz/influence.py."""
-    from torch.func import vjp, vmap
-    model = ck.model
-    ids = torch.tensor(list(text.encode("utf-8")), device=ck.device)
-    L = ids.shape[0]
-    rows_all = torch.arange(L - 1, device=ck.device)
-
-    def scored(x):
-        h = x
-        for block in model.blocks:
-            h = block(h)
-        logp = torch.log_softmax(model.head(model.ln_f(h))[0].double(), dim=-1)
-        return logp[rows_all, ids[1:]]
-    with torch.no_grad():
-        x0 = model.tok_emb(ids)[None]
-    _, pull = vjp(scored, x0)
-    out = torch.empty(L - 1, L, dtype=torch.float64, device=ck.device)
-    for s in range(0, L - 1, chunk):
-        rows = torch.arange(s, min(s + chunk, L - 1), device=ck.device)
-        cot = torch.zeros(len(rows), L - 1, dtype=torch.float64, device=ck.device)
-        cot[torch.arange(len(rows)), rows] = 1.0
-        (grad,) = vmap(pull)(cot)
-        out[s:s + len(rows)] = grad[:, 0].detach().double().norm(dim=-1)
-    return out.cpu().numpy()
-
-
 def analyses():
     return [
         ("next_token_view", lambda ck, t: predict.next_token_view(ck, t, k=5)),
@@ -79,8 +48,7 @@ def analyses():
         ("causality_report", lambda ck, t: causality.causality_report(ck)),
         ("parseval_report", lambda ck, t: energy.parseval_report(ck, t)),
         ("token_influence", lambda ck, t: influence.token_influence(ck, t, None)),
-        ("mixing_matrices", lambda ck, t: influence.mixing_matrices(ck, t)),
-        ("influence_func_vjp", influence_norms_func),
+        ("mixing_matrix", lambda ck, t: influence.mixing_matrix(ck, t, 0)),
     ]
 
 
@@ -126,8 +94,7 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 t = statistics.median(times)
                 row[name] = t
-                if name != "influence_func_vjp":
-                    total += t
+                total += t
                 prev[name], prev[name + "_L"] = t, L
                 if slowest is None or t > slowest[2]:
                     slowest = (name, L, t)
@@ -152,7 +119,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; load average at the end: {os.getloadavg()[0]:.1f}; seconds, "
           f"median of {args.reps} after a warm-up on another text\n")
     names = [n for n, _ in analyses() if n not in args.skip]
-    print(table(rows, [("L", "bytes")] + [(n, n) for n in names] + [("total_s", "total s (without influence_func_vjp)")]))
+    print(table(rows, [("L", "bytes")] + [(n, n) for n in names] + [("total_s", "total s")]))
     if "profile" in result:
         print(f"\nprofile of {slowest[0]} at {slowest[1]} bytes:\n{result['profile']}")
 

@@ -32,6 +32,9 @@ OK = "#009E73"  # Okabe-Ito bluish green: exact, causal
 TEXT_WIDTH = 48  # tokens per line in the text views
 MAX_TICK_LABELS = 64  # label every token up to this length, else every n-th position
 LOG_DECADES = 6.0  # influence maps show six decades below their maximum
+# Token-to-token heatmaps larger than this per side are shown as block maxima: a 4,096-byte map
+# is 16.8 M cells, more than a browser can draw (the full arrays stay downloadable).
+MAX_MATRIX_SIDE = 512
 
 
 def esc(s) -> str:
@@ -536,6 +539,31 @@ def _log_influence(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.where(np.isfinite(v), z, np.nan), top - LOG_DECADES, top
 
 
+def pool_max(z: np.ndarray, max_side: int = MAX_MATRIX_SIDE) -> tuple[np.ndarray, int]:
+    """Block maxima of the last two (square, L x L) axes of z: blocks of f x f cells with the
+    smallest f that leaves at most max_side blocks per side (f = 1: z unchanged). NaN cells are
+    ignored; a block of NaN only stays NaN. Returns (pooled (..., ceil(L/f), ceil(L/f)), f).
+    A maximum keeps what a causal reading looks for: a block wholly above the diagonal shows the
+    largest future entry in it."""
+    z = np.asarray(z)
+    z = z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
+    L = z.shape[-1]
+    f = max(1, -(-L // max_side))
+    if f == 1:
+        return z, 1
+    n = -(-L // f)
+    padded = np.full(z.shape[:-2] + (n * f, n * f), -np.inf, dtype=z.dtype)
+    padded[..., :L, :L] = z
+    np.copyto(padded[..., :L, :L], -np.inf, where=np.isnan(z))
+    pooled = padded.reshape(z.shape[:-2] + (n, f, n, f)).max(axis=(-3, -1))
+    return np.where(np.isneginf(pooled), np.nan, pooled), f
+
+
+def _block_centres(L: int, f: int) -> np.ndarray:
+    """Heatmap x or y for blocks of f of L positions: the block centres, so the cells span them."""
+    return np.arange(-(-L // f)) * f + (f - 1) / 2
+
+
 def influence_verdict(upper_max: float, scale: float) -> str:
     """One line on the upper triangle: rounding or a leak, with the measured numbers."""
     rel = upper_max / scale if scale > 0 else 0.0
@@ -550,10 +578,16 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
     the measured upper-triangle maximum in the subtitle (nothing masked)."""
     values = np.asarray(m.values)
     L = values.shape[0]
-    z, zmin, zmax = _log_influence(values)
+    pooled, f = pool_max(values)
+    z, zmin, zmax = _log_influence(pooled)  # log10 is increasing: the log of a block's max is its max log
     labels = [show_label(s) for s in m.labels]
     cells = dict(hovertemplate="prediction after %{y} ← byte %{x}<br>log10 influence %{z:.2f}<extra></extra>")
-    if L <= 128:
+    if f > 1:
+        centres = _block_centres(L, f)
+        cells = dict(x=centres, y=centres,
+                     hovertemplate=f"predictions after bytes ≈%{{y:.0f}} ± {f / 2:g} ← bytes ≈%{{x:.0f}} ± {f / 2:g}"
+                                   f"<br>max log10 influence %{{z:.2f}} over {f} × {f} cells<extra></extra>")
+    elif L <= 128:
         row = np.array(labels, dtype=object)[:, None].repeat(L, 1)
         col = np.array(labels, dtype=object)[None, :].repeat(L, 0)
         raw = np.vectorize(lambda v: "no next byte" if not np.isfinite(v) else f"{v:.3g}", otypes=[object])(values)
@@ -568,8 +602,11 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text="prediction made after byte i (of byte i+1)", range=[L - 0.5, -0.5],
                      **_token_ticks(m.labels))
     where = "the input embeddings" if m.layer is None else f"the residual stream entering block {m.layer}"
+    sub = influence_verdict(m.upper_max, m.scale)
+    if f > 1:
+        sub += f"; each cell is the largest of {f} × {f} entries"
     fig = _layout(fig, esc(title or f"Token influence: gradient of each prediction w.r.t. {where}"),
-                  min(900, 260 + 12 * L), influence_verdict(m.upper_max, m.scale))
+                  min(900, 260 + 12 * L), sub)
     return fig
 
 
@@ -595,9 +632,12 @@ def influence_strip_figure(m, row: int) -> go.Figure:
                    fig.layout.height, sub, bottom=20)
 
 
-def _upper_max(m: np.ndarray) -> float:
-    upper = np.abs(np.triu(np.nan_to_num(np.asarray(m, dtype=np.float64)), 1))
-    return float(upper.max(initial=0.0))
+def _upper_max(m: np.ndarray) -> np.ndarray:
+    """(...,) max |m[..., t, j]| over j > t, NaN ignored, in m's own dtype (no float64 copy)."""
+    m = np.asarray(m)
+    L = m.shape[-1]
+    above = np.triu(np.ones((L, L), dtype=bool), 1)
+    return np.where(above & ~np.isnan(m), np.abs(m), 0).max(axis=(-2, -1), initial=0.0)
 
 
 def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
@@ -608,19 +648,27 @@ def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, ki
     H, L = mats.shape[0], mats.shape[-1]
     cols = min(H, 2)
     nrows = int(np.ceil(H / cols))
-    titles = [f"head {h}: above diagonal max {_upper_max(mats[h]):.2g}" for h in range(H)]
+    titles = [f"head {h}: above diagonal max {u:.2g}" for h, u in enumerate(_upper_max(mats))]
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.12)
-    z, zmin, zmax = _log_influence(mats)
+    pooled, f = pool_max(mats, MAX_MATRIX_SIDE // cols)  # the heads share the figure's width
+    z, zmin, zmax = _log_influence(pooled)  # log10 is increasing: the log of a block's max is its max log
+    cells = dict(hovertemplate="output t=%{y} ← input j=%{x}<br>log10 %{z:.2f}")
+    if f > 1:
+        centres = _block_centres(L, f)
+        cells = dict(x=centres, y=centres, hovertemplate=f"outputs t≈%{{y:.0f}} ± {f / 2:g} ← inputs j≈%{{x:.0f}} ± "
+                                                         f"{f / 2:g}<br>max log10 %{{z:.2f}} over {f} × {f} cells")
     for h in range(H):
         r, c = h // cols + 1, h % cols + 1
         fig.add_heatmap(z=_round(z[h], 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax, showscale=h == 0,
                         colorbar=dict(title=dict(text="log10 weight")), row=r, col=c,
-                        hovertemplate=f"head {h}<br>output t=%{{y}} ← input j=%{{x}}<br>log10 %{{z:.2f}}<extra></extra>")
+                        **{**cells, "hovertemplate": f"head {h}<br>{cells['hovertemplate']}<extra></extra>"})
         fig.update_xaxes(title_text="input position j", range=[-0.5, L - 0.5], row=r, col=c, **_token_ticks(labels))
         fig.update_yaxes(title_text="output position t", range=[L - 0.5, -0.5], row=r, col=c, **_token_ticks(labels))
     what = "Jacobian of the FFT stage (adapted filter fixed)" if kind == "fftnet" else "Toeplitz matrix of g*k"
-    return _layout(fig, f"Block {layer} mixing matrices per head ({what})", 160 + 360 * nrows,
-                   "[t, j]: how strongly the value at position j feeds output t (RMS over the head's channels)", top=120)
+    sub = "[t, j]: how strongly the value at position j feeds output t (RMS over the head's channels)"
+    if f > 1:
+        sub += f"; each cell is the largest of {f} × {f} entries"
+    return _layout(fig, f"Block {layer} mixing matrices per head ({what})", 160 + 360 * nrows, sub, top=120)
 
 
 # ---- training record ---------------------------------------------------------------------------

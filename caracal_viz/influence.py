@@ -1,24 +1,26 @@
 """Token influence: which earlier bytes a prediction depends on, and how each mixer moves
 information between positions.
 
-Two views, both of the checkpoint as it runs (eval mode, the model's own dtypes):
+Two views, both of the checkpoint as it runs (eval mode):
 
 - `token_influence(ck, text)`: the whole model's gradient map,
       M[i, j] = || d log p(x_{i+1} | x_<=i) / d e_j ||_2
   with e_j the input embedding of byte j (or, with `layer=k`, the residual stream entering
-  block k at position j). Computed with batched vector-Jacobian products
-  (`torch.autograd.grad(..., is_grads_batched=True)`, which vmaps the backward pass over a
-  chunk of rows), never one Python-level backward pass per row; chunks are sized to memory.
-- `mixing_matrices(ck, text)`: per layer and head, the token-to-token matrix of the mixer's
-  sequence-mixing stage (see its docstring for the exact definition per mixer kind).
+  block k at position j). Computed with batched vector-Jacobian products (torch.func.vjp, then
+  vmap over a chunk of one-hot cotangents), never one Python-level backward pass per row;
+  chunks are sized to memory.
+- `mixing_matrices(ck, text)` (or one block: `mixing_matrix`): per layer and head, the
+  token-to-token matrix of the mixer's sequence-mixing stage (see its docstring for the exact
+  definition per mixer kind).
 
 What is guaranteed above the diagonal. In exact arithmetic a causal model's map is zero there.
 The gradients pass through FFTs, and an FFT spreads rounding error over every position, the
 future included, so the computed entries above the diagonal are tiny but not exactly zero
-(about 1e-12 of the map's scale with the MHF's float64 FFT product; a float32 FFT would give
-about 1e-7). Nothing is masked: the measured upper-triangle maximum travels with the map
-(`InfluenceMap.upper_max`, `.upper_rel`) so that rounding (tiny) and a leak (large) can be told
-apart. The mhf mixing matrices are built from the recorded kernels in float64 numpy, where a
+(about 1e-7 of the map's scale: the map runs the MHF's FFT products in float32). Nothing is
+masked: the measured upper-triangle maximum travels with the map (`InfluenceMap.upper_max`,
+`.upper_rel`) so that rounding (tiny) and a leak (large) can be told apart. For a model whose
+config is causal, rows are computed in spans on the prefix they can depend on, so rounding is
+measured within each span and the entries past a span's prefix are exactly 0. The mhf mixing matrices are built from the recorded kernels in float64 numpy, where a
 causal kernel has no negative lags at all, so their upper triangle is exactly 0 in mode "pad".
 """
 
@@ -33,6 +35,7 @@ import torch
 
 from models.fftnet import resample_bins
 from models.fourier import modrelu
+from models.mhf import fft_precision
 
 from .checkpoint import Checkpoint
 from .text import TextError, encode_text
@@ -80,7 +83,7 @@ class InfluenceMap:
 
     @property
     def upper_rel(self) -> float:
-        """upper_max / scale: 1e-7 and below is rounding; 1e-3 and above is a real leak."""
+        """upper_max / scale: 1e-6 and below is (float32 FFT) rounding; 1e-3 and above is a real leak."""
         return self.upper_max / self.scale if self.scale > 0 else 0.0
 
     def __array__(self, dtype=None, copy=None):
@@ -220,7 +223,8 @@ def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
             chunk_size = max(1, min(widest, spare // _row_bytes(ck, L)))
         elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        values[:-1] = _gradient_norms(model, torch.tensor(ids, device=ck.device), start, int(chunk_size))
+        values[:-1] = _gradient_norms(model, torch.tensor(ids, device=ck.device), start, int(chunk_size),
+                                       ck.config.is_causal)
     lower = np.tril(values[:-1], 0) if L > 1 else np.zeros((0, 0))
     upper = np.triu(values[:-1], 1) if L > 1 else np.zeros((0, 0))
     return InfluenceMap(
@@ -230,36 +234,58 @@ def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
     )
 
 
-def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int) -> np.ndarray:
+# Rows are grouped into this many spans of consecutive rows for a causal model, each span run on
+# the prefix its rows can depend on: the work falls from L^2 towards L^2 / 2 (to 9/16 of it with
+# 8 spans) for 8 forward passes instead of one.
+_PREFIX_SPANS = 8
+
+
+def _row_spans(n_rows: int, chunk: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(first row, end row, input length) per span. A causal model's row i depends on positions
+    <= i only, so rows [a, b) need the first b positions; any other model needs all of them."""
+    if not causal:
+        return [(0, n_rows, n_rows + 1)]
+    span = chunk * -(-n_rows // (_PREFIX_SPANS * chunk))  # a whole number of chunks
+    return [(a, min(a + span, n_rows), min(a + span, n_rows)) for a in range(0, n_rows, span)]
+
+
+def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool) -> np.ndarray:
     """(L-1, L) || d log p(ids[i+1] | ids[:i+1]) / d x^(start)_j ||_2 by batched VJPs.
 
-    One forward pass builds the pullback (torch.func.vjp); each chunk of one-hot cotangents goes
-    through it under torch.func.vmap, which uses the MHF's own batched FFT backward. (autograd.grad
-    with is_grads_batched ran every FFT of the backward once per row: ~3x slower on the CPU.)"""
+    Per span of rows (`_row_spans`), one forward pass builds the pullback (torch.func.vjp); each
+    chunk of one-hot cotangents goes through it under torch.func.vmap, which uses the MHF's own
+    batched FFT backward. (autograd.grad with is_grads_batched ran every FFT of the backward once
+    per row: ~3x slower on the CPU.) The MHF's FFT products run in float32 here: the map is a
+    picture of gradient magnitudes, and float32 halves the FFT backward's traffic. Entries a
+    span's input does not reach (j >= its length, causal models only) are exactly 0."""
     from torch.func import vjp, vmap
 
     L = ids.shape[0]
-    with torch.no_grad():
-        x = model.drop(model.tok_emb(ids)[None])  # ByteLM.forward's own steps (dropout is off in eval)
-        for block in model.blocks[:start]:
-            x = block(x)
+    out = np.zeros((L - 1, L))
+    for first, end, length in _row_spans(L - 1, chunk, causal):
+        part = ids[:length]
+        targets = ids[1:end + 1]
+        with torch.no_grad():
+            x = model.drop(model.tok_emb(part)[None])  # ByteLM.forward's own steps (dropout is off in eval)
+            for block in model.blocks[:start]:
+                x = block(x)
 
-    def scored(x0: torch.Tensor) -> torch.Tensor:  # (1, L, D) -> (L-1,) log-probabilities of the next bytes
-        h = x0
-        for block in model.blocks[start:]:
-            h = block(h)
-        logp = torch.log_softmax(model.head(model.ln_f(h))[0].double(), dim=-1)  # (L, 256)
-        return logp[torch.arange(L - 1, device=ids.device), ids[1:]]
+        def scored(x0: torch.Tensor) -> torch.Tensor:  # (1, length, D) -> (end,) log-probabilities of the next bytes
+            h = x0
+            for block in model.blocks[start:]:
+                h = block(h)
+            logp = torch.log_softmax(model.head(model.ln_f(h[:, :end]))[0].double(), dim=-1)  # (end, 256)
+            return logp[torch.arange(end, device=ids.device), targets]
 
-    with torch.enable_grad():
-        _, pull = vjp(scored, x.detach())
-        out = np.empty((L - 1, L))
-        for s in range(0, L - 1, chunk):
-            rows = torch.arange(s, min(s + chunk, L - 1), device=ids.device)
-            cot = torch.zeros(len(rows), L - 1, device=ids.device, dtype=torch.float64)
-            cot[torch.arange(len(rows)), rows] = 1.0  # one one-hot cotangent per row
-            (grad,) = vmap(pull)(cot)
-            out[s:s + len(rows)] = grad[:, 0].detach().double().norm(dim=-1).cpu().numpy()  # (rows, L)
+        with torch.enable_grad(), fft_precision(torch.float32):
+            _, pull = vjp(scored, x.detach())
+        with torch.no_grad(), fft_precision(torch.float32):  # no graph of the backward itself
+            for s in range(first, end, chunk):
+                rows = torch.arange(s, min(s + chunk, end), device=ids.device)
+                cot = torch.zeros(len(rows), end, device=ids.device, dtype=torch.float64)
+                cot[torch.arange(len(rows)), rows] = 1.0  # one one-hot cotangent per row
+                (grad,) = vmap(pull)(cot)
+                out[s:s + len(rows), :length] = grad[:, 0].norm(dim=-1).double().cpu().numpy()  # (rows, length)
     return out
 
 
@@ -285,17 +311,33 @@ def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
     Raises TextError for empty text or text over `influence_limit(ck)`.
     """
     ids = _check_text(ck, text)
+    internals = _internals(ck, ids)
+    return [None if rec is None else _mixing_heads(ck, rec, i) for i, rec in enumerate(internals)]
+
+
+def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
+    """One block's (H, L, L) float32 mixing matrices, `mixing_matrices(ck, text)[layer]`, without
+    building the others (at 4,096 bytes each block's matrices are 4 heads x 64 MB).
+    Raises TextError as `mixing_matrices`; ValueError for a layer that is not a Fourier mixer."""
+    if layer is None:
+        raise ValueError(f"layer must be a block index 0..{ck.config.n_layers - 1}, got None")
+    k = _check_layer(ck, layer)
+    if ck.config.layer_kind(k) == "swa":
+        raise ValueError(f"block {k} is an attention block: it has no Fourier mixing matrix")
+    ids = _check_text(ck, text)
+    return _mixing_heads(ck, _internals(ck, ids)[k], k)
+
+
+def _internals(ck: Checkpoint, ids: list[int]) -> list:
     with torch.no_grad():
         _, internals = ck.model(torch.tensor([ids], device=ck.device), return_internals=True)
-    out: list[np.ndarray | None] = []
-    for i, rec in enumerate(internals):
-        if rec is None:
-            out.append(None)
-        elif rec.kind == "mhf":
-            out.append(_toeplitz_heads(_mhf_lag_kernels(ck, rec), ck.config.n_heads))
-        else:
-            out.append(_fftnet_jacobian_heads(ck, rec, ck.model.blocks[i].mixer))
-    return out
+    return internals
+
+
+def _mixing_heads(ck: Checkpoint, rec, layer: int) -> np.ndarray:
+    if rec.kind == "mhf":
+        return _toeplitz_heads(_mhf_lag_kernels(ck, rec), ck.config.n_heads)
+    return _fftnet_jacobian_heads(ck, rec, ck.model.blocks[layer].mixer)
 
 
 def _mhf_lag_kernels(ck: Checkpoint, rec) -> np.ndarray:
@@ -335,9 +377,12 @@ def _toeplitz_heads(w: np.ndarray, n_heads: int) -> np.ndarray:
     """(D, 2L-1) lag kernels -> (H, L, L) float32 with [h, t, j] = RMS_c w_c[t - j]."""
     D, n_lags = w.shape
     L = (n_lags + 1) // 2
-    rms = np.sqrt(np.mean(w.reshape(n_heads, D // n_heads, n_lags) ** 2, axis=1))  # (H, 2L-1)
-    lag_index = np.arange(L)[:, None] - np.arange(L)[None, :] + (L - 1)  # (L, L): t - j + L - 1
-    return rms[:, lag_index].astype(np.float32)
+    rms = np.sqrt(np.mean(w.reshape(n_heads, D // n_heads, n_lags) ** 2, axis=1)).astype(np.float32)  # (H, 2L-1)
+    # Row t of the matrix is rms at lags t, t-1, .., t-L+1: a window of the reversed lag axis. A
+    # strided view and one copy, instead of gathering an (H, L, L) float64 index (10x slower).
+    rev = np.ascontiguousarray(rms[:, ::-1])  # index i is lag L-1-i
+    windows = np.lib.stride_tricks.sliding_window_view(rev, L, axis=-1)  # (H, L, L): [h, s, j] = lag L-1-s-j
+    return np.ascontiguousarray(windows[:, ::-1])  # [h, t, j] with s = L-1-t: lag t-j
 
 
 def _fftnet_jacobian_heads(ck: Checkpoint, rec, mixer) -> np.ndarray:

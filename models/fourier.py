@@ -140,7 +140,9 @@ class FFTConvFunction(torch.autograd.Function):
         dv = irfft(DY conj(G Kf))[:L],  dg = irfft(DY conj(V Kf))[:L],
         dk = sum over the head's channels of irfft(DY conj(V G))[:K]
     with DY = rfft(dy, n). v and g are saved, their spectra recomputed: no (B, n, D) complex
-    tensor is kept between the passes. Works under vmap (is_grads_batched)."""
+    tensor is kept between the passes. dk is computed only when k_buf needs a gradient (a
+    gradient with respect to the input alone, as the influence map takes, skips a reduction
+    over every channel and an inverse FFT). Works under vmap (is_grads_batched)."""
 
     generate_vmap_rule = True
 
@@ -158,13 +160,14 @@ class FFTConvFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         v, g, k_buf = ctx.saved_tensors
-        dv, dg, dk = _FFTConvGrad.apply(dy, v, g, k_buf, ctx.n, ctx.dtype)
+        dv, dg, dk = _FFTConvGrad.apply(dy, v, g, k_buf, ctx.n, ctx.dtype, ctx.needs_input_grad[2])
         return dv, dg, dk, None, None, None
 
 
-def _fft_conv_grads(dy, v, g, k_buf, n, dtype):
+def _fft_conv_grads(dy, v, g, k_buf, n, dtype, need_dk=True):
     """The three correlations of FFTConvFunction.backward; any leading dimensions of dy (or of
-    v, g, k_buf) broadcast, so a batch of cotangents is one batched FFT."""
+    v, g, k_buf) broadcast, so a batch of cotangents is one batched FFT. dk is None unless
+    need_dk."""
     L, D = v.shape[-2], v.shape[-1]
     H = k_buf.shape[-2]
     Kf = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1).transpose(-1, -2)[..., None]  # (F, H, 1)
@@ -181,13 +184,16 @@ def _fft_conv_grads(dy, v, g, k_buf, n, dtype):
     # for the alias ops that a lazy conj or a full-range slice produce
     dv = torch.fft.irfft(channels(DY * torch.conj_physical(G * Kf)), n=n, dim=-2)
     dg = torch.fft.irfft(channels(DY * torch.conj_physical(V * Kf)), n=n, dim=-2)
-    dK = (DY * torch.conj_physical(V * G)).sum(dim=(-4, -1))  # (..., F, H): over batch and the head's channels
-    dk = torch.fft.irfft(dK.transpose(-1, -2), n=n, dim=-1)
     if n > L:
         dv, dg = dv[..., :L, :], dg[..., :L, :]
-    if n > k_buf.shape[-1]:
-        dk = dk[..., : k_buf.shape[-1]]
-    return dv.to(v.dtype), dg.to(g.dtype), dk.to(k_buf.dtype)
+    dk = None
+    if need_dk:
+        dK = (DY * torch.conj_physical(V * G)).sum(dim=(-4, -1))  # (..., F, H): over batch and the head's channels
+        dk = torch.fft.irfft(dK.transpose(-1, -2), n=n, dim=-1)
+        if n > k_buf.shape[-1]:
+            dk = dk[..., : k_buf.shape[-1]]
+        dk = dk.to(k_buf.dtype)
+    return dv.to(v.dtype), dg.to(g.dtype), dk
 
 
 class _FFTConvGrad(torch.autograd.Function):
@@ -196,19 +202,19 @@ class _FFTConvGrad(torch.autograd.Function):
     First order only (no backward of the backward)."""
 
     @staticmethod
-    def forward(dy, v, g, k_buf, n, dtype):
-        return _fft_conv_grads(dy, v, g, k_buf, n, dtype)
+    def forward(dy, v, g, k_buf, n, dtype, need_dk):
+        return _fft_conv_grads(dy, v, g, k_buf, n, dtype, need_dk)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         pass
 
     @staticmethod
-    def vmap(info, in_dims, dy, v, g, k_buf, n, dtype):
+    def vmap(info, in_dims, dy, v, g, k_buf, n, dtype, need_dk):
         dy, v, g, k_buf = (x if d is None else x.movedim(d, 0) for x, d in zip((dy, v, g, k_buf), in_dims[:4]))
-        out = _fft_conv_grads(dy, v, g, k_buf, n, dtype)
+        out = _fft_conv_grads(dy, v, g, k_buf, n, dtype, need_dk)
         ranks = (v.shape[-3:], g.shape[-3:], k_buf.shape[-2:])
-        return out, tuple(0 if o.dim() > len(r) else None for o, r in zip(out, ranks))
+        return out, tuple(0 if o is not None and o.dim() > len(r) else None for o, r in zip(out, ranks))
 
 
 def _have_triton() -> bool:

@@ -12,6 +12,8 @@ Reading order follows the paper's description:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
 
 import torch
@@ -25,6 +27,23 @@ from .internals import MixerInternals, detach32
 
 _CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
 _CACHE_ENTRIES = 8
+# A per-thread (per-context) choice of the FFT product's dtype, so that one caller can trade
+# precision for speed without touching a model that other sessions share.
+_FFT_DTYPE: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar("mhf_fft_dtype", default=None)
+
+
+@contextlib.contextmanager
+def fft_precision(dtype: torch.dtype):
+    """Run every MHF FFT product in `dtype` (torch.float32 or torch.float64) inside the block,
+    in this thread only, whether or not autocast is on. Outside it the default holds: float32
+    under autocast, float64 otherwise (see MultiHeadFourier.forward)."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"fft_precision takes torch.float32 or torch.float64, got {dtype}")
+    token = _FFT_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _FFT_DTYPE.reset(token)
 
 
 class MultiHeadFourier(nn.Module):
@@ -194,7 +213,7 @@ class MultiHeadFourier(nn.Module):
         # future ones included, onto every output; through six layers that reaches ~4e-5 in the
         # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
         autocast = torch.is_autocast_enabled(x.device.type)
-        fft_dtype = torch.float32 if autocast else torch.float64
+        fft_dtype = _FFT_DTYPE.get() or (torch.float32 if autocast else torch.float64)
         # y goes straight to the dtype Linear_O computes in; the record keeps it at x's precision
         out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and record is None else x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):

@@ -86,13 +86,12 @@ st.markdown(
     "Toeplitz matrix of the kernel the head applies, averaged (RMS) over the head's channels; for FFTNet the "
     "Jacobian of its spectral filter at this input). A causal head is lower-triangular; a circular one wraps "
     "into the top-right corner; FFTNet fills both triangles.")
-mats = ui.analysis(influence.mixing_matrices, ck, text, spinner="Building the mixing matrices...")
-mixers = [i for i, m in enumerate(mats) if m is not None]
+mixers = [i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) != "swa"]
 if not mixers:
     st.info("This checkpoint has no Fourier mixer blocks (only attention): there is no mixing matrix to show.")
     st.stop()
 mix_layer = st.selectbox("Layer", mixers, key="ti_mix_layer", format_func=lambda i: f"layer {i}")
-m = mats[mix_layer]
+m = ui.analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
 ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
                file_name=f"mixing_layer{mix_layer}")
 future = np.triu(np.abs(m), 1).max(axis=(1, 2)) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
@@ -100,9 +99,9 @@ st.caption("Largest entry above the diagonal, relative to the head's largest: "
            + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". The heads share one colour scale.")
 c3, c4 = st.columns(2)
 with c3:
-    ui.download_npz("All layers' mixing matrices (NPZ)",
-                    lambda: ui.npz_bytes(ids=imap.ids, **{f"layer{i}": mats[i] for i in mixers}),
-                    "mixing_matrices.npz", key="ti_dl_mix_npz")
+    ui.download_npz(f"Layer {mix_layer} matrices (NPZ)",
+                    lambda: ui.npz_bytes(ids=imap.ids, **{f"layer{mix_layer}": m}),
+                    f"mixing_layer{mix_layer}.npz", key="ti_dl_mix_npz")
 with c4:
     ui.download_csv(f"Layer {mix_layer} matrices (CSV, one row per entry)",
                     lambda: ui.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),

@@ -268,3 +268,48 @@ def test_functorch_vmap_of_vjp_uses_the_batched_backward():
     for row, c in enumerate(cot):
         (single,) = torch.autograd.grad(y, xg, c, retain_graph=True)
         assert rel(batched[row], single) < 1e-12
+
+
+def test_fft_precision_sets_the_product_dtype_in_its_thread_only():
+    """Inside fft_precision(float32) the MHF product runs in float32 (its rounding, ~1e-7, where
+    the default float64 one is ~1e-15 from a float64 oracle); outside and in other threads the
+    default holds; any other dtype is refused."""
+    import threading
+
+    from models.mhf import fft_precision
+    m = mixer(D=16, H=2, C=24).double()
+    x = torch.randn(1, 40, 16, dtype=torch.float64)
+    with torch.no_grad():
+        want = m(x)  # float64 input, float64 product
+        with fft_precision(torch.float32):
+            low = m(x)
+            other = {}
+            t = threading.Thread(target=lambda: other.setdefault("y", m(x)))
+            t.start()
+            t.join()
+        again = m(x)
+    assert 1e-9 < rel(low, want) < 1e-5
+    assert rel(other["y"], want) < 1e-12 and rel(again, want) < 1e-12
+    with pytest.raises(ValueError, match="float32 or torch.float64"):
+        with fft_precision(torch.float16):
+            pass
+
+
+def test_input_only_gradients_skip_the_kernel_gradient():
+    """A gradient w.r.t. the input alone (the influence map's) equals the full backward's input
+    gradient, with the learned kernel's gradient never formed."""
+    m = mixer(D=16, H=2, C=24)
+    x = torch.randn(1, 30, 16, requires_grad=True)
+    gy = torch.randn(1, 30, 16)
+    (full,) = torch.autograd.grad(m(x), x, gy)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    calls = []
+    real = fourier._fft_conv_grads
+    try:
+        fourier._fft_conv_grads = lambda *a: calls.append(a[-1]) or real(*a)
+        (alone,) = torch.autograd.grad(m(x), x, gy)
+    finally:
+        fourier._fft_conv_grads = real
+    assert calls == [False]
+    torch.testing.assert_close(alone, full, rtol=1e-6, atol=1e-7)

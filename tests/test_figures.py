@@ -17,7 +17,7 @@ from caracal_viz.energy import parseval_report
 from caracal_viz.filters import data_kernels, fftnet_filters, learned_filters
 from caracal_viz.gates import gate_report
 from caracal_viz.impulse import aliasing, kernel_impulses, mixer_impulse
-from caracal_viz.influence import mixing_matrices, token_influence
+from caracal_viz.influence import InfluenceMap, mixing_matrices, token_influence
 from caracal_viz.predict import next_token_view
 from tests.conftest import load_sample
 
@@ -156,3 +156,44 @@ def test_bad_indices_are_clear_errors(built):
         figures.topk_figure(built["view"], len(built["view"].ids))
     with pytest.raises(ValueError, match="row must be"):
         figures.influence_strip_figure(built["m"], -1)
+
+
+def test_pool_max_is_the_block_maximum():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((2, 11, 11))
+    z[0, :3, :3] = np.nan  # a whole block of NaN stays NaN
+    z[1, 5, 7] = np.nan  # a NaN among numbers is ignored
+    pooled, f = figures.pool_max(z, max_side=4)
+    assert f == 3 and pooled.shape == (2, 4, 4)
+    for h in range(2):
+        for a in range(4):
+            for b in range(4):
+                block = z[h, 3 * a:3 * a + 3, 3 * b:3 * b + 3]
+                want = np.nan if np.isnan(block).all() else np.nanmax(block)
+                np.testing.assert_equal(pooled[h, a, b], want)
+    same, f1 = figures.pool_max(z, max_side=11)
+    assert f1 == 1 and same is z
+
+
+def test_long_maps_are_drawn_as_block_maxima_that_keep_a_leak():
+    """A 1,100-byte map is drawn as at most MAX_MATRIX_SIDE cells a side; one future entry stays
+    visible at full strength in its block."""
+    L = 1100
+    rng = np.random.default_rng(0)
+    values = np.tril(rng.uniform(1e-3, 1.0, (L, L)))
+    values[100, 900] = 1.0  # a leak: the prediction after byte 100 reads byte 900
+    values[-1] = np.nan
+    m = InfluenceMap(
+        values=values, ids=np.zeros(L, dtype=np.int64), labels=["a"] * L, layer=None, upper_max=1.0, scale=1.0,
+        causal=True)
+    fig = figures.influence_figure(m)
+    z = np.array(fig.data[0].z, dtype=float)
+    f = -(-L // figures.MAX_MATRIX_SIDE)
+    assert z.shape == (-(-L // f),) * 2 and max(z.shape) <= figures.MAX_MATRIX_SIDE
+    assert z[100 // f, 900 // f] == 0.0  # log10 of the leak's 1.0, the map's maximum
+    np.testing.assert_allclose(fig.data[0].x[:2], [(f - 1) / 2, f + (f - 1) / 2])
+    assert f"{f} × {f}" in fig.layout.title.subtitle.text
+    mats = np.stack([np.tril(values[:-1, :-1]), np.triu(values[:-1, :-1])]).astype(np.float32)
+    fig = figures.mixing_matrix_figure(mats, ["a"] * (L - 1), 0)
+    assert all(max(np.shape(t.z)) <= figures.MAX_MATRIX_SIDE // 2 for t in fig.data)
+    assert "head 1: above diagonal max 1" in fig.layout.annotations[1].text
