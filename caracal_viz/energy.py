@@ -3,7 +3,8 @@ spectral densities, and the energy gain of each layer and head over frequency.
 
 Spectra are rfft of size L (no padding), one-sided, backward normalisation, so Parseval reads
 sum_t |x_t|^2 = (1/L) sum_k w_k |X_k|^2 with w_k = 1 for DC (and Nyquist when L is even),
-2 for every other bin. All sums are float64.
+2 for every other bin. All sums are float64, computed with torch on the device that holds the
+activations (the model's, or the CPU for a given trace); only the per-head results come back.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from models import MixerInternals
 
 from . import spectral
 from .checkpoint import Checkpoint
-from .trace import LayerTrace, Trace, reuse_trace
+from .device_fft import rfft64
+from .trace import Trace, text_internals
 
 PARSEVAL_TOLERANCE = 1e-9
 """Largest relative difference between time and frequency energy (float64 sums) that passes."""
@@ -74,8 +79,8 @@ class ParsevalReport:
 def parseval_report(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> ParsevalReport:
     """Energies of every mixer for `text` (validated, raises TextError). `trace`: a
     `run_trace(ck, text)` result to reuse instead of running the model again."""
-    trace = reuse_trace(ck, text, trace)
-    layers = [None if rec is None else _layer_energy(rec, ck.config.n_heads) for rec in trace.layers]
+    records = text_internals(ck, text, trace)
+    layers = [None if rec is None else _layer_energy(rec, ck.config.n_heads) for rec in records]
     errors = [e for layer in layers if layer is not None
               for e in (*layer.input_rel_error, *layer.output_rel_error, layer.mixer_rel_error)]
     worst = float(np.max(errors)) if errors else 0.0
@@ -94,21 +99,34 @@ def _gain(out: np.ndarray, inp: np.ndarray) -> np.ndarray:
     return np.divide(out, inp, out=np.full_like(out, np.nan), where=inp > 0)
 
 
-def _head_energy(x: np.ndarray, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x (L, D) -> per-head time energy (H,), frequency energy (H,) and ESD (H, F)."""
+def head_energy(x: torch.Tensor, H: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-head energies of a signal x (L, D) (time along axis 0; channel c belongs to head
+    c // (D // H)), in float64 on x's device: the time energy sum_t |x_t|^2 (H,) and the
+    Parseval-scaled energy spectral density (H, n//2 + 1) of its rfft of size n (default L),
+    w_k |X_k|^2 / n summed over the head's channels (it sums to the time energy). numpy float64."""
+    x = x.double()
     L, D = x.shape
-    xh = x.astype(np.float64).T.reshape(H, D // H, L)
-    esd = spectral.energy_spectral_density(xh).sum(axis=1)  # (H, F)
-    time = np.sum(xh**2, axis=(1, 2))
+    n = n or L
+    X = rfft64(x, n, dim=0)  # (F, D)
+    power = torch.addcmul(X.real * X.real, X.imag, X.imag).reshape(-1, H, D // H).sum(-1)  # (F, H): |X|^2
+    w = torch.as_tensor(spectral.one_sided_weights(n) / n, device=x.device)
+    esd = (power * w[:, None]).T
+    time = (x * x).sum(dim=0).reshape(H, D // H).sum(dim=-1)
+    return time.cpu().numpy(), esd.cpu().numpy()
+
+
+def _head_energy(x: torch.Tensor, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (L, D) -> per-head time energy (H,), frequency energy (H,) and ESD (H, F)."""
+    time, esd = head_energy(x, H)
     return time, esd.sum(axis=-1), esd
 
 
-def _layer_energy(rec: LayerTrace, H: int) -> LayerEnergy:
-    L = rec.fft_input.shape[0]
-    in_t, in_f, esd_in = _head_energy(rec.fft_input, H)
-    out_t, out_f, esd_out = _head_energy(rec.fft_output, H)
-    mx_in_t, mx_in_f, mx_esd_in = (a.sum(axis=0) for a in _head_energy(rec.mixer_input, 1))
-    mx_out_t, mx_out_f, mx_esd_out = (a.sum(axis=0) for a in _head_energy(rec.mixer_output, 1))
+def _layer_energy(rec: MixerInternals, H: int) -> LayerEnergy:
+    L = rec.fft_input.shape[1]
+    in_t, in_f, esd_in = _head_energy(rec.fft_input[0], H)
+    out_t, out_f, esd_out = _head_energy(rec.fft_output[0], H)
+    mx_in_t, mx_in_f, mx_esd_in = (a.sum(axis=0) for a in _head_energy(rec.mixer_input[0], 1))
+    mx_out_t, mx_out_f, mx_esd_out = (a.sum(axis=0) for a in _head_energy(rec.mixer_output[0], 1))
     return LayerEnergy(
         freqs=spectral.rfft_freqs(L), input_time=in_t, input_freq=in_f, output_time=out_t, output_freq=out_f,
         input_rel_error=_rel(in_t, in_f), output_rel_error=_rel(out_t, out_f), esd_input=esd_in,

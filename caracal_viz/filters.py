@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models import MixerInternals
 from models.fftnet import resample_bins
 
 from . import spectral
 from .checkpoint import Checkpoint
-from .trace import LayerTrace, Trace, reuse_trace, static_internals
+from .device_fft import rfft64
+from .trace import LayerTrace, Trace, numpy_copy, static_internals, text_internals
 
 
 @dataclass
@@ -149,42 +151,43 @@ def exact_group_delay(kernel: np.ndarray, lags: np.ndarray, n: int) -> np.ndarra
 def data_kernels(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[DataKernels | None]:
     """Per block, the mhf gate kernel g and the combined kernel g * k for `text` (None for
     fftnet and attention blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)`
-    result to reuse instead of running the model again."""
-    trace = reuse_trace(ck, text, trace)
-    return [_data_kernels(rec, ck.config.n_heads) if rec is not None and rec.kind == "mhf" else None
-            for rec in trace.layers]
+    result to use instead of the shared forward pass. The FFTs run in float64 on the device that
+    holds the activations."""
+    H = ck.config.n_heads
+    return [_data_kernels(rec, H) if rec is not None and rec.kind == "mhf" else None
+            for rec in text_internals(ck, text, trace)]
 
 
-def _per_head(x: np.ndarray, H: int) -> np.ndarray:
-    """(L, D) -> (H, dh, L): channel c belongs to head c // dh."""
+def _per_head(x: torch.Tensor, H: int) -> torch.Tensor:
+    """(L, D) -> (H, dh, L), a contiguous copy: channel c belongs to head c // dh."""
     L, D = x.shape
-    return np.ascontiguousarray(x.T.reshape(H, D // H, L))
+    return x.T.reshape(H, D // H, L).clone(memory_format=torch.contiguous_format)
 
 
 def _mean_db(response: np.ndarray) -> np.ndarray:
     return spectral.magnitude_db(response).mean(axis=1)
 
 
-def _data_kernels(rec: LayerTrace, H: int) -> DataKernels:
-    g = _per_head(rec.gate_kernel, H)
-    h = _per_head(rec.combined_kernel, H)
+def _data_kernels(rec: MixerInternals, H: int) -> DataKernels:
+    g = _per_head(rec.gate_kernel[0], H)
+    h = _per_head(rec.combined_kernel[0], H)
     n = 2 * g.shape[-1]
-    gate_response = np.fft.rfft(g.astype(np.float64), n=n)
-    combined_response = np.fft.rfft(h.astype(np.float64), n=n)
+    gate_response = rfft64(g, n).cpu().numpy()
+    combined_response = rfft64(h, n).cpu().numpy()
     return DataKernels(
-        freqs=np.fft.rfftfreq(n), gate_kernel=g, gate_response=gate_response,
-        learned_kernel=rec.kernel, combined_kernel=h, combined_response=combined_response,
+        freqs=np.fft.rfftfreq(n), gate_kernel=g.cpu().numpy(), gate_response=gate_response,
+        learned_kernel=numpy_copy(rec.kernel), combined_kernel=h.cpu().numpy(), combined_response=combined_response,
         gate_db=_mean_db(gate_response), combined_db=_mean_db(combined_response),
     )
 
 
 def fftnet_filters(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[FFTNetFilters | None]:
     """Per block, the fftnet base filter and the filter adapted to `text` (None for other
-    blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)` result to reuse."""
-    trace = reuse_trace(ck, text, trace)
-    L = trace.ids.size
-    return [_fftnet_filters(rec, L, ck.config.n_heads) if rec is not None and rec.kind == "fftnet" else None
-            for rec in trace.layers]
+    blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)` result to use
+    instead of the shared forward pass."""
+    H = ck.config.n_heads
+    return [_fftnet_filters(rec, H) if rec is not None and rec.kind == "fftnet" else None
+            for rec in text_internals(ck, text, trace)]
 
 
 def resample_spectrum(z: np.ndarray, n_bins: int) -> np.ndarray:
@@ -194,12 +197,13 @@ def resample_spectrum(z: np.ndarray, n_bins: int) -> np.ndarray:
     return out[0] + 1j * out[1]
 
 
-def _fftnet_filters(rec: LayerTrace, L: int, H: int) -> FFTNetFilters:
-    base = rec.spectrum.astype(np.complex128)
+def _fftnet_filters(rec: MixerInternals, H: int) -> FFTNetFilters:
+    base = rec.spectrum.cpu().numpy().astype(np.complex128)
+    L = rec.fft_input.shape[1]
     F = L // 2 + 1
     base_resampled = resample_spectrum(base, F)
-    adapted = rec.adapted_filter.astype(np.complex128)
-    open_ = rec.data_gate_open.reshape(F, H, -1).mean(axis=-1).T  # (H, F)
+    adapted = rec.adapted_filter[0].cpu().numpy().astype(np.complex128)
+    open_ = rec.data_gate_open[0].cpu().numpy().reshape(F, H, -1).mean(axis=-1).T  # (H, F)
     return FFTNetFilters(
         base_freqs=np.linspace(0.0, 0.5, base.shape[-1]),
         base=base, freqs=np.fft.rfftfreq(L), base_resampled=base_resampled, adapted=adapted,

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import MixerInternals
+
 from . import spectral
 from .checkpoint import Checkpoint
+from .energy import head_energy
 from .filters import resample_spectrum
-from .trace import LayerTrace, Trace, reuse_trace, static_internals
+from .trace import LayerTrace, Trace, static_internals, text_internals
 
 DEAD_OPEN_FRACTION = 0.05
 """A head whose gates are open on at most this fraction of its bins is reported dead."""
@@ -68,16 +71,17 @@ def gate_report(ck: Checkpoint, text: str | None = None, *, trace: Trace | None 
     """Per block, its modReLU gates (None for attention blocks and mixers without modReLU).
     With `text` (validated, raises TextError), also the energy each gate passes for it.
     `trace`: a `run_trace(ck, text)` result to reuse instead of running the model again."""
-    layers = static_internals(ck) if text is None else reuse_trace(ck, text, trace).layers
+    layers = static_internals(ck)
+    records = [None] * len(layers) if text is None else text_internals(ck, text, trace)
     H = ck.config.n_heads
     out: list[LayerGates | None] = []
-    for rec in layers:
+    for rec, text_rec in zip(layers, records):
         if rec is None or rec.gate_bias is None:
             out.append(None)
             continue
         gates = _static_gates(rec)
         if text is not None:
-            (_mhf_text if rec.kind == "mhf" else _fftnet_text)(gates, rec, H)
+            (_mhf_text if rec.kind == "mhf" else _fftnet_text)(gates, text_rec, H)
         gates.dead = gates.open_fraction <= DEAD_OPEN_FRACTION
         out.append(gates)
     return out
@@ -113,11 +117,11 @@ def _esd_per_head(X: np.ndarray, n: int, H: int) -> np.ndarray:
     return e.reshape(e.shape[0], H, -1).sum(axis=-1).T
 
 
-def _mhf_text(gates: LayerGates, rec: LayerTrace, H: int) -> None:
-    two_c = rec.kernel_two_sided.shape[-1]
-    L = rec.fft_input.shape[0]
+def _mhf_text(gates: LayerGates, rec: MixerInternals, H: int) -> None:
+    two_c = 2 * (gates.bias.shape[-1] - 1)  # the gates sit on the rfft grid of size 2C
+    L = rec.fft_input.shape[1]
     n = two_c * -(-L // two_c)  # a multiple of 2C >= L: every data bin lies on or between gate bins
-    energy = _esd_per_head(np.fft.rfft(rec.fft_input.astype(np.float64), n=n, axis=0), n, H)
+    _, energy = head_energy(rec.fft_input[0], H, n)
     target = np.rint(np.arange(n // 2 + 1) * two_c / n).astype(int)
     gates.token_energy = _pool(energy, target, two_c // 2 + 1)
     gates.passed_energy = gates.token_energy * gates.transmission
@@ -125,12 +129,12 @@ def _mhf_text(gates: LayerGates, rec: LayerTrace, H: int) -> None:
     gates.passed_fraction = _ratio(gates.passed_energy.sum(-1), gates.token_energy.sum(-1))
 
 
-def _fftnet_text(gates: LayerGates, rec: LayerTrace, H: int) -> None:
-    L = rec.fft_input.shape[0]
+def _fftnet_text(gates: LayerGates, rec: MixerInternals, H: int) -> None:
+    L = rec.fft_input.shape[1]
     F = L // 2 + 1
-    X = np.fft.rfft(rec.fft_input.astype(np.float64), n=L, axis=0)  # (F, D)
+    X = np.fft.rfft(rec.fft_input[0].cpu().numpy().astype(np.float64), n=L, axis=0)  # (F, D)
     dh = X.shape[1] // H
-    W = np.repeat(rec.adapted_filter.astype(np.complex128), dh, axis=0).T  # (F, D)
+    W = np.repeat(rec.adapted_filter[0].cpu().numpy().astype(np.complex128), dh, axis=0).T  # (F, D)
     bias = np.repeat(resample_spectrum(gates.bias.astype(np.complex128), F).real, dh, axis=0).T
     Z = X * W
     kept = spectral.modrelu(Z, bias)

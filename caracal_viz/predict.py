@@ -17,6 +17,7 @@ import torch
 
 from .checkpoint import Checkpoint
 from .text import encode_text
+from .trace import shared_forward
 
 MAX_NEW_TOKENS = 4096
 
@@ -56,11 +57,11 @@ def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 256:
         raise ValueError(f"k must be an integer from 1 to 256, got {k!r}")
-    ids = encode_text(text)
+    fwd = shared_forward(ck, text)  # one pass per text, shared with the other analyses of it
+    ids = list(fwd.ids)
     L = len(ids)
     with torch.no_grad():
-        logits = ck.model(torch.tensor([ids], device=ck.device))[0].double()  # (L, 256)
-        logp = torch.log_softmax(logits, dim=-1)
+        logp = torch.log_softmax(fwd.logits.double(), dim=-1)  # (L, 256)
         top = torch.topk(logp, int(k), dim=-1)
         entropy = -(logp.exp() * logp).sum(-1) / math.log(2)
         target = torch.full((L,), float("nan"), dtype=torch.float64, device=logp.device)
@@ -68,10 +69,10 @@ def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
             target[:-1] = logp[torch.arange(L - 1), torch.tensor(ids[1:], device=logp.device)]
     topk_ids = top.indices.cpu().numpy().astype(np.int64)
     loss_bits = -target.cpu().numpy() / math.log(2)
-    label = ck.tokenizer.label
+    label = [ck.tokenizer.label(i) for i in range(256)]  # looked up, not rebuilt for each of the L (k + 1)
     return NextTokenView(
-        ids=np.asarray(ids, dtype=np.int64), labels=[label(i) for i in ids], topk_ids=topk_ids,
-        topk_probs=top.values.exp().cpu().numpy(), topk_labels=[[label(int(i)) for i in row] for row in topk_ids],
+        ids=np.asarray(ids, dtype=np.int64), labels=[label[i] for i in ids], topk_ids=topk_ids,
+        topk_probs=top.values.exp().cpu().numpy(), topk_labels=[[label[i] for i in row] for row in topk_ids.tolist()],
         target_prob=target.exp().cpu().numpy(), loss_bits=loss_bits, entropy_bits=entropy.cpu().numpy(),
         mean_bits=float(np.mean(loss_bits[:-1])) if L > 1 else float("nan"), causal=ck.config.is_causal,
     )

@@ -1,9 +1,18 @@
-"""One forward pass with every mixer's internals, as numpy on the CPU: the raw material of the
-other analyses, and the place where NaN/Inf in activations is found and reported (never hidden).
+"""One forward pass with every mixer's internals: the raw material of the other analyses (as
+tensors on the model's device, `text_internals`, or as numpy on the CPU, `run_trace`), and the
+place where NaN/Inf in activations is found and reported (never hidden).
+
+The forward pass of a (checkpoint, text) is run once and shared: `shared_forward` keeps the last
+few on the model's device (a small LRU, thread-safe: Streamlit sessions are threads), so that the
+next-byte view, the data kernels, the gates, the energies and `run_trace` of one text cost one
+pass of the model between them, not one each.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -99,41 +108,145 @@ class Trace:
         return not self.nonfinite
 
 
-def run_trace(ck: Checkpoint, text: str) -> Trace:
-    """Run the model once on `text` (validated by `encode_text`, raises TextError) on ck.device and
-    return the logits and every mixer's internals on the CPU. NaN/Inf in block outputs, mixer
-    internals or logits are listed in `Trace.nonfinite` (where, how many, which positions)."""
-    ids = encode_text(text)
+@dataclass(frozen=True)
+class Forward:
+    """One forward pass, kept on the model's device: what `shared_forward` returns and shares.
+    Read it, never write into it (other analyses read the same tensors).
+
+    ids:       (L,) the text's byte ids.
+    logits:    (L, 256) float32 next-byte logits, on ck.device.
+    records:   one MixerInternals per block (None for attention), batch of one, on ck.device.
+    nonfinite: as `Trace.nonfinite`.
+    """
+
+    ids: tuple[int, ...]
+    logits: torch.Tensor
+    records: list[MixerInternals | None]
+    nonfinite: list[NonFinite]
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [self.logits] + [getattr(r, f.name) for r in self.records if r is not None
+                                   for f in fields(MixerInternals)]
+        return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
+
+
+TRACE_CACHE_ENTRIES = 6
+"""Forward passes `shared_forward` keeps (the least recently used goes first): a few texts of a
+few checkpoints, each checkpoint's one-token pass (`static_internals`) included."""
+TRACE_CACHE_BYTES = 512 * 1024 * 1024
+"""Most bytes of tensors they may hold together (one pass of caracal-shakespeare on 4,096 bytes
+holds ~100 MB); a pass larger than this alone is returned without being kept."""
+# key -> (weak reference to the model, its pass); the reference tells a live model from a new
+# one that happens to get the same id() after the first was freed
+_cache: OrderedDict[tuple, tuple[weakref.ref, Forward]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _model_state(ck: Checkpoint) -> tuple:
+    """What the forward pass depends on besides the text: the model object, its weights (storage
+    and in-place version counters: editing or reloading a weight misses), its mode and paths."""
+    model = ck.model
+    return (id(model), ck.sha256, str(ck.device), model.training, torch.is_autocast_enabled(ck.device.type),
+            tuple(getattr(b.mixer, "fast", None) for b in model.blocks),
+            tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())))
+
+
+def shared_forward(ck: Checkpoint, text: str) -> Forward:
+    """The forward pass of ck on `text` (validated by `encode_text`, raises TextError) with every
+    mixer's internals, run once and then shared: the last TRACE_CACHE_ENTRIES passes are kept
+    (within TRACE_CACHE_BYTES), keyed by the model object and the state of its weights, so a
+    modified or reloaded model runs again. Nothing in it may be modified."""
+    ids = tuple(encode_text(text))
+    key = (_model_state(ck), ids)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0]() is ck.model:
+            _cache.move_to_end(key)
+            return hit[1]
+    done = _run_forward(ck, ids)
+    with _cache_lock:
+        for stale in [k for k, (ref, _) in _cache.items() if ref() is None]:
+            del _cache[stale]  # its model is gone: free its tensors now
+        if done.nbytes <= TRACE_CACHE_BYTES:
+            _cache[key] = (weakref.ref(ck.model), done)
+            _cache.move_to_end(key)
+            while len(_cache) > TRACE_CACHE_ENTRIES or sum(f.nbytes for _, f in _cache.values()) > TRACE_CACHE_BYTES:
+                _cache.popitem(last=False)
+    return done
+
+
+def clear_trace_cache() -> None:
+    """Forget every shared forward pass (frees the memory, GPU memory included, that they hold)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _run_forward(ck: Checkpoint, ids: tuple[int, ...]) -> Forward:
     x = torch.tensor([ids], dtype=torch.long, device=ck.device)
     logits, records, block_outputs = forward_blocks(ck, x)
-    nonfinite: list[NonFinite] = []
+    scanned: list[tuple[int | None, str, torch.Tensor]] = []
     for i, (rec, out) in enumerate(zip(records, block_outputs)):
         if rec is not None:
-            for name in _POSITIONAL:
-                if getattr(rec, name) is not None:
-                    _scan(nonfinite, getattr(rec, name)[0], i, name)
-        _scan(nonfinite, out[0], i, "block_output")
-    _scan(nonfinite, logits[0], None, "logits")
+            scanned += [(i, name, getattr(rec, name)[0]) for name in _POSITIONAL if getattr(rec, name) is not None]
+        scanned.append((i, "block_output", out[0]))
+    scanned.append((None, "logits", logits[0]))
+    return Forward(ids=ids, logits=logits[0], records=records, nonfinite=_find_nonfinite(scanned))
+
+
+def run_trace(ck: Checkpoint, text: str) -> Trace:
+    """The model's forward pass on `text` (validated by `encode_text`, raises TextError) on
+    ck.device (`shared_forward`: run once per checkpoint and text): the logits and every mixer's
+    internals, copied to the CPU (the caller owns them). NaN/Inf in block outputs, mixer
+    internals or logits are listed in `Trace.nonfinite` (where, how many, which positions)."""
+    fwd = shared_forward(ck, text)
     tok = ck.tokenizer
     return Trace(
         text=text,
         checkpoint_sha256=ck.sha256,
-        ids=np.asarray(ids, dtype=np.int64),
-        labels=[tok.label(i) for i in ids],
-        logits=logits[0].float().cpu().numpy(),
-        layers=[None if r is None else layer_numpy(r, 0) for r in records],
-        nonfinite=nonfinite,
+        ids=np.asarray(fwd.ids, dtype=np.int64),
+        labels=[tok.label(i) for i in fwd.ids],
+        logits=numpy_copy(fwd.logits.float()),
+        layers=[None if r is None else layer_numpy(r, 0) for r in fwd.records],
+        nonfinite=list(fwd.nonfinite),
     )
 
 
 def reuse_trace(ck: Checkpoint, text: str, trace: Trace | None) -> Trace:
-    """`trace` when it was made for this checkpoint and text, else a fresh `run_trace(ck, text)`.
+    """`trace` when it was made for this checkpoint and text, else `run_trace(ck, text)`.
     Raises ValueError when a trace for another text or checkpoint is passed."""
     if trace is None:
         return run_trace(ck, text)
+    _check_trace(ck, text, trace)
+    return trace
+
+
+def _check_trace(ck: Checkpoint, text: str, trace: Trace) -> None:
     if trace.text != text or trace.checkpoint_sha256 != ck.sha256:
         raise ValueError("the trace passed was made for another text or checkpoint: pass the matching one")
-    return trace
+
+
+def text_internals(ck: Checkpoint, text: str, trace: Trace | None = None) -> list[MixerInternals | None]:
+    """Every mixer's internals for `text` as tensors with a batch of one (None for attention):
+    those of `trace` (a `run_trace(ck, text)` result, checked to match; its numpy arrays seen as
+    CPU tensors, not copied) when given, else the shared forward pass's, on ck.device
+    (`shared_forward`; raises TextError for bad text). Read them, never write into them."""
+    if trace is None:
+        return shared_forward(ck, text).records
+    _check_trace(ck, text, trace)
+    return [None if layer is None else _as_internals(layer) for layer in trace.layers]
+
+
+def _as_internals(layer: LayerTrace) -> MixerInternals:
+    kw = {}
+    for f in fields(MixerInternals):
+        value = getattr(layer, f.name)
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+            if f.name in _BATCHED:
+                value = value[None]
+        kw[f.name] = value
+    return MixerInternals(**kw)
 
 
 @torch.no_grad()
@@ -152,19 +265,35 @@ def forward_blocks(ck: Checkpoint, ids: torch.Tensor) -> tuple[torch.Tensor, lis
     return model.head(model.ln_f(x)), records, outputs
 
 
-def _np(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().numpy()
+def numpy_copy(t: torch.Tensor | None) -> np.ndarray | None:
+    """t as a numpy array on the CPU that owns its memory (never a view of t's)."""
+    return None if t is None else t.detach().to("cpu", copy=True).numpy()
 
 
 def layer_numpy(rec: MixerInternals, b: int = 0) -> LayerTrace:
-    """Batch element b of one mixer's internals as a LayerTrace (numpy, CPU)."""
+    """Batch element b of one mixer's internals as a LayerTrace (numpy copies on the CPU)."""
     kw = {}
     for f in fields(MixerInternals):
         value = getattr(rec, f.name)
         if isinstance(value, torch.Tensor):
-            value = _np(value[b] if f.name in _BATCHED else value)
+            value = numpy_copy(value[b] if f.name in _BATCHED else value)
         kw[f.name] = value
     return LayerTrace(**kw)
+
+
+def _find_nonfinite(scanned: list[tuple[int | None, str, torch.Tensor]]) -> list[NonFinite]:
+    """A NonFinite for every (layer, name, tensor (L, ...)) that holds NaN/Inf, in order.
+
+    A tensor's sum is finite only when every entry is (NaN and Inf propagate), so one reduction
+    per tensor and a single device sync find the suspects; only those (a sum can also overflow)
+    are scanned entry by entry."""
+    sums = torch.stack([torch.view_as_real(t).sum() if t.is_complex() else t.float().sum() for _, _, t in scanned])
+    suspect = (~torch.isfinite(sums)).cpu().tolist()
+    found: list[NonFinite] = []
+    for (layer, name, t), maybe in zip(scanned, suspect):
+        if maybe:
+            _scan(found, t, layer, name)
+    return found
 
 
 def _scan(found: list[NonFinite], t: torch.Tensor, layer: int | None, name: str) -> None:
@@ -181,10 +310,8 @@ def _scan(found: list[NonFinite], t: torch.Tensor, layer: int | None, name: str)
                            positions=positions))
 
 
-@torch.no_grad()
 def static_internals(ck: Checkpoint) -> list[LayerTrace | None]:
     """Every mixer's input-independent internals (learned spectrum, gate bias and mask, two-sided
-    kernel) from a one-token forward pass; the per-token fields describe that one token only."""
-    ids = torch.full((1, 1), ord("\n"), dtype=torch.long, device=ck.device)
-    _, records = ck.model(ids, return_internals=True)
-    return [None if r is None else layer_numpy(r, 0) for r in records]
+    kernel) from a one-token forward pass (a newline, shared: `shared_forward`), as numpy copies;
+    the per-token fields describe that one token only."""
+    return [None if r is None else layer_numpy(r, 0) for r in shared_forward(ck, "\n").records]

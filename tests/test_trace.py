@@ -1,14 +1,21 @@
-"""run_trace against the model's own forward pass, and NaN/Inf reported where it appears."""
+"""run_trace against the model's own forward pass, NaN/Inf reported where it appears, and the
+shared forward pass (one per checkpoint and text) that the analyses read."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
 
-from caracal_viz import load_checkpoint
+from caracal_viz import load_checkpoint, trace
+from caracal_viz.energy import parseval_report
+from caracal_viz.filters import data_kernels, fftnet_filters
+from caracal_viz.gates import gate_report
 from caracal_viz.text import TextError
-from caracal_viz.trace import reuse_trace, run_trace
+from caracal_viz.trace import reuse_trace, run_trace, shared_forward
 from models import ByteTokenizer
 
 from .conftest import load_sample, sample_path
@@ -66,3 +73,54 @@ def test_bad_text_and_mismatched_trace():
     assert reuse_trace(ck, "abc", tr) is tr
     with pytest.raises(ValueError, match="another text"):
         reuse_trace(ck, "abd", tr)
+
+
+def test_one_forward_pass_is_shared_and_follows_weight_edits():
+    ck = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # a private copy: edited below
+    text = "abcxabc shared"
+    assert shared_forward(ck, text) is shared_forward(ck, text)
+    first = run_trace(ck, text)
+    first.layers[0].fft_input[:] = 0.0  # the caller owns its copy: the shared pass is untouched
+    with torch.no_grad():
+        _, recs = ck.model(torch.tensor([list(text.encode())]), return_internals=True)
+    np.testing.assert_array_equal(run_trace(ck, text).layers[0].fft_input, recs[0].fft_input[0].numpy())
+    with torch.no_grad():
+        ck.model.tok_emb.weight[ord("x")] = float("nan")  # an in-place edit: the next call runs again
+    assert not run_trace(ck, text).finite
+    assert not shared_forward(ck, text).logits.isfinite().all()
+    other = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # same file, another model
+    assert run_trace(other, text).finite
+
+
+def test_shared_forward_bounds_and_threads(monkeypatch):
+    ck = load_sample("caracal-periodic")
+    texts = [f"text {i}: abcabc" for i in range(trace.TRACE_CACHE_ENTRIES + 1)]
+    first = shared_forward(ck, texts[0])
+    for t in texts[1:]:
+        shared_forward(ck, t)
+    assert shared_forward(ck, texts[0]) is not first  # the least recently used went first
+    monkeypatch.setattr(trace, "TRACE_CACHE_BYTES", 0)
+    assert shared_forward(ck, "too big to keep") is not shared_forward(ck, "too big to keep")
+    monkeypatch.undo()
+
+    def logits(t):
+        return shared_forward(ck, t).logits.numpy()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(logits, texts * 3))
+    with torch.no_grad():
+        for t, out in zip(texts * 3, got):
+            np.testing.assert_array_equal(out, ck.model(torch.tensor([list(t.encode())]))[0].numpy())
+
+
+@pytest.mark.parametrize("name", ["caracal-periodic", "fftnet-shakespeare"])
+def test_analyses_of_a_given_trace_equal_those_of_the_shared_pass(name):
+    ck = load_sample(name)
+    tr = run_trace(ck, TEXT)
+    for fn in (data_kernels, fftnet_filters, gate_report, parseval_report):
+        given, shared = fn(ck, TEXT, trace=tr), fn(ck, TEXT)
+        layers = given.layers if fn is parseval_report else given
+        for a, b in zip(layers, shared.layers if fn is parseval_report else shared):
+            assert (a is None) == (b is None)
+            if a is not None:
+                for f in fields(a):
+                    np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f"{fn.__name__} {f.name}")
