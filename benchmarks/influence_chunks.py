@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=4096)
     ap.add_argument("--chunks", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--profile", type=int, default=0, metavar="CHUNK",
+                    help="also profile one shipped run with this many rows per pass; print the top operators")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,12 +68,23 @@ def main() -> None:
                 row = {"variant": name, "chunk": chunk, "seconds": "out of memory"}
                 torch.cuda.empty_cache()
             rows.append(row)
-    save(f"influence_chunks_{dev}", {"rows": rows, "length": args.length})
+    result = {"rows": rows, "length": args.length}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+        with profile(activities=acts) as p:
+            influence.token_influence(ck, text, chunk_size=args.profile)
+            sync(dev)
+        key = "self_cuda_time_total" if dev == "cuda" else "self_cpu_time_total"
+        result["profile"] = p.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=70)
+    save(f"influence_chunks_{dev}", result)
     print(header(f"Token influence of caracal-shakespeare, {args.length} bytes, {dev}", dev))
     print("one run each after a warm-up at 64 bytes; rel diff = max |values - shipped| / max |shipped| on and "
           "below the diagonal\n")
     print(table(rows, [("variant", "variant"), ("chunk", "rows per pass"), ("seconds", "seconds"),
                        ("peak_gb", "peak GPU GB"), ("rel_diff", "rel diff")]))
+    if "profile" in result:
+        print(f"\nprofile of token_influence(chunk_size={args.profile}):\n{result['profile']}")
 
 
 if __name__ == "__main__":

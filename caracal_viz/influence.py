@@ -35,22 +35,22 @@ import torch
 
 from models.fftnet import resample_bins
 from models.fourier import modrelu
-from models.mhf import fft_precision
+from models.mhf import MultiHeadFourier, fft_options
 
 from .checkpoint import Checkpoint
 from .text import TextError, encode_text
 
 # Autograd memory per token, per block and per unit of width, in 4-byte words: one forward graph,
-# and one more row of a batched backward pass. Peak RSS measured at L = 1024 on 2026-11-24:
-# caracal-shakespeare 51 and 9 words, fftnet-shakespeare 22 and 5; doubled and more for the
-# transient buffers that a peak-RSS reading can miss.
+# and one more row of a batched backward pass (float32 FFTs). Measured 2026-11-24 for
+# caracal-shakespeare: at L = 1024 on the CPU (peak RSS) 64 words for the graph and 5.1 per row; at
+# L = 4096 on an H100 (peak allocated) 3.0 per row. Rounded up for what a peak reading can miss.
 _GRAPH_WORDS = 96
-_ROW_WORDS = 48
+_ROW_WORDS = 8
 # Rows per batched backward pass: on one CPU core at L = 512 (caracal-shakespeare, 2026-11-24)
-# 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap); a
-# GPU gains from wider batches still.
+# 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap). On an
+# H100 at L = 4096: 64 rows per pass 7.0 s for the whole map, 128 3.8 s, 256 and 512 3.6 s.
 _MAX_CHUNK = {"cpu": 16}
-_MAX_CHUNK_GPU = 64
+_MAX_CHUNK_GPU = 256
 _LIMIT_CAP = 1 << 16
 
 
@@ -257,10 +257,17 @@ def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bo
     batched FFT backward. (autograd.grad with is_grads_batched ran every FFT of the backward once
     per row: ~3x slower on the CPU.) The MHF's FFT products run in float32 here: the map is a
     picture of gradient magnitudes, and float32 halves the FFT backward's traffic. Entries a
-    span's input does not reach (j >= its length, causal models only) are exactly 0."""
+    span's input does not reach (j >= its length, causal models only) are exactly 0.
+    On CUDA every span and chunk has the same shapes (the whole text's FFT size, chunks padded
+    with zero cotangents): cuFFT plans a transform per size and batch, at ~0.1-0.4 s each, which
+    cost more than the map itself when every span brought new ones."""
     from torch.func import vjp, vmap
 
     L = ids.shape[0]
+    chunk = min(chunk, L - 1)
+    on_gpu = ids.device.type == "cuda"
+    mixers = [b.mixer for b in model.blocks if isinstance(b.mixer, MultiHeadFourier)]
+    min_size = max((m.fft_size(L) for m in mixers), default=0) if on_gpu else 0
     out = np.zeros((L - 1, L))
     for first, end, length in _row_spans(L - 1, chunk, causal):
         part = ids[:length]
@@ -277,15 +284,15 @@ def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bo
             logp = torch.log_softmax(model.head(model.ln_f(h[:, :end]))[0].double(), dim=-1)  # (end, 256)
             return logp[torch.arange(end, device=ids.device), targets]
 
-        with torch.enable_grad(), fft_precision(torch.float32):
+        with torch.enable_grad(), fft_options(torch.float32, min_size):
             _, pull = vjp(scored, x.detach())
-        with torch.no_grad(), fft_precision(torch.float32):  # no graph of the backward itself
+        with torch.no_grad(), fft_options(torch.float32, min_size):  # no graph of the backward itself
             for s in range(first, end, chunk):
-                rows = torch.arange(s, min(s + chunk, end), device=ids.device)
-                cot = torch.zeros(len(rows), end, device=ids.device, dtype=torch.float64)
-                cot[torch.arange(len(rows)), rows] = 1.0  # one one-hot cotangent per row
+                n = min(chunk, end - s)
+                cot = torch.zeros(chunk if on_gpu else n, end, device=ids.device, dtype=torch.float64)
+                cot[torch.arange(n), torch.arange(s, s + n)] = 1.0  # one one-hot cotangent per row
                 (grad,) = vmap(pull)(cot)
-                out[s:s + len(rows), :length] = grad[:, 0].norm(dim=-1).double().cpu().numpy()  # (rows, length)
+                out[s:s + n, :length] = grad[:n, 0].norm(dim=-1).double().cpu().numpy()  # (rows, length)
     return out
 
 

@@ -27,23 +27,32 @@ from .internals import MixerInternals, detach32
 
 _CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
 _CACHE_ENTRIES = 8
-# A per-thread (per-context) choice of the FFT product's dtype, so that one caller can trade
-# precision for speed without touching a model that other sessions share.
-_FFT_DTYPE: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar("mhf_fft_dtype", default=None)
+# A per-thread (per-context) choice of the FFT product's dtype and least size, so that one caller
+# can trade precision for speed, or share one FFT size between calls, without touching a model
+# that other sessions share.
+_FFT_OPTIONS: contextvars.ContextVar[tuple[torch.dtype | None, int]] = contextvars.ContextVar(
+    "mhf_fft_options", default=(None, 0))
 
 
 @contextlib.contextmanager
-def fft_precision(dtype: torch.dtype):
-    """Run every MHF FFT product in `dtype` (torch.float32 or torch.float64) inside the block,
-    in this thread only, whether or not autocast is on. Outside it the default holds: float32
-    under autocast, float64 otherwise (see MultiHeadFourier.forward)."""
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"fft_precision takes torch.float32 or torch.float64, got {dtype}")
-    token = _FFT_DTYPE.set(dtype)
+def fft_options(dtype: torch.dtype | None = None, min_size: int = 0):
+    """Inside the block, in this thread only, every MHF FFT product runs in `dtype` (torch.float32
+    or torch.float64; None keeps the default: float32 under autocast, float64 otherwise, see
+    MultiHeadFourier.forward) with an FFT size N of at least `min_size` (causal modes "pad" and
+    "two_sided"; "circular" keeps N = L, which is what defines it). A larger N leaves the product
+    exact (it only adds zero padding) and lets calls at different lengths share one FFT plan."""
+    if dtype not in (None, torch.float32, torch.float64):
+        raise ValueError(f"fft_options takes dtype torch.float32 or torch.float64, got {dtype}")
+    token = _FFT_OPTIONS.set((dtype, int(min_size)))
     try:
         yield
     finally:
-        _FFT_DTYPE.reset(token)
+        _FFT_OPTIONS.reset(token)
+
+
+def fft_options_in_effect() -> tuple[torch.dtype | None, int]:
+    """(dtype, min_size) of the innermost `fft_options` block in this thread; (None, 0) outside."""
+    return _FFT_OPTIONS.get()
 
 
 class MultiHeadFourier(nn.Module):
@@ -113,10 +122,11 @@ class MultiHeadFourier(nn.Module):
     def fft_size(self, L: int) -> int:
         """N for length L: L in "circular" mode (no padding); otherwise the smallest fast size that
         keeps v * g * k exact on outputs 0..L-1. k has min(C, L) non-zero lags, so N >= 2L + min(C, L) - 2
-        (N >= 2L - 1 without the learned filter)."""
+        (N >= 2L - 1 without the learned filter); at least fft_options' min_size."""
         if self.cfg.causal_mode == "circular":
             return L
-        return exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
+        n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
+        return max(n, _FFT_OPTIONS.get()[1])
 
     def kernel_buffer(self, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned kernel laid out for an FFT of size n at length L: (H, K) float32 time
@@ -213,7 +223,7 @@ class MultiHeadFourier(nn.Module):
         # future ones included, onto every output; through six layers that reaches ~4e-5 in the
         # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
         autocast = torch.is_autocast_enabled(x.device.type)
-        fft_dtype = _FFT_DTYPE.get() or (torch.float32 if autocast else torch.float64)
+        fft_dtype = _FFT_OPTIONS.get()[0] or (torch.float32 if autocast else torch.float64)
         # y goes straight to the dtype Linear_O computes in; the record keeps it at x's precision
         out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and record is None else x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):

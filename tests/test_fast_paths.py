@@ -270,28 +270,33 @@ def test_functorch_vmap_of_vjp_uses_the_batched_backward():
         assert rel(batched[row], single) < 1e-12
 
 
-def test_fft_precision_sets_the_product_dtype_in_its_thread_only():
-    """Inside fft_precision(float32) the MHF product runs in float32 (its rounding, ~1e-7, where
-    the default float64 one is ~1e-15 from a float64 oracle); outside and in other threads the
-    default holds; any other dtype is refused."""
+def test_fft_options_set_the_product_dtype_and_size_in_their_thread_only():
+    """Inside fft_options(float32) the MHF product runs in float32 (its rounding, ~1e-7, where
+    the default float64 one is ~1e-15 from a float64 oracle); a larger min_size changes nothing
+    but N; outside and in other threads the defaults hold; any other dtype is refused."""
     import threading
 
-    from models.mhf import fft_precision
+    from models.mhf import fft_options
     m = mixer(D=16, H=2, C=24).double()
     x = torch.randn(1, 40, 16, dtype=torch.float64)
     with torch.no_grad():
         want = m(x)  # float64 input, float64 product
-        with fft_precision(torch.float32):
+        with fft_options(torch.float32):
             low = m(x)
             other = {}
             t = threading.Thread(target=lambda: other.setdefault("y", m(x)))
             t.start()
             t.join()
         again = m(x)
-    assert 1e-9 < rel(low, want) < 1e-5
+        n = m.fft_size(40)
+        with fft_options(min_size=3 * n):
+            assert m.fft_size(40) == 3 * n
+            wide = m(x)
+        assert m.fft_size(40) == n
+    assert 1e-9 < rel(low, want) < 1e-5 and rel(wide, want) < 1e-12
     assert rel(other["y"], want) < 1e-12 and rel(again, want) < 1e-12
     with pytest.raises(ValueError, match="float32 or torch.float64"):
-        with fft_precision(torch.float16):
+        with fft_options(torch.float16):
             pass
 
 

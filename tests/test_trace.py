@@ -124,3 +124,18 @@ def test_analyses_of_a_given_trace_equal_those_of_the_shared_pass(name):
             if a is not None:
                 for f in fields(a):
                     np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f"{fn.__name__} {f.name}")
+
+
+def test_shared_forward_keys_on_the_fft_options():
+    from models.mhf import fft_options
+
+    ck = load_sample("caracal-periodic")
+    ids = torch.tensor([list(TEXT.encode())])
+    exact = shared_forward(ck, TEXT)
+    with fft_options(torch.float32), torch.no_grad():
+        fast = shared_forward(ck, TEXT)
+        want = ck.model(ids)[0]
+    assert fast is not exact
+    np.testing.assert_array_equal(fast.logits.numpy(), want.numpy())
+    with torch.no_grad():
+        np.testing.assert_array_equal(shared_forward(ck, TEXT).logits.numpy(), ck.model(ids)[0].numpy())
