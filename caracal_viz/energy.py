@@ -78,7 +78,7 @@ class ParsevalReport:
 
 def parseval_report(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> ParsevalReport:
     """Energies of every mixer for `text` (validated, raises TextError). `trace`: a
-    `run_trace(ck, text)` result to reuse instead of running the model again."""
+    `run_trace(ck, text)` result to use instead of the shared forward pass (`trace.shared_forward`)."""
     records = text_internals(ck, text, trace)
     layers = [None if rec is None else _layer_energy(rec, ck.config.n_heads) for rec in records]
     errors = [e for layer in layers if layer is not None

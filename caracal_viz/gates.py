@@ -70,7 +70,7 @@ class LayerGates:
 def gate_report(ck: Checkpoint, text: str | None = None, *, trace: Trace | None = None) -> list[LayerGates | None]:
     """Per block, its modReLU gates (None for attention blocks and mixers without modReLU).
     With `text` (validated, raises TextError), also the energy each gate passes for it.
-    `trace`: a `run_trace(ck, text)` result to reuse instead of running the model again."""
+    `trace`: a `run_trace(ck, text)` result to use instead of the shared forward pass (`trace.shared_forward`)."""
     layers = static_internals(ck)
     records = [None] * len(layers) if text is None else text_internals(ck, text, trace)
     H = ck.config.n_heads
