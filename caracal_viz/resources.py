@@ -26,6 +26,7 @@ import torch
 from models import ByteLM
 
 from .checkpoint import Checkpoint
+from .trace import clear_trace_cache
 
 CPU = torch.device("cpu")
 
@@ -63,7 +64,9 @@ def cpu_copy(ck: Checkpoint) -> Checkpoint:
 
 
 def free_gpu_memory() -> None:
-    """Return the CUDA caching allocator's unused blocks (a no-op without a GPU)."""
+    """Drop the shared forward passes (`trace.clear_trace_cache`) and return the CUDA caching
+    allocator's unused blocks (only the first without a GPU)."""
+    clear_trace_cache()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -158,3 +158,15 @@ def test_the_app_reports_overflowing_activations(tmp_path, server_like_navigatio
     said = [e.value for e in at.error] + [w.value for w in at.warning]
     assert any(re.search(r"NaN|Inf|non-?finite|overflow", m) for m in said), \
         f"the overview does not report the NaN/Inf activations: {said}"
+
+
+def test_freeing_memory_drops_the_shared_forward_passes():
+    from caracal_viz import trace
+    from caracal_viz.resources import free_gpu_memory
+    ck = load_sample("caracal-periodic")
+    first = trace.shared_forward(ck, "abcabc")
+    assert trace.shared_forward(ck, "abcabc") is first
+    free_gpu_memory()
+    again = trace.shared_forward(ck, "abcabc")
+    assert again is not first
+    torch.testing.assert_close(again.logits, first.logits, rtol=0, atol=0)
