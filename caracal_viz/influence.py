@@ -163,8 +163,9 @@ def influence_limit(ck: Checkpoint) -> int:
     return max(64, lo // 64 * 64)
 
 
-# The whole-model map costs one backward pass per byte, so its time grows as L^2: measured on a
-# 2-core CPU, ~35 s of CPU time at 512 bytes for caracal-shakespeare. Interactive use caps it.
+# The whole-model map costs one backward pass per byte, so its time grows as L^2: for
+# caracal-shakespeare, 1.8 s at 256 bytes and 23.5 s at 1,024 on a 2-core CPU, 4.6 s at 4,096 on an
+# H100 (BENCHMARKS.md, question 4). Interactive use caps it.
 INTERACTIVE_BYTES = {"cpu": 256, "cuda": 4096}
 
 
