@@ -7,6 +7,9 @@ import streamlit as st
 import caracal_viz.app_support as ui
 from caracal_viz import figures, influence
 
+# A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
+MAX_CSV_ENTRIES = 4 * 1024 * 1024
+
 ck, text = ui.page_setup(
     "Token influence",
     "Which earlier bytes does each prediction depend on? Row *i* of the map below is the model's prediction "
@@ -103,9 +106,13 @@ with c3:
                     lambda: ui.npz_bytes(ids=imap.ids, **{f"layer{mix_layer}": m}),
                     f"mixing_layer{mix_layer}.npz", key="ti_dl_mix_npz")
 with c4:
-    ui.download_csv(f"Layer {mix_layer} matrices (CSV, one row per entry)",
-                    lambda: ui.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),
-                                          "output_t": np.tile(np.repeat(np.arange(L), L), m.shape[0]),
-                                          "input_j": np.tile(np.arange(L), L * m.shape[0]),
-                                          "weight": m.reshape(-1)}),
-                    f"mixing_layer{mix_layer}.csv", key="ti_dl_mix_csv")
+    if m.size > MAX_CSV_ENTRIES:
+        st.caption(f"{m.size:,} entries is too many for a CSV with one row each (over {MAX_CSV_ENTRIES:,}): "
+                   f"use the NPZ.")
+    else:
+        ui.download_csv(f"Layer {mix_layer} matrices (CSV, one row per entry)",
+                        lambda: ui.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),
+                                              "output_t": np.tile(np.repeat(np.arange(L), L), m.shape[0]),
+                                              "input_j": np.tile(np.arange(L), L * m.shape[0]),
+                                              "weight": m.reshape(-1)}),
+                        f"mixing_layer{mix_layer}.csv", key="ti_dl_mix_csv")

@@ -140,3 +140,15 @@ def test_token_influence_page_differentiates_a_prefix_of_long_texts(monkeypatch)
     infos = [i.value for i in at.info if "differentiates the first" in i.value]
     assert len(infos) == 1 and f"first 63 of the text's {len(text.encode())} bytes" in infos[0]
     assert len(at.get("plotly_chart")) >= 2
+
+
+def test_token_influence_page_offers_no_giant_csv(monkeypatch):
+    # one CSV row per mixing-matrix entry would be gigabytes at 4,096 bytes: past MAX_CSV_ENTRIES the
+    # page says so and keeps the NPZ
+    monkeypatch.setenv("CARACAL_MAX_INFLUENCE_BYTES", "1100")
+    text = "abcdefgh" * 140
+    at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
+    assert not at.exception and not at.error
+    assert any("too many for a CSV" in c.value and "use the NPZ" in c.value for c in at.caption)
+    small = open_page(INFLUENCE_PAGE, "caracal-periodic", SHORT_TEXT)
+    assert not any("too many for a CSV" in c.value for c in small.caption)
