@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from _util import bench, header, is_oom, save, table
+from _util import bench, header, is_oom, save, sync, table
 
 from models.attention import CausalSelfAttention
 from models.config import ModelConfig
@@ -64,6 +64,24 @@ def run_one(module, x, passes: str, device: str, grad_out=None, budget_s: float 
         return bench(step, device, after=clear, **kw)
 
 
+def profile_forward(mhf, L: int, D: int, device: str) -> None:
+    from torch.profiler import ProfilerActivity, profile
+    x = torch.randn(1, L, D, device=device)
+    mhf.eval()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for _ in range(3):
+            mhf(x)
+        sync(device)
+        with profile(activities=acts) as p:
+            for _ in range(10):
+                mhf(x)
+            sync(device)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(f"MHF forward, B=1, L={L}, D={D}, 10 runs:")
+    print(p.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,9 +94,14 @@ def main() -> None:
     ap.add_argument("--max-predicted-s", type=float, default=4.0,
                     help="skip a run whose time, extrapolated from the previous length, exceeds this")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain reference path")
+    ap.add_argument("--profile", type=int, default=0, metavar="L",
+                    help="only profile the fast MHF forward (B=1, length L) and print its top operators")
     args = ap.parse_args()
     dev = args.device
     mhf, attn = build(args.width, args.heads, args.context, dev)
+    if args.profile:
+        profile_forward(mhf, args.profile, args.width, dev)
+        return
     rows = []
     for passes in args.passes:
         for B in args.batch:

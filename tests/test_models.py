@@ -186,3 +186,18 @@ def test_config_validation():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert not ModelConfig(causal_mode="circular").is_causal and ModelConfig().is_causal
     assert [ModelConfig(swa_every=3, n_layers=6).layer_kind(i) for i in range(6)] == ["mhf", "mhf", "swa"] * 2
+
+
+def test_local_conv_is_the_causal_depthwise_conv():
+    """The MHF's shifted-product local conv against torch's own depthwise conv1d (left padding 2)
+    and a float64 loop over positions; the first outputs see zeros before t = 0."""
+    mixer = load_sample("caracal-shakespeare").model.blocks[2].mixer
+    x = torch.randn(2, 37, mixer.cfg.d_model, dtype=torch.float64)
+    got = mixer.local_conv(x.float()).double()
+    w, b = mixer.conv_weight.detach().double(), mixer.conv_bias.detach().double()
+    conv = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (2, 0)), w, b,
+                                      groups=x.shape[-1]).transpose(1, 2)
+    loop = torch.stack([b + sum(w[:, 0, k] * x[:, t - 2 + k] for k in range(3) if t - 2 + k >= 0)
+                        for t in range(x.shape[1])], dim=1)
+    torch.testing.assert_close(conv, loop)
+    torch.testing.assert_close(got, loop, rtol=1e-5, atol=1e-5)
