@@ -304,10 +304,11 @@ if triton is not None:
         vv = tl.load(v_ptr + b * svb + t * svt + d, mask=live, other=0.0)
         gg = tl.load(g_ptr + b * sgb + t * sgt + d, mask=live, other=0.0)
         ty = out_ptr.dtype.element_ty
-        o = out_ptr + (t * sot + c * soc) * 2
-        m = (t < n) & (c < C)
-        tl.store(o, vv.to(ty), mask=m)
-        tl.store(o + 1, gg.to(ty), mask=m)
+        # (re, im) pairs side by side: one store of whole complex numbers, not two at stride 2
+        z = tl.join(vv.to(ty), gg.to(ty))  # (BT, BC, 2)
+        o = (t * sot + c * soc)[:, :, None] * 2 + tl.arange(0, 2)[None, None, :]
+        m = ((t < n) & (c < C))[:, :, None]
+        tl.store(out_ptr + o, z, mask=m)
 
     @triton.jit
     def _channel_product(x_ptr, k_ptr, f, fm, c, m, dc, dh, sxc, sxf, skh, skf, scale):
