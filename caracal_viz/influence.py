@@ -20,8 +20,9 @@ future included, so the computed entries above the diagonal are tiny but not exa
 masked: the measured upper-triangle maximum travels with the map (`InfluenceMap.upper_max`,
 `.upper_rel`) so that rounding (tiny) and a leak (large) can be told apart. For a model whose
 config is causal, rows are computed in spans on the prefix they can depend on, so rounding is
-measured within each span and the entries past a span's prefix are exactly 0. The mhf mixing matrices are built from the recorded kernels in float64 numpy, where a
-causal kernel has no negative lags at all, so their upper triangle is exactly 0 in mode "pad".
+measured within each span and the entries past a span's prefix are exactly 0. The mhf mixing
+matrices are built from the recorded kernels in float64 numpy, where a causal kernel has no
+negative lags at all, so their upper triangle is exactly 0 in mode "pad".
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from models.mhf import MultiHeadFourier, fft_options
 
 from .checkpoint import Checkpoint
 from .text import TextError, encode_text
+from .trace import text_internals
 
 # Autograd memory per token, per block and per unit of width, in 4-byte words: one forward graph,
 # and one more row of a batched backward pass (float32 FFTs). Measured 2026-11-24 for
@@ -48,7 +50,8 @@ _GRAPH_WORDS = 96
 _ROW_WORDS = 8
 # Rows per batched backward pass: on one CPU core at L = 512 (caracal-shakespeare, 2026-11-24)
 # 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap). On an
-# H100 at L = 4096: 64 rows per pass 7.0 s for the whole map, 128 3.8 s, 256 and 512 3.6 s.
+# H100 at L = 4096 the whole map took 4.6 s with 64 rows per pass, 4.5 s with 128, 4.3 s with 256
+# and 4.4 s with 512 (12.5 GB at 256: BENCHMARKS.md, question 4).
 _MAX_CHUNK = {"cpu": 16}
 _MAX_CHUNK_GPU = 256
 _LIMIT_CAP = 1 << 16
@@ -260,8 +263,9 @@ def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bo
     picture of gradient magnitudes, and float32 halves the FFT backward's traffic. Entries a
     span's input does not reach (j >= its length, causal models only) are exactly 0.
     On CUDA every span and chunk has the same shapes (the whole text's FFT size, chunks padded
-    with zero cotangents): cuFFT plans a transform per size and batch, at ~0.1-0.4 s each, which
-    cost more than the map itself when every span brought new ones."""
+    with zero cotangents): the first transform of a new size and batch took 0.06-0.27 s on an
+    H100 (plan, work area, buffers), and with a size per span a first 4,096-byte text took 15 s
+    instead of 6."""
     from torch.func import vjp, vmap
 
     L = ids.shape[0]
@@ -318,8 +322,8 @@ def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
     sqrt(mean_c J_c[t, j]^2): a magnitude (the signs of different channels would cancel in a mean).
     Raises TextError for empty text or text over `influence_limit(ck)`.
     """
-    ids = _check_text(ck, text)
-    internals = _internals(ck, ids)
+    _check_text(ck, text)
+    internals = text_internals(ck, text)  # the forward pass the other analyses of this text share
     return [None if rec is None else _mixing_heads(ck, rec, i) for i, rec in enumerate(internals)]
 
 
@@ -332,14 +336,8 @@ def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
     k = _check_layer(ck, layer)
     if ck.config.layer_kind(k) == "swa":
         raise ValueError(f"block {k} is an attention block: it has no Fourier mixing matrix")
-    ids = _check_text(ck, text)
-    return _mixing_heads(ck, _internals(ck, ids)[k], k)
-
-
-def _internals(ck: Checkpoint, ids: list[int]) -> list:
-    with torch.no_grad():
-        _, internals = ck.model(torch.tensor([ids], device=ck.device), return_internals=True)
-    return internals
+    _check_text(ck, text)
+    return _mixing_heads(ck, text_internals(ck, text)[k], k)
 
 
 def _mixing_heads(ck: Checkpoint, rec, layer: int) -> np.ndarray:
