@@ -35,6 +35,9 @@ LOG_DECADES = 6.0  # influence maps show six decades below their maximum
 # Token-to-token heatmaps larger than this per side are shown as block maxima: a 4,096-byte map
 # is 16.8 M cells, more than a browser can draw (the full arrays stay downloadable).
 MAX_MATRIX_SIDE = 512
+# The group delay is drawn where |H| is within this many dB of the head's peak (1% of its amplitude).
+GROUP_DELAY_FLOOR_DB = 40.0
+SUBTITLE_WIDTH = 90  # characters a line: a figure in a 430 px column (a 900 px window) shows about this many
 
 
 def esc(s) -> str:
@@ -47,15 +50,50 @@ def show_label(label: str) -> str:
     return esc("␣" if label == " " else label)
 
 
-def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None, top: int | None = None,
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most about `width` characters (Plotly never wraps a title, it clips it at the
+    figure's edge). Breaks at spaces and at existing <br> only, never inside an entity or a tag."""
+    lines = []
+    for part in text.split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return lines
+
+
+def cell_label(label: str) -> str:
+    """A byte label that fits one cell of a text view: one glyph for a newline, tab or carriage
+    return, a middle dot for any other escaped byte (control or non-ASCII: the hover names it);
+    a two- or four-character escape would spill into the next cell."""
+    glyph = {"\\n": "↵", "\\t": "⇥", "\\r": "␍"}.get(label)
+    if glyph:
+        return glyph
+    return "·" if label.startswith("\\x") else show_label(label)
+
+
+def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None, gap: int = 0,
             bottom: int = 60) -> go.Figure:
-    """Title (and subtitle), height, margins and theme; the legend stays at Plotly's default
-    place, right of the plot, where any number of entries fits."""
-    t = dict(text=title, x=0.0, xanchor="left")
+    """Title (one line: Plotly misplaces the lines of a longer one) and subtitle, height, margins
+    and theme; the legend stays at Plotly's default place, right of the plot, where any number of
+    entries fits.
+
+    The subtitle is wrapped at SUBTITLE_WIDTH characters (a figure in a narrow column would clip
+    it) and the top margin grows with its lines, so it never runs into the plot, the legend or
+    (`gap` more pixels) subplot titles; the figure grows by as much, so the plot keeps its size."""
+    t = dict(text=title, x=0.0, xanchor="left", y=1.0, yanchor="top", yref="container", pad=dict(t=20))
+    top = 60 + gap
     if subtitle:
-        t["subtitle"] = dict(text=subtitle)
-    fig.update_layout(title=t, height=height, autosize=True, template="plotly_white",
-                      margin=dict(l=70, r=30, t=top or (90 if subtitle else 60), b=bottom))
+        lines = _wrap(subtitle, SUBTITLE_WIDTH)
+        t["subtitle"] = dict(text="<br>".join(lines))
+        top += 8 + 15 * len(lines)
+    extra = max(0, top - (90 if subtitle else 60))
+    fig.update_layout(title=t, height=height + extra, autosize=True, template="plotly_white",
+                      margin=dict(l=70, r=30, t=top, b=bottom))
     return fig
 
 
@@ -71,13 +109,13 @@ def _heads(n: int, head: int | None) -> list[int]:
     return [head]
 
 
-def _token_ticks(labels: Sequence[str]) -> dict:
-    """Axis settings for a token axis: every label up to MAX_TICK_LABELS tokens, else positions."""
+def _token_ticks(labels: Sequence[str], max_labels: int = MAX_TICK_LABELS) -> dict:
+    """Axis settings for a token axis: every label up to `max_labels` tokens, else positions with
+    Plotly's own tick spacing (it fits as many as the axis's width allows)."""
     L = len(labels)
-    if L <= MAX_TICK_LABELS:
+    if L <= max_labels:
         return dict(tickmode="array", tickvals=list(range(L)), ticktext=[show_label(s) for s in labels])
-    step = int(np.ceil(L / MAX_TICK_LABELS / 8) * 8)
-    return dict(tickmode="array", tickvals=list(range(0, L, step)), ticktext=[str(i) for i in range(0, L, step)])
+    return dict(tickmode="auto")
 
 
 def _finite_or_none(x: np.ndarray) -> list:
@@ -107,23 +145,61 @@ def filter_heatmap(freqs: np.ndarray, magnitude_db: np.ndarray, title: str = "|H
     return _layout(fig, esc(title), 120 + 40 * H)
 
 
+def _outlier_range(values: np.ndarray, fence: float = 10.0, most: float = 0.01) -> tuple[list[float] | None, int]:
+    """(axis range, number of values left off it) when a few far outliers would flatten every
+    other value: at most a fraction `most` of the finite values (at least one) lying over
+    `fence` interquartile ranges beyond the quartiles. The range spans the others, 5% padded.
+    (None, 0) otherwise (Plotly's autorange): no outlier, or so many that the data are wide."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None, 0
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    inside = (v >= q1 - fence * (q3 - q1)) & (v <= q3 + fence * (q3 - q1))
+    off = int((~inside).sum())
+    if off == 0 or off > max(1, most * v.size):
+        return None, 0
+    lo, hi = float(v[inside].min()), float(v[inside].max())
+    pad = 0.05 * (hi - lo) or 1.0
+    return [lo - pad, hi + pad], off
+
+
 def filter_detail(f, head: int | None = None) -> go.Figure:
     """Magnitude (dB), unwrapped phase (rad) and group delay (tokens) over frequency of one head
-    (or every head when head is None), from a `filters.LayerFilters`."""
+    (or every head when head is None), from a `filters.LayerFilters`.
+
+    The group delay is drawn only where |H| is within GROUP_DELAY_FLOOR_DB of the head's peak:
+    where a filter passes almost nothing its phase swings around nearby zeros (a delay of 10^4
+    tokens at one such bin). When a few of the drawn bins (at most 1%) still lie far out (over
+    10 interquartile ranges: a weak response near a zero, often at f = 0), the delay axis
+    leaves them off and says how many; the hover and the downloads keep every value."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("magnitude", "phase (unwrapped)", "group delay"))
+                        subplot_titles=("magnitude", "phase (unwrapped)",
+                                        f"group delay (where |H| is within {GROUP_DELAY_FLOOR_DB:g} dB of its peak)"))
+    hidden, drawn = [], []
     for h in _heads(f.magnitude_db.shape[0], head):
         c = _head_colour(h)
-        for row, y, unit in ((1, f.magnitude_db[h], "dB"), (2, f.phase[h], "rad"), (3, f.group_delay[h], "tokens")):
-            fig.add_scatter(x=f.freqs, y=_round(y), mode="lines", line=dict(color=c, width=1.5), name=f"head {h}",
+        quiet = f.magnitude_db[h] < np.max(f.magnitude_db[h]) - GROUP_DELAY_FLOOR_DB
+        hidden.append(f"head {h}: {int(quiet.sum())}")
+        delay = np.where(quiet, np.nan, f.group_delay[h])
+        drawn.append(delay)
+        for row, y, unit in ((1, _round(f.magnitude_db[h]), "dB"), (2, _round(f.phase[h]), "rad"),
+                             (3, _finite_or_none(_round(delay)), "tokens")):
+            fig.add_scatter(x=f.freqs, y=y, mode="lines", line=dict(color=c, width=1.5), name=f"head {h}",
                             legendgroup=f"h{h}", showlegend=row == 1, row=row, col=1,
                             hovertemplate=f"head {h}<br>f = %{{x:.4f}}<br>%{{y:.3g}} {unit}<extra></extra>")
     fig.update_yaxes(title_text="|H| (dB)", row=1, col=1)
     fig.update_yaxes(title_text="phase (rad)", row=2, col=1)
     fig.update_yaxes(title_text="delay (tokens)", row=3, col=1)
     fig.update_xaxes(title_text="frequency f (cycles/token)", row=3, col=1)
+    sub = (f"group delay not drawn at bins more than {GROUP_DELAY_FLOOR_DB:g} dB below the head's peak, where the "
+           f"filter passes under 1% of the amplitude ({', '.join(hidden)} of {f.freqs.size} bins)")
+    span, off = _outlier_range(np.concatenate(drawn))
+    if span is not None:
+        fig.update_yaxes(range=span, row=3, col=1)
+        sub += f"; {off} far outlier(s) off its axis (double-click the panel to see them)"
     which = "every head" if head is None else f"head {head}"
-    return _layout(fig, f"Frequency response of {which} ({f.kind})", 620)
+    return _layout(fig, f"Frequency response of {which} ({f.kind})", 620, sub, gap=10)
 
 
 def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kernel") -> go.Figure:
@@ -185,7 +261,8 @@ def fftnet_filter_figure(ff, head: int | None = None) -> go.Figure:
     fig.update_yaxes(title_text="open fraction", range=[0, 1.05], tickformat=".0%", row=2, col=1)
     fig.update_xaxes(title_text="frequency f (cycles/token)", row=2, col=1)
     which = "every head" if head is None else f"head {head}"
-    return _layout(fig, f"FFTNet filter adapted to this text, {which}", 540, top=120, subtitle="dotted: the learned base filter; solid: base + MLP(mean over all tokens, the future included)")
+    return _layout(fig, f"FFTNet filter adapted to this text, {which}", 540, gap=30,
+                   subtitle="dotted: the learned base filter; solid: base + MLP(mean over all tokens, the future included)")
 
 
 # ---- modReLU gates -----------------------------------------------------------------------------
@@ -332,7 +409,7 @@ def aliasing_figure(a, head: int = 0) -> go.Figure:
     fig.update_xaxes(title_text="input position j")
     fig.update_yaxes(title_text="output position t", autorange="reversed")
     return _layout(fig, f"Aliasing of block {a.layer} head {head} at L = {a.length}, N = {a.n_fft}", 480,
-                   top=120, subtitle=f"aliased energy {100 * float(a.alias_fraction[head]):.3g}%, above the diagonal "
+                   gap=30, subtitle=f"aliased energy {100 * float(a.alias_fraction[head]):.3g}%, above the diagonal "
                    f"{100 * float(a.future_fraction[head]):.3g}%; no aliasing from N = {a.safe_n_fft}")
 
 
@@ -461,7 +538,7 @@ def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str
     text = np.full((R, W), "", dtype=object)
     tips = np.full((R, W), "", dtype=object)
     z[rows, cols] = values
-    text[rows, cols] = [show_label(s) for s in labels]
+    text[rows, cols] = [cell_label(s) for s in labels]
     tips[rows, cols] = list(hover)
     rows_px = max(90, 30 * R)
     fig = go.Figure(go.Heatmap(
@@ -539,6 +616,12 @@ def _log_influence(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.where(np.isfinite(v), z, np.nan), top - LOG_DECADES, top
 
 
+def pool_factor(L: int, max_side: int = MAX_MATRIX_SIDE) -> int:
+    """The block side f that `pool_max` uses for an L x L map: the smallest that leaves at most
+    max_side blocks a side (1: drawn as is)."""
+    return max(1, -(-L // max_side))
+
+
 def pool_max(z: np.ndarray, max_side: int = MAX_MATRIX_SIDE) -> tuple[np.ndarray, int]:
     """Block maxima of the last two (square, L x L) axes of z: blocks of f x f cells with the
     smallest f that leaves at most max_side blocks per side (f = 1: z unchanged). NaN cells are
@@ -548,7 +631,7 @@ def pool_max(z: np.ndarray, max_side: int = MAX_MATRIX_SIDE) -> tuple[np.ndarray
     z = np.asarray(z)
     z = z if np.issubdtype(z.dtype, np.floating) else z.astype(np.float64)
     L = z.shape[-1]
-    f = max(1, -(-L // max_side))
+    f = pool_factor(L, max_side)
     if f == 1:
         return z, 1
     n = -(-L // f)
@@ -564,50 +647,61 @@ def _block_centres(L: int, f: int) -> np.ndarray:
     return np.arange(-(-L // f)) * f + (f - 1) / 2
 
 
-def influence_verdict(upper_max: float, scale: float) -> str:
-    """One line on the upper triangle: rounding or a leak, with the measured numbers."""
+def _block_span(axis: str, f: int) -> str:
+    """Hover text for the positions of a block of f: its centre ± half its width (a hover
+    template can format a value but not compute the block's ends); the last block of a text
+    that f does not divide is cut short by the text's end."""
+    return f"%{{{axis}:.{1 - f % 2}f}} ± {(f - 1) / 2:g}"
+
+
+def influence_verdict(upper_max: float, scale: float, sep: str = ", ") -> str:
+    """One line on the upper triangle: rounding or a leak, with the measured numbers (`sep`
+    between the numbers and the verdict)."""
     rel = upper_max / scale if scale > 0 else 0.0
     what = "float rounding: no token hears the future" if rel < 1e-6 else "LEAK: earlier predictions depend on later bytes"
-    return f"above the diagonal: max {upper_max:.2g} ({rel:.2g} of the map's max), {what}"
+    return f"above the diagonal: max {upper_max:.2g} ({rel:.2g} of the map's max){sep}{what}"
 
 
 def influence_figure(m, title: str | None = None) -> go.Figure:
     """The L x L token influence map (`influence.InfluenceMap`): row i, the prediction of byte
     i+1; column j, the input byte j; colour log10 of the gradient norm (six decades). Token
     labels on both axes up to 64 bytes (positions beyond; the hover names both bytes up to 128);
-    the measured upper-triangle maximum in the subtitle (nothing masked)."""
+    the measured upper-triangle maximum in the subtitle (nothing masked). Over MAX_MATRIX_SIDE
+    bytes a cell is the maximum of an f x f block (`pool_max`), drawn over the positions it
+    covers; its hover gives the block's centre ± half its width."""
     values = np.asarray(m.values)
     L = values.shape[0]
     pooled, f = pool_max(values)
     z, zmin, zmax = _log_influence(pooled)  # log10 is increasing: the log of a block's max is its max log
     labels = [show_label(s) for s in m.labels]
-    cells = dict(hovertemplate="prediction after %{y} ← byte %{x}<br>log10 influence %{z:.2f}<extra></extra>")
+    # %{x:.0f}, not %{x}: on an axis with tick text, %{x} shows the tick's label instead of the position
+    cells = dict(hovertemplate="prediction after byte %{y:.0f} ← byte %{x:.0f}<br>log10 influence %{z:.2f}"
+                               "<extra></extra>")
     if f > 1:
         centres = _block_centres(L, f)
         cells = dict(x=centres, y=centres,
-                     hovertemplate=f"predictions after bytes ≈%{{y:.0f}} ± {f / 2:g} ← bytes ≈%{{x:.0f}} ± {f / 2:g}"
-                                   f"<br>max log10 influence %{{z:.2f}} over {f} × {f} cells<extra></extra>")
+                     hovertemplate=f"predictions after bytes {_block_span('y', f)} ← bytes {_block_span('x', f)}"
+                                   f"<br>largest log10 influence of the {f} × {f} block: %{{z:.2f}}<extra></extra>")
     elif L <= 128:
         row = np.array(labels, dtype=object)[:, None].repeat(L, 1)
         col = np.array(labels, dtype=object)[None, :].repeat(L, 0)
         raw = np.vectorize(lambda v: "no next byte" if not np.isfinite(v) else f"{v:.3g}", otypes=[object])(values)
         cells = dict(customdata=np.stack([row, col, raw], axis=-1),
-                     hovertemplate="prediction after %{y} (%{customdata[0]}) ← byte %{x} (%{customdata[1]})"
-                                   "<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
+                     hovertemplate="prediction after byte %{y:.0f} (%{customdata[0]}) ← byte %{x:.0f} "
+                                   "(%{customdata[1]})<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
     fig = go.Figure(go.Heatmap(z=_round(z, 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
-                               colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖")), **cells))
+                               colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖", side="right")), **cells))
     fig.add_scatter(x=[-0.5, L - 0.5], y=[-0.5, L - 0.5], mode="lines", showlegend=False, hoverinfo="skip",
-                    line=dict(color=FUTURE, width=1, dash="dot"))
+                    line=dict(color=FUTURE, width=1.5, dash="dot"))
     fig.update_xaxes(title_text="input byte j (position)", range=[-0.5, L - 0.5], **_token_ticks(m.labels))
     fig.update_yaxes(title_text="prediction made after byte i (of byte i+1)", range=[L - 0.5, -0.5],
                      **_token_ticks(m.labels))
     where = "the input embeddings" if m.layer is None else f"the residual stream entering block {m.layer}"
-    sub = influence_verdict(m.upper_max, m.scale)
+    sub = f"gradient of each prediction w.r.t. {where}<br>{influence_verdict(m.upper_max, m.scale, '<br>')}"
     if f > 1:
-        sub += f"; each cell is the largest of {f} × {f} entries"
-    fig = _layout(fig, esc(title or f"Token influence: gradient of each prediction w.r.t. {where}"),
-                  min(900, 260 + 12 * L), sub)
-    return fig
+        sub += f"<br>each cell is the largest of {f} × {f} entries (the hover gives their positions)"
+    default = "Token influence map" + ("" if m.layer is None else f" from block {m.layer} on")
+    return _layout(fig, esc(title or default), min(900, 260 + 12 * L), sub)
 
 
 def influence_strip_figure(m, row: int) -> go.Figure:
@@ -641,34 +735,54 @@ def _upper_max(m: np.ndarray) -> np.ndarray:
 
 
 def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
-    """Per-head token-to-token mixing matrices of one block (`influence.mixing_matrices` entry,
-    (H, L, L)): [h, t, j] = RMS over the head's channels of d y_t / d v_j. Colour log10, six
-    decades, shared by the heads; the upper-triangle maximum of each head in its title."""
+    """Per-head token-to-token mixing matrices of one block (`influence.mixing_matrix`, (H, L, L)):
+    [h, t, j] = RMS over the head's channels of d y_t / d v_j. Colour log10, six decades, shared
+    by the heads; the upper-triangle maximum of each head in the subtitle. The heads share their
+    axes (zooming one zooms all); byte labels up to 32 bytes (a panel is half the width), the
+    hover names both bytes up to 128. Over MAX_MATRIX_SIDE / 2 bytes a cell is the maximum of an
+    f x f block (`pool_max`); its hover gives the block's centre ± half its width."""
     mats = np.asarray(mats)
     H, L = mats.shape[0], mats.shape[-1]
     cols = min(H, 2)
     nrows = int(np.ceil(H / cols))
-    titles = [f"head {h}: above diagonal max {u:.2g}" for h, u in enumerate(_upper_max(mats))]
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.12)
+    titles = [f"head {h}" for h in range(H)]
+    specs = [[{} if r * cols + c < H else None for c in range(cols)] for r in range(nrows)]
+    fig = make_subplots(rows=nrows, cols=cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.06,
+                        vertical_spacing=0.1)
     pooled, f = pool_max(mats, MAX_MATRIX_SIDE // cols)  # the heads share the figure's width
     z, zmin, zmax = _log_influence(pooled)  # log10 is increasing: the log of a block's max is its max log
-    cells = dict(hovertemplate="output t=%{y} ← input j=%{x}<br>log10 %{z:.2f}")
+    cells = dict(hovertemplate="output t = %{y:.0f} ← input j = %{x:.0f}<br>log10 %{z:.2f}")
     if f > 1:
         centres = _block_centres(L, f)
-        cells = dict(x=centres, y=centres, hovertemplate=f"outputs t≈%{{y:.0f}} ± {f / 2:g} ← inputs j≈%{{x:.0f}} ± "
-                                                         f"{f / 2:g}<br>max log10 %{{z:.2f}} over {f} × {f} cells")
+        cells = dict(x=centres, y=centres, hovertemplate=f"outputs t = {_block_span('y', f)} ← inputs j = "
+                                                         f"{_block_span('x', f)}<br>largest log10 of the {f} × {f} "
+                                                         f"block: %{{z:.2f}}")
+    elif L <= 128:
+        shown = np.array([show_label(s) for s in labels], dtype=object)
+        cells = dict(customdata=np.stack([shown[:, None].repeat(L, 1), shown[None, :].repeat(L, 0)], axis=-1),
+                     hovertemplate="output t = %{y:.0f} (%{customdata[0]}) ← input j = %{x:.0f} (%{customdata[1]})"
+                                   "<br>log10 %{z:.2f}")
+    ticks = _token_ticks(labels, MAX_TICK_LABELS // 2)
+    bottom = {h % cols: h for h in range(H)}  # the lowest panel of each column shows the positions
+    # every panel's axes match those of the bottom-left panel (one zoom for all heads), which has titles
+    ref = fig.get_subplot(bottom[0] // cols + 1, 1)
+    match_x, match_y = ref.yaxis.anchor, ref.xaxis.anchor  # an axis is anchored on the other: "x3", "y3"
     for h in range(H):
         r, c = h // cols + 1, h % cols + 1
         fig.add_heatmap(z=_round(z[h], 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax, showscale=h == 0,
-                        colorbar=dict(title=dict(text="log10 weight")), row=r, col=c,
+                        colorbar=dict(title=dict(text="log10 weight", side="right")), row=r, col=c,
                         **{**cells, "hovertemplate": f"head {h}<br>{cells['hovertemplate']}<extra></extra>"})
-        fig.update_xaxes(title_text="input position j", range=[-0.5, L - 0.5], row=r, col=c, **_token_ticks(labels))
-        fig.update_yaxes(title_text="output position t", range=[L - 0.5, -0.5], row=r, col=c, **_token_ticks(labels))
+        lowest = bottom[c - 1] == h
+        fig.update_xaxes(range=[-0.5, L - 0.5], matches=None if h == bottom[0] else match_x, showticklabels=lowest,
+                         title_text="input position j" if lowest else None, row=r, col=c, **ticks)
+        fig.update_yaxes(range=[L - 0.5, -0.5], matches=None if h == bottom[0] else match_y, showticklabels=c == 1,
+                         title_text="output position t" if c == 1 else None, row=r, col=c, **ticks)
     what = "Jacobian of the FFT stage (adapted filter fixed)" if kind == "fftnet" else "Toeplitz matrix of g*k"
-    sub = "[t, j]: how strongly the value at position j feeds output t (RMS over the head's channels)"
+    sub = (f"{what}: [t, j] is how strongly the value at position j feeds output t (RMS over the head's channels)"
+           "<br>largest entry above the diagonal, per head: " + ", ".join(f"{u:.2g}" for u in _upper_max(mats)))
     if f > 1:
-        sub += f"; each cell is the largest of {f} × {f} entries"
-    return _layout(fig, f"Block {layer} mixing matrices per head ({what})", 160 + 360 * nrows, sub, top=120)
+        sub += f"<br>each cell is the largest of {f} × {f} entries (the hover gives their positions)"
+    return _layout(fig, f"Block {layer} mixing matrices per head", 160 + 360 * nrows, sub, gap=24)
 
 
 # ---- training record ---------------------------------------------------------------------------

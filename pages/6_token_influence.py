@@ -43,9 +43,16 @@ if L < 2:
     st.stop()
 
 ui.show_figure(figures.influence_figure(imap), key="ti_fig_map", file_name="token_influence_map")
+pooled = figures.pool_factor(L)
 st.caption(f"Colour is logarithmic over {figures.LOG_DECADES:.0f} decades below the map's largest value; anything "
-           "smaller shows as the darkest colour. Hover for the exact value. The last row is empty: nothing follows "
-           "the last byte. The subtitle gives the largest value above the diagonal, measured, nothing masked.")
+           "smaller shows as the darkest colour. "
+           + ("Hover for the exact value. " if pooled == 1 else
+              f"Over {figures.MAX_MATRIX_SIDE} bytes a browser cannot draw every cell: each cell shows the largest "
+              f"value of a block of {pooled} × {pooled} (the hover gives the block's positions; a block on the "
+              "diagonal holds past and future entries, so trust the subtitle's measured maximum for leaks), and the "
+              "downloads below hold every value. ")
+           + "The last row is empty: nothing follows the last byte. The subtitle gives the largest value above the "
+             "diagonal, measured, nothing masked.")
 if imap.upper_rel >= 1e-6:
     st.warning(f"Predictions depend on later bytes (largest future entry {imap.upper_max:.3g}, "
                f"{imap.upper_rel:.2g} of the map's scale): this checkpoint is not causal.")

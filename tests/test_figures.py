@@ -5,10 +5,15 @@ and user text escaped so Plotly can never read it as markup."""
 from __future__ import annotations
 
 import dataclasses
+import html
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from scipy import signal
 
 from caracal_viz import figures
 from caracal_viz.causality import causality_report
@@ -118,7 +123,10 @@ def test_figures_show_the_analysis_arrays(built):
     np.testing.assert_allclose(heat.z, lf[0].magnitude_db, atol=0.005)
     np.testing.assert_allclose(heat.x, lf[0].freqs)
     detail = built["figs"]["filter_detail"].data
-    np.testing.assert_allclose(detail[2].y, lf[0].group_delay[1], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(detail[0].y, lf[0].magnitude_db[1], atol=1e-4)
+    delay = np.array([np.nan if y is None else y for y in detail[2].y])
+    drawn = ~np.isnan(delay)
+    np.testing.assert_allclose(delay[drawn], lf[0].group_delay[1][drawn], atol=1e-4, rtol=1e-4)
     # token loss: the cell of byte t holds the loss of its prediction, loss_bits[t - 1]
     cells = built["figs"]["token_loss"].data[0]
     z, text = np.array(cells.z, dtype=float), np.array(cells.text, dtype=object)
@@ -126,6 +134,10 @@ def test_figures_show_the_analysis_arrays(built):
     for t in (1, 7, len(view.labels) - 1):
         assert z[rows[t], cols[t]] == pytest.approx(view.loss_bits[t - 1], abs=1e-4)
         assert text[rows[t], cols[t]] == figures.show_label(view.labels[t])
+    # one glyph a cell (an escape such as \n would spill into the next cell), the newline's a return mark
+    newline = view.labels.index("\\n")
+    assert text[rows[newline], cols[newline]] == "↵"
+    assert all(len(html.unescape(c)) <= 1 for c in text.ravel()), text
     assert np.isnan(z[0, 0])
     bars = built["figs"]["topk"].data[0]
     np.testing.assert_allclose(bars.x, view.topk_probs[12])
@@ -196,4 +208,116 @@ def test_long_maps_are_drawn_as_block_maxima_that_keep_a_leak():
     mats = np.stack([np.tril(values[:-1, :-1]), np.triu(values[:-1, :-1])]).astype(np.float32)
     fig = figures.mixing_matrix_figure(mats, ["a"] * (L - 1), 0)
     assert all(max(np.shape(t.z)) <= figures.MAX_MATRIX_SIDE // 2 for t in fig.data)
-    assert "head 1: above diagonal max 1" in fig.layout.annotations[1].text
+    assert "above the diagonal, per head: 0, 1" in fig.layout.title.subtitle.text
+
+
+def _block_halfwidth(template: str, axis: str) -> float:
+    """The ± half-width that a pooled heatmap's hover gives after %{axis:...}."""
+    match = re.search(r"%\{" + axis + r":\.\df\} ± ([\d.]+)", template)
+    assert match, template
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("L", [40, 1100, 1024])
+def test_heatmap_hovers_name_positions_and_pooled_blocks_exactly(L):
+    """Hovers format the position (%{x} alone would show a tick's byte label instead), and a
+    pooled cell's centre ± half-width spans exactly the f positions of its block, for an odd and
+    an even f."""
+    rng = np.random.default_rng(1)
+    values = np.tril(rng.uniform(1e-3, 1.0, (L, L)))
+    m = InfluenceMap(values=values, ids=np.zeros(L, dtype=np.int64), labels=["a"] * L, layer=None, upper_max=0.0,
+                     scale=1.0, causal=True)
+    mixing = figures.mixing_matrix_figure(np.stack([values, values]), ["a"] * L, 0)
+    for fig, side in ((figures.influence_figure(m), figures.MAX_MATRIX_SIDE), (mixing, figures.MAX_MATRIX_SIDE // 2)):
+        f = -(-L // side)
+        for t in fig.data:
+            if t.type != "heatmap":
+                continue
+            tpl = t.hovertemplate
+            assert "%{x}" not in tpl and "%{y}" not in tpl, tpl
+            if f == 1:
+                assert t.x is None and np.shape(t.z) == (L, L)
+                continue
+            for axis, centres in (("x", np.asarray(t.x)), ("y", np.asarray(t.y))):
+                h = _block_halfwidth(tpl, axis)
+                starts = np.arange(0, L, f)
+                np.testing.assert_array_equal(centres - h, starts)
+                np.testing.assert_array_equal(centres + h, starts + f - 1)
+
+
+def test_group_delay_is_drawn_only_where_the_filter_passes():
+    """Against scipy: the group delay panel shows scipy.signal.group_delay of the head's causal
+    kernel wherever |H| (scipy.signal.freqz) is within GROUP_DELAY_FLOOR_DB of its peak, and
+    nothing elsewhere (block 0 head 0 of caracal-shakespeare: 10^4 tokens at f = 0, -61 dB)."""
+    lf = learned_filters(load_sample("caracal-shakespeare"))[0]
+    w = 2 * np.pi * lf.freqs
+    for head in (0, 1):
+        kernel = lf.kernel[head]
+        _, response = signal.freqz(kernel, worN=w)
+        _, delay = signal.group_delay((kernel, [1.0]), w=w)
+        db = 20 * np.log10(np.abs(response))
+        keep = db >= db.max() - figures.GROUP_DELAY_FLOOR_DB
+        assert not keep[0] and keep.sum() >= lf.freqs.size - 2  # the near-zero at f = 0 and little else
+        fig = figures.filter_detail(lf, head)
+        shown = fig.data[2].y
+        assert [y is None for y in shown] == list(~keep)
+        np.testing.assert_allclose([y for y in shown if y is not None], delay[keep], rtol=1e-6, atol=1e-3)
+        sub = fig.layout.title.subtitle.text.replace("<br>", " ")
+        assert f"head {head}: {int((~keep).sum())} of {lf.freqs.size} bins" in sub
+        # a far outlier left among the drawn bins is kept off the axis and counted; the rest are all on it
+        rng = fig.layout.yaxis3.range
+        drawn = delay[keep]
+        q1, q3 = np.quantile(drawn, [0.25, 0.75])
+        far = (drawn < q1 - 10 * (q3 - q1)) | (drawn > q3 + 10 * (q3 - q1))
+        if rng is None:
+            assert not far.any() or far.sum() > 0.01 * drawn.size
+        else:
+            on_axis = (drawn >= rng[0]) & (drawn <= rng[1])
+            np.testing.assert_array_equal(on_axis, ~far)
+            assert f"{int(far.sum())} far outlier(s) off its axis" in sub
+
+
+_BOXES_JS = """async ([fig, width]) => {
+  const gd = document.getElementById('g');
+  gd.style.width = width + 'px';
+  Plotly.purge(gd);
+  await Plotly.newPlot(gd, fig.data, fig.layout);
+  const box = e => { const b = e.getBoundingClientRect(); return [b.top, b.bottom]; };
+  const all = s => [...gd.querySelectorAll(s)].map(box);
+  return {title: all('.gtitle'), subtitle: all('.gtitle-subtitle'), plots: all('.nsewdrag'),
+          legend: all('.legend'), annotations: all('.annotation')};
+}"""
+
+
+def test_titles_and_subtitles_never_run_into_the_plot_in_a_browser(built, tmp_path):
+    """Every figure drawn by Plotly in Chromium at a page's width (790 px) and a narrow column's
+    (430 px): the subtitle, however many lines it wraps to (the energy spectral density's wraps
+    to two, next to a legend of eight entries), ends above every plot area, legend and subplot
+    title (Plotly does not make room for it by itself)."""
+    import plotly
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    page_file = tmp_path / "figures.html"
+    page_file.write_text(f"<html><body style='margin:0'><script src='{js.as_uri()}'></script><div id='g'></div>"
+                         "</body></html>")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 1000})
+            page.goto(page_file.as_uri())
+            for name, fig in built["figs"].items():
+                for width in (790, 430):
+                    boxes = page.evaluate(_BOXES_JS, [json.loads(fig.to_json()), width])
+                    (t_top, t_bottom), = boxes["title"]
+                    below = [top for top, _ in boxes["plots"] + boxes["legend"] + boxes["annotations"]]
+                    assert t_top >= 0 and below, (name, width, boxes)
+                    if boxes["subtitle"]:
+                        (s_top, s_bottom), = boxes["subtitle"]
+                        assert t_bottom <= s_top + 1 and s_bottom <= min(below), (name, width, boxes)
+                    else:
+                        assert t_bottom <= min(below), (name, width, boxes)
+        finally:
+            browser.close()
