@@ -176,11 +176,11 @@ def filter_detail(f, head: int | None = None) -> go.Figure:
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("magnitude", "phase (unwrapped)",
                                         f"group delay (where |H| is within {GROUP_DELAY_FLOOR_DB:g} dB of its peak)"))
-    hidden, drawn = [], []
+    hidden, drawn = {}, []
     for h in _heads(f.magnitude_db.shape[0], head):
         c = _head_colour(h)
         quiet = f.magnitude_db[h] < np.max(f.magnitude_db[h]) - GROUP_DELAY_FLOOR_DB
-        hidden.append(f"head {h}: {int(quiet.sum())}")
+        hidden[h] = int(quiet.sum())
         delay = np.where(quiet, np.nan, f.group_delay[h])
         drawn.append(delay)
         for row, y, unit in ((1, _round(f.magnitude_db[h]), "dB"), (2, _round(f.phase[h]), "rad"),
@@ -192,8 +192,12 @@ def filter_detail(f, head: int | None = None) -> go.Figure:
     fig.update_yaxes(title_text="phase (rad)", row=2, col=1)
     fig.update_yaxes(title_text="delay (tokens)", row=3, col=1)
     fig.update_xaxes(title_text="frequency f (cycles/token)", row=3, col=1)
-    sub = (f"group delay not drawn at bins more than {GROUP_DELAY_FLOOR_DB:g} dB below the head's peak, where the "
-           f"filter passes under 1% of the amplitude ({', '.join(hidden)} of {f.freqs.size} bins)")
+    if any(hidden.values()):
+        counts = ", ".join(f"head {h}: {n}" for h, n in hidden.items())
+        sub = (f"group delay not drawn at bins more than {GROUP_DELAY_FLOOR_DB:g} dB below the head's peak, where the "
+               f"filter passes under 1% of the amplitude ({counts} of {f.freqs.size} bins)")
+    else:
+        sub = f"|H| stays within {GROUP_DELAY_FLOOR_DB:g} dB of the peak: the group delay is drawn at every bin"
     span, off = _outlier_range(np.concatenate(drawn))
     if span is not None:
         fig.update_yaxes(range=span, row=3, col=1)

@@ -36,11 +36,11 @@ st.caption("The response of the causal kernel as applied: the causal mask (negat
 st.subheader(f"Head {head} in detail")
 ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ui.stem(ck)}_block{layer}_head{head}")
 st.caption("Phase is unwrapped; group delay is how many tokens, on average, each frequency is delayed "
-           "by: the typical look-back of the head at that frequency. It is left out where |H| is more than "
+           "by: the typical look-back of the head at that frequency. It is not drawn where |H| is more than "
            f"{figures.GROUP_DELAY_FLOOR_DB:g} dB below the head's peak: the head passes under 1% of the amplitude "
-           "there, and the phase swings around the response's zeros (thousands of tokens of delay at a single bin). "
-           "A few far outliers that remain may lie off the panel's axis (the subtitle says how many; double-click "
-           "the panel for all of them). The CSV keeps every bin.")
+           "there, and the phase swings around the response's zeros. The subtitle says how many bins that leaves "
+           "out, and how many far outliers lie off the panel's axis (double-click it to see them); the CSV keeps "
+           "every bin.")
 ui.show_figure(figures.kernel_figure(f.lags, f.kernel[head], title=f"Time kernel of head {head}"),
                key="sf_kernel", file_name=f"{ui.stem(ck)}_block{layer}_head{head}_kernel")
 

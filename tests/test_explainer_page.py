@@ -4,6 +4,9 @@ Expected numbers come from independent oracles (np.convolve, brute-force loops).
 
 from __future__ import annotations
 
+import base64
+import json
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -25,6 +28,14 @@ def open_page(page: str, sample: str, text: str | None = None) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def plotly_array(a) -> np.ndarray:
+    """An array of a figure's JSON: a list, or Plotly's typed array (base64 bytes, dtype, shape)."""
+    if isinstance(a, dict):
+        shape = [int(n) for n in str(a.get("shape", -1)).split(",")]
+        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"]).reshape(shape)
+    return np.asarray(a)
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -150,5 +161,14 @@ def test_token_influence_page_offers_no_giant_csv(monkeypatch):
     at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
     assert not at.exception and not at.error
     assert any("too many for a CSV" in c.value and "use the NPZ" in c.value for c in at.caption)
+    # the map of the first 1,100 bytes is drawn as 3 x 3 block maxima (at most 512 a side), and the page
+    # says what a cell is
+    drawn = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert plotly_array(drawn["z"]).shape == (-(-1100 // 3),) * 2
+    np.testing.assert_array_equal(plotly_array(drawn["x"])[:2], [1, 4])  # block centres
+    assert any("a block of 3 × 3" in c.value for c in at.caption)
     small = open_page(INFLUENCE_PAGE, "caracal-periodic", SHORT_TEXT)
     assert not any("too many for a CSV" in c.value for c in small.caption)
+    assert not any("a block of" in c.value for c in small.caption)
+    drawn = json.loads(small.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert plotly_array(drawn["z"]).shape == (len(SHORT_TEXT),) * 2
