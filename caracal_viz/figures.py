@@ -24,6 +24,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .spectral import upper_triangle_maxima
+
 MAGNITUDE = "Cividis"
 SIGNED = "RdBu"
 HEADS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -730,14 +732,6 @@ def influence_strip_figure(m, row: int) -> go.Figure:
                    fig.layout.height, sub, bottom=20)
 
 
-def _upper_max(m: np.ndarray) -> np.ndarray:
-    """(...,) max |m[..., t, j]| over j > t, NaN ignored, in m's own dtype (no float64 copy)."""
-    m = np.asarray(m)
-    L = m.shape[-1]
-    above = np.triu(np.ones((L, L), dtype=bool), 1)
-    return np.where(above & ~np.isnan(m), np.abs(m), 0).max(axis=(-2, -1), initial=0.0)
-
-
 def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
     """Per-head token-to-token mixing matrices of one block (`influence.mixing_matrix`, (H, L, L)):
     [h, t, j] = RMS over the head's channels of d y_t / d v_j. Colour log10, six decades, shared
@@ -783,7 +777,7 @@ def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, ki
                          title_text="output position t" if c == 1 else None, row=r, col=c, **ticks)
     what = "Jacobian of the FFT stage (adapted filter fixed)" if kind == "fftnet" else "Toeplitz matrix of g*k"
     sub = (f"{what}: [t, j] is how strongly the value at position j feeds output t (RMS over the head's channels)"
-           "<br>largest entry above the diagonal, per head: " + ", ".join(f"{u:.2g}" for u in _upper_max(mats)))
+           "<br>largest entry above the diagonal, per head: " + ", ".join(f"{u:.2g}" for u in upper_triangle_maxima(mats)))
     if f > 1:
         sub += f"<br>each cell is the largest of {f} × {f} entries (the hover gives their positions)"
     return _layout(fig, f"Block {layer} mixing matrices per head", 160 + 360 * nrows, sub, gap=24)

@@ -39,6 +39,7 @@ from models.fourier import modrelu
 from models.mhf import MultiHeadFourier, fft_options
 
 from .checkpoint import Checkpoint
+from .spectral import upper_triangle_maxima
 from .text import TextError, encode_text
 from .trace import text_internals
 
@@ -418,11 +419,6 @@ def _fftnet_jacobian_heads(ck: Checkpoint, rec, mixer) -> np.ndarray:
 
 
 def upper_triangle_max(m: np.ndarray) -> float:
-    """Max |m[..., t, j]| over j > t (the entries a causal map must not have); NaN ignored."""
-    m = np.asarray(m, dtype=np.float64)
-    L = m.shape[-1]
-    if L < 2:
-        return 0.0
-    t, j = np.triu_indices(L, 1, m=L)
-    upper = np.abs(m[..., t, j])
-    return float(np.nanmax(upper, initial=0.0))
+    """Max |m[..., t, j]| over j > t (the entries a causal map must not have) over every matrix
+    in m; NaN ignored (`spectral.upper_triangle_maxima` gives one per matrix)."""
+    return float(upper_triangle_maxima(m).max(initial=0))

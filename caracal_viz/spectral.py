@@ -195,3 +195,13 @@ def modrelu(z: np.ndarray, bias: np.ndarray) -> np.ndarray:
     mag = np.abs(z)
     scale = np.divide(np.maximum(mag + bias, 0.0), mag, out=np.zeros_like(mag, dtype=np.float64), where=mag > 0)
     return z * scale
+
+
+def upper_triangle_maxima(m: np.ndarray) -> np.ndarray:
+    """(...,) max |m[..., t, j]| over j > t for each square matrix in m (..., L, L): the entries a
+    causal token-to-token map must not have. NaN entries are ignored; 0 where there are none
+    (L < 2). In m's own dtype: no float64 copy of a large stack of matrices."""
+    m = np.asarray(m)
+    L = m.shape[-1]
+    above = np.triu(np.ones((L, L), dtype=bool), 1)
+    return np.where(above & ~np.isnan(m), np.abs(m), 0).max(axis=(-2, -1), initial=0)

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, influence
+from caracal_viz import figures, influence, spectral
 
 # A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
 MAX_CSV_ENTRIES = 4 * 1024 * 1024
@@ -104,7 +104,7 @@ mix_layer = st.selectbox("Layer", mixers, key="ti_mix_layer", format_func=lambda
 m = ui.analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
 ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
                file_name=f"mixing_layer{mix_layer}")
-future = np.triu(np.abs(m), 1).max(axis=(1, 2)) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
+future = spectral.upper_triangle_maxima(m) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
 st.caption("Largest entry above the diagonal, relative to the head's largest: "
            + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". The heads share one colour scale.")
 c3, c4 = st.columns(2)

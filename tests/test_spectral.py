@@ -208,3 +208,17 @@ def test_torch_fourier_helpers_match_numpy():
             if -L < lag < L:
                 expect[:, lag % n] = k.numpy()[:, i]
         np.testing.assert_array_equal(buf, expect)
+
+
+def test_upper_triangle_maxima_against_a_loop():
+    rng = np.random.default_rng(5)
+    m = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    m[0, 1, 1, 4] = np.nan  # ignored
+    got = spectral.upper_triangle_maxima(m)
+    assert got.shape == (3, 2) and got.dtype == np.float32
+    for a in range(3):
+        for b in range(2):
+            want = max(abs(float(m[a, b, t, j])) for t in range(6) for j in range(t + 1, 6)
+                       if not np.isnan(m[a, b, t, j]))
+            assert got[a, b] == np.float32(want)
+    assert spectral.upper_triangle_maxima(np.ones((1, 1))) == 0.0
