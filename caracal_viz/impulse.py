@@ -153,14 +153,19 @@ def mixer_impulse(ck: Checkpoint, layer: int, t0: int, length: int, *, amplitude
     u = np.random.default_rng(seed).standard_normal(D)
     x = torch.zeros(2, L, D, device=ck.device)
     x[1, t0] = torch.as_tensor(u / np.linalg.norm(u) * amp, dtype=x.dtype, device=ck.device)
-    record: list = []
+    mixer = ck.model.blocks[layer].mixer
+    record = None
     with torch.no_grad():
-        y = ck.model.blocks[layer].mixer(x, record).float()
+        if hasattr(mixer, "forward_with_internals"):
+            y, record = mixer.forward_with_internals(x)
+        else:
+            y = mixer(x)
+    y = y.float()
     response = (y[1] - y[0]).cpu().numpy()
     head_response = None
-    if record and record[0] is not None:
-        rec = layer_numpy(record[0], 1)
-        diff = rec.fft_output - layer_numpy(record[0], 0).fft_output  # (L, D)
+    if record is not None:
+        rec = layer_numpy(record, 1)
+        diff = rec.fft_output - layer_numpy(record, 0).fft_output  # (L, D)
         H = ck.config.n_heads
         head_response = np.sqrt((diff.reshape(L, H, -1).astype(np.float64) ** 2).sum(axis=-1)).T
     return MixerImpulse(layer=layer, t0=t0, length=L, response=response,

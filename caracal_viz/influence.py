@@ -279,15 +279,10 @@ def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bo
         part = ids[:length]
         targets = ids[1:end + 1]
         with torch.no_grad():
-            x = model.drop(model.tok_emb(part)[None])  # ByteLM.forward's own steps (dropout is off in eval)
-            for block in model.blocks[:start]:
-                x = block(x)
+            x = model(part[None], stop_at_layer=start)  # the residual stream entering block `start`
 
         def scored(x0: torch.Tensor) -> torch.Tensor:  # (1, length, D) -> (end,) log-probabilities of the next bytes
-            h = x0
-            for block in model.blocks[start:]:
-                h = block(h)
-            logp = torch.log_softmax(model.head(model.ln_f(h[:, :end]))[0].double(), dim=-1)  # (end, 256)
+            logp = torch.log_softmax(model(x0, start_at_layer=start)[0, :end].double(), dim=-1)  # (end, 256)
             return logp[torch.arange(end, device=ids.device), targets]
 
         with torch.enable_grad(), fft_options(torch.float32, min_size):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from models import MixerInternals, mhf
+from models import hooks as model_hooks
 
 from .checkpoint import Checkpoint
 from .text import encode_text
@@ -157,8 +158,11 @@ def shared_forward(ck: Checkpoint, text: str) -> Forward:
     """The forward pass of ck on `text` (validated by `encode_text`, raises TextError) with every
     mixer's internals, run once and then shared: the last TRACE_CACHE_ENTRIES passes are kept
     (within TRACE_CACHE_BYTES), keyed by the model object and the state of its weights, so a
-    modified or reloaded model runs again. Nothing in it may be modified."""
+    modified or reloaded model runs again. Nothing in it may be modified. While hooks are attached
+    in this thread (`model.hooks`, an intervention) the pass runs with them and is not shared."""
     ids = tuple(encode_text(text))
+    if model_hooks.any_active():
+        return _run_forward(ck, ids)
     key = (_model_state(ck), ids)
     with _cache_lock:
         hit = _cache.get(key)
@@ -253,17 +257,15 @@ def _as_internals(layer: LayerTrace) -> MixerInternals:
 @torch.no_grad()
 def forward_blocks(ck: Checkpoint, ids: torch.Tensor) -> tuple[torch.Tensor, list[MixerInternals | None],
                                                               list[torch.Tensor]]:
-    """The model's forward pass block by block (ByteLM.forward in eval mode), keeping every
-    block's output. ids: (B, L) on ck.device. Returns logits (B, L, 256), the internals (one per
-    block, None for attention) and the block outputs (B, L, D) each, all on ck.device."""
+    """The model's forward pass (eval mode) read through its hook points: every mixer's internals
+    and every block's output (blocks.{k}.hook_resid_post). ids: (B, L) on ck.device. Returns
+    logits (B, L, 256), the internals (one per block, None for attention) and the block outputs
+    (B, L, D) each, all on ck.device. Hooks attached by the caller (`model.hooks`) take effect."""
     model = ck.model
-    x = model.tok_emb(ids)
-    records: list = []
-    outputs = []
-    for block in model.blocks:
-        x = block(x, records)
-        outputs.append(x)
-    return model.head(model.ln_f(x)), records, outputs
+    logits, cache = model.run_with_cache(
+        ids, names_filter=lambda name: model.internal_hook(name) or name.endswith("hook_resid_post"))
+    outputs = [cache[f"blocks.{i}.hook_resid_post"] for i in range(len(model.blocks))]
+    return logits, model.mixer_internals(cache), outputs
 
 
 def numpy_copy(t: torch.Tensor | None) -> np.ndarray | None:

@@ -34,7 +34,7 @@ class CausalSelfAttention(nn.Module):
             q, k = rotary(q, offset), rotary(k, offset)
         return q, k, v
 
-    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         L = x.shape[1]
         q, k, v = self._heads(x, 0)
         if self.window is None or self.window >= L:
@@ -43,8 +43,6 @@ class CausalSelfAttention(nn.Module):
             i = torch.arange(L, device=x.device)
             allowed = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < self.window)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-        if record is not None:
-            record.append(None)
         return self.w_o(y.transpose(1, 2).flatten(-2))
 
     def init_state(self, batch: int, device) -> dict:

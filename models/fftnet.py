@@ -11,6 +11,10 @@ future included. It is shipped so that the app's leak tools have something to ca
 
 The base filter is defined on C // 2 + 1 bins of normalised frequency 0..0.5 cycles/token and
 resampled linearly to the rfft grid of the actual length, so any length can be filtered.
+
+Hook points (models/hooks.py; shapes in ByteLM's docstring): hook_v, hook_filter (the adapted
+filter W), hook_gate (modReLU's factor on X * W), hook_spectrum (the gated data spectrum Z),
+hook_mixed (y, before the output projection).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .fourier import modrelu
+from .fourier import modrelu_scale
+from .hooks import HookPoint, run_with_cache
 from .internals import MixerInternals, detach32
 
 
@@ -34,6 +39,8 @@ def resample_bins(z: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 
 class FFTNetMixer(nn.Module):
+    INTERNAL_HOOKS = ("hook_v", "hook_filter", "hook_gate", "hook_mixed")
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         D, H = cfg.d_model, cfg.n_heads
@@ -48,36 +55,52 @@ class FFTNetMixer(nn.Module):
         nn.init.zeros_(self.modulation[2].weight)  # start from the base filter alone
         nn.init.zeros_(self.modulation[2].bias)
         self.w_o = nn.Linear(D, D)
+        self.hook_v = HookPoint()  # (B, L, H, dh)
+        self.hook_filter = HookPoint()  # (B, H, L//2+1) complex W
+        self.hook_gate = HookPoint()  # (B, L//2+1, H, dh) real modReLU factor
+        self.hook_spectrum = HookPoint()  # (B, L//2+1, H, dh) complex Z
+        self.hook_mixed = HookPoint()  # (B, L, H, dh)
 
     def base_spectrum(self) -> torch.Tensor:
         """(H, F0) complex base filter."""
         return torch.view_as_complex(self.base_filter.float().contiguous())
 
-    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         H, dh = self.n_heads, self.head_dim
         context = x.mean(dim=1)  # (B, D): the global context, which reads the future
-        v = self.w_v(x)
+        v = self.hook_v(self.w_v(x).unflatten(-1, (H, dh))).flatten(-2)
         delta = self.modulation(context).float().view(B, H, self.n_bins, 2)
         with torch.autocast(device_type=x.device.type, enabled=False):
             W0 = self.base_filter.float()[None] + delta  # (B, H, F0, 2)
             n_out = L // 2 + 1
             W = torch.view_as_complex(resample_bins(W0.movedim(-1, -2), n_out).movedim(-2, -1).contiguous())
+            W = self.hook_filter(W)  # (B, H, F)
             bias = resample_bins(self.gate_bias.float(), n_out)  # (H, F)
             X = torch.fft.rfft(v.float(), n=L, dim=1)  # (B, F, D)
             Wc = W.repeat_interleave(dh, dim=1).transpose(1, 2)  # (B, F, D)
             bias_c = bias.repeat_interleave(dh, dim=0).T  # (F, D)
-            Z = modrelu(X * Wc, bias_c)
+            P = X * Wc
+            scale = self.hook_gate(modrelu_scale(P, bias_c).unflatten(-1, (H, dh))).flatten(-2)
+            Z = self.hook_spectrum((P * scale).unflatten(-1, (H, dh))).flatten(-2)  # = modrelu(P, b)
             y = torch.fft.irfft(Z, n=L, dim=1)
-        out = self.w_o(y.to(x.dtype))
-        if record is not None:
-            with torch.no_grad():
-                record.append(MixerInternals(
-                    kind="fftnet", causal_mode="global", fft_size=L,
-                    mixer_input=detach32(x), fft_input=detach32(v), fft_output=detach32(y),
-                    mixer_output=detach32(out), spectrum=detach32(self.base_spectrum()),
-                    gate_bias=detach32(self.gate_bias), gated_spectrum=detach32(self.base_spectrum()),
-                    gate_open=(self.base_spectrum().abs() + self.gate_bias.float()) > 0,
-                    adapted_filter=detach32(W), data_gate_open=((X * Wc).abs() + bias_c) > 0,
-                ))
-        return out
+        y = self.hook_mixed(y.unflatten(-1, (H, dh))).flatten(-2)
+        return self.w_o(y.to(x.dtype))
+
+    def forward_with_internals(self, x: torch.Tensor) -> tuple[torch.Tensor, MixerInternals]:
+        """forward(x) and its MixerInternals (read through the hook points, INTERNAL_HOOKS)."""
+        out, cache = run_with_cache(self, x, names_filter=self.INTERNAL_HOOKS)
+        return out, self.internals(x, out, cache)
+
+    def internals(self, x: torch.Tensor, out: torch.Tensor, cache: dict) -> MixerInternals:
+        """The MixerInternals of a forward pass from its input, output and INTERNAL_HOOKS cache."""
+        with torch.no_grad():
+            base = self.base_spectrum()
+            return MixerInternals(
+                kind="fftnet", causal_mode="global", fft_size=x.shape[1],
+                mixer_input=detach32(x), fft_input=detach32(cache["hook_v"].flatten(-2)),
+                fft_output=detach32(cache["hook_mixed"].flatten(-2)), mixer_output=detach32(out),
+                spectrum=detach32(base), gate_bias=detach32(self.gate_bias), gated_spectrum=detach32(base),
+                gate_open=(base.abs() + self.gate_bias.float()) > 0, adapted_filter=detach32(cache["hook_filter"]),
+                data_gate_open=cache["hook_gate"].flatten(-2) > 0,
+            )

@@ -37,11 +37,15 @@ def causal_fft_size(L: int, n_factors: int) -> int:
     return fast_fft_size(n_factors * (L - 1) + 1)
 
 
+def modrelu_scale(z: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The real factor modReLU multiplies z by: ReLU(|z| + b) / |z| (0 where the gate is shut)."""
+    mag = z.abs()
+    return torch.relu(mag + bias) / (mag + eps)
+
+
 def modrelu(z: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """modReLU(z) = ReLU(|z| + b) * z / |z| for complex z (FFTNet). The gate is open where |z| + b > 0."""
-    mag = z.abs()
-    scale = torch.relu(mag + bias) / (mag + eps)
-    return z * scale
+    return z * modrelu_scale(z, bias, eps)
 
 
 def place_two_sided(kernel: torch.Tensor, n_causal: int, n: int) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """The one documented interface through which analysis code reads a mixer's spectral internals.
 
-Like TransformerLens hook points, but explicit: `ByteLM.forward(..., return_internals=True)`
-returns, next to the logits, one `MixerInternals` per block (None for attention blocks). The
-record is taken from the very tensors of the forward pass, detached and cast to float32 on the
-model's device, so asking for it never changes the output.
+`ByteLM.forward(..., return_internals=True)` returns, next to the logits, one `MixerInternals`
+per block (None for attention blocks). It is a view of the model's hook points (models/hooks.py,
+the list in models/lm.py): `run_with_cache` with `ByteLM.internal_hook` as the names filter, then
+each mixer's `internals(x, out, cache)` (fft_input is hook_v, gate_kernel hook_g, fft_output
+hook_mixed, gated_spectrum hook_spectrum, kernel hook_kernel, ...), detached and cast to float32
+on the model's device, so asking for it never changes the output, and hooks attached around the
+call show in it.
 
 Conventions for every field:
 - B batch, L sequence length, D width, H heads, dh = D / H head width.

@@ -3,7 +3,45 @@ Transformer baseline alone uses rotary positions). The mixer of each block comes
 
 Calling convention follows Hugging Face: `model(input_ids)` or `model(inputs_embeds=...)`
 returns logits (B, L, 256); `model(input_ids, return_internals=True)` returns
-(logits, [MixerInternals | None per block]) -- see models/internals.py.
+(logits, [MixerInternals | None per block]) -- see models/internals.py, a view of the hook
+points below.
+
+Hook points, in TransformerLens's conventions (models/hooks.py): `model.run_with_cache(ids)`,
+`model.run_with_hooks(ids, fwd_hooks=[(name or predicate, fn(tensor, hook))])`,
+`with model.hooks(fwd_hooks): ...`, `model(x, start_at_layer=k, stop_at_layer=m)`.
+B batch, L length, D width, H heads, dh = D / H, C the training context, F bins:
+
+  hook_embed                      (B, L, D)  token embeddings (or inputs_embeds), before dropout
+  blocks.{k}.hook_resid_pre       (B, L, D)  the residual stream entering block k
+  blocks.{k}.hook_mixer_in        (B, L, D)  ln1 of it: the mixer's input
+  blocks.{k}.hook_mixer_out       (B, L, D)  the mixer's output (after its output projection)
+  blocks.{k}.hook_resid_mid       (B, L, D)  resid_pre + mixer_out
+  blocks.{k}.hook_mlp_out         (B, L, D)  the MLP's output
+  blocks.{k}.hook_resid_post      (B, L, D)  the residual stream leaving block k
+ MHF mixers (blocks.{k}.mixer.*), in forward order:
+  hook_v, hook_g                  (B, L, H, dh)  value and gate streams; head h is [..., h, :]
+  hook_gate                       (H, C+1)  real modReLU factor ReLU(|S|+b)/|S| (0: shut); modrelu only
+  hook_spectrum                   (H, C+1)  complex S'_h = S_h * gate, the learned spectrum after
+                                            modReLU, rfft grid of size 2C: bin f is f / (2C) cycles/token
+  hook_kernel                     (H, L)    causal kernel as applied, by lag (the two-sided irfft of
+                                            hook_spectrum with negative lags masked, zero past lag C-1)
+  hook_product                    (B, N//2+1, H, dh)  complex rfft(v) rfft(g) rfft(k) on the plain
+                                            path's grid N = plain_fft_size(L) (see below)
+  hook_mixed                      (B, L, H, dh)  after the inverse FFT and truncation, before Linear_O
+ FFTNet mixers (blocks.{k}.mixer.*):
+  hook_v                          (B, L, H, dh)  value stream
+  hook_filter                     (B, H, L//2+1)  complex adapted filter W = base + modulation
+  hook_gate                       (B, L//2+1, H, dh)  real modReLU factor on X * W
+  hook_spectrum                   (B, L//2+1, H, dh)  complex gated data spectrum Z
+  hook_mixed                      (B, L, H, dh)  irfft(Z), before the output projection
+ Spectra are one-sided rfft, "backward" normalisation; kernels indexed by lag.
+
+Hooks on hook_gate, hook_spectrum or hook_kernel do not change the path: the learned kernel is then
+rebuilt through them on each call (not taken from the kernel-spectrum cache) and the fast FFT
+product runs as usual. A hook on hook_product (the fast paths never form the product: Triton packs
+v + i g into one FFT) moves that mixer onto the plain path `mix_reference` (the same function,
+equal to float rounding; tests/test_hooks.py). Incremental decoding (stream_logits, step) runs no
+hooks and refuses to run while any are attached.
 """
 
 from __future__ import annotations
@@ -17,7 +55,9 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 from .config import ModelConfig
+from . import hooks as _hooks
 from .fftnet import FFTNetMixer
+from .hooks import HookPoint
 from .mhf import MultiHeadFourier
 
 
@@ -45,15 +85,18 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, kind: str):
         super().__init__()
         self.kind = kind
+        self.hook_resid_pre, self.hook_mixer_in, self.hook_mixer_out = HookPoint(), HookPoint(), HookPoint()
+        self.hook_resid_mid, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
         self.ln1 = nn.LayerNorm(cfg.d_model)
         self.mixer = make_mixer(cfg, kind)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
-        x = x + self.drop(self.mixer(self.ln1(x), record))
-        return x + self.drop(self.mlp(self.ln2(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.drop(self.hook_mixer_out(self.mixer(self.hook_mixer_in(self.ln1(x))))))
+        return self.hook_resid_post(x + self.drop(self.hook_mlp_out(self.mlp(self.ln2(x)))))
 
     def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         """forward() over a prompt (B, L, D) that also fills the decoding state, as L calls of
@@ -76,11 +119,13 @@ class ByteLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.hook_embed = HookPoint()
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, cfg.layer_kind(i)) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied, as in GPT-2
+        _hooks.name_hook_points(self)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("w_o.weight"):  # GPT-2's scaled init of residual projections
@@ -107,16 +152,82 @@ class ByteLM(nn.Module):
         return self.config.is_causal
 
     def forward(self, input_ids: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
-                return_internals: bool = False):
+                return_internals: bool = False, start_at_layer: int | None = None,
+                stop_at_layer: int | None = None):
+        """Logits (B, L, 256) of input_ids (B, L) or inputs_embeds (B, L, D).
+
+        start_at_layer=k: the first argument (or inputs_embeds) is the residual stream (B, L, D)
+        entering block k (what blocks.{k}.hook_resid_pre sees); the embedding is skipped.
+        stop_at_layer=m: return the residual stream entering block m (B, L, D) instead of the
+        logits (m = n_layers returns the stream before the final LayerNorm). 0 <= k <= m <= n_layers.
+        return_internals=True: (logits, one MixerInternals per block, None for attention), read
+        through the hook points (models/internals.py); full forward only."""
+        n = len(self.blocks)
+        start = 0 if start_at_layer is None else _layer_index("start_at_layer", start_at_layer, 0, n)
+        stop = None if stop_at_layer is None else _layer_index("stop_at_layer", stop_at_layer, start, n)
+        if return_internals:
+            if start_at_layer is not None or stop_at_layer is not None:
+                raise ValueError("return_internals needs the full forward: use run_with_cache with start/stop_at_layer")
+            logits, cache = self.run_with_cache(input_ids, inputs_embeds=inputs_embeds, names_filter=self.internal_hook)
+            return logits, self.mixer_internals(cache)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids (B, L) or inputs_embeds (B, L, D)")
-        x = self.tok_emb(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, D)
-        x = self.drop(x)
-        record: list | None = [] if return_internals else None
-        for block in self.blocks:
-            x = block(x, record)
-        logits = self.head(self.ln_f(x))  # (B, L, 256)
-        return (logits, record) if return_internals else logits
+        if start_at_layer is None:
+            x = self.tok_emb(input_ids) if inputs_embeds is None else inputs_embeds  # (B, L, D)
+            x = self.drop(self.hook_embed(x))
+        else:
+            x = input_ids if inputs_embeds is None else inputs_embeds
+            if not (x.is_floating_point() and x.dim() == 3 and x.shape[-1] == self.config.d_model):
+                raise ValueError(f"with start_at_layer the input is the residual stream (B, L, {self.config.d_model}) "
+                                 f"as hook_resid_pre caches it, got {x.dtype} {tuple(x.shape)}")
+        for block in self.blocks[start:stop]:
+            x = block(x)
+        if stop is not None:
+            return x
+        return self.head(self.ln_f(x))  # (B, L, 256)
+
+    # ---- hook points (models/hooks.py) -------------------------------------------------------
+    @property
+    def hook_dict(self) -> dict[str, HookPoint]:
+        """Every hook point by name, in the order of the module tree."""
+        return _hooks.hook_dict(self)
+
+    def hooks(self, fwd_hooks=()):
+        """Context manager: `fwd_hooks` [(name or predicate(name), fn(tensor, hook))] attached for
+        the block, in this thread only; removed on leaving it, also on an exception."""
+        return _hooks.hooks(self, fwd_hooks)
+
+    def run_with_hooks(self, *args, fwd_hooks=(), **kwargs):
+        """forward(*args, **kwargs) with `fwd_hooks` attached for this call (fn returns a
+        replacement of the same shape, or None to keep the tensor)."""
+        return _hooks.run_with_hooks(self, *args, fwd_hooks=fwd_hooks, **kwargs)
+
+    def run_with_cache(self, *args, names_filter=None, **kwargs):
+        """(forward(*args, **kwargs), cache): cache[name] the detached tensor at each hook point
+        names_filter selects (None: all; a name, a list of names or a predicate). Note that
+        caching hook_product runs the plain path (see the module docstring)."""
+        return _hooks.run_with_cache(self, *args, names_filter=names_filter, **kwargs)
+
+    @staticmethod
+    def internal_hook(name: str) -> bool:
+        """The names_filter of the hook points that MixerInternals is a view of."""
+        head, _, leaf = name.rpartition(".")
+        if head.endswith(".mixer"):
+            return leaf in set(MultiHeadFourier.INTERNAL_HOOKS) | set(FFTNetMixer.INTERNAL_HOOKS)
+        return leaf in ("hook_mixer_in", "hook_mixer_out")
+
+    def mixer_internals(self, cache: dict[str, torch.Tensor]) -> list:
+        """One MixerInternals per block (None for attention) from a run_with_cache cache holding
+        at least the `internal_hook` names."""
+        out = []
+        for i, block in enumerate(self.blocks):
+            if not hasattr(block.mixer, "internals"):
+                out.append(None)
+                continue
+            p = f"blocks.{i}."
+            sub = {k[len(p) + 6:]: v for k, v in cache.items() if k.startswith(p + "mixer.")}
+            out.append(block.mixer.internals(cache[p + "hook_mixer_in"], cache[p + "hook_mixer_out"], sub))
+        return out
 
     # ---- generation ----------------------------------------------------------------------
     @torch.no_grad()
@@ -127,6 +238,8 @@ class ByteLM(nn.Module):
         Each later step then costs O(t) dot products, no FFT."""
         if not self.supports_incremental:
             raise ValueError("incremental decoding needs a causal model (mhf with causal_mode 'pad', or attention)")
+        if _hooks.any_active():
+            raise ValueError("incremental decoding runs no hooks: call the model (forward) while hooks are attached")
         if prompt_ids.shape[1] == 0:
             raise ValueError("stream_logits needs a prompt of at least one token")
         states = [b.mixer.init_state(prompt_ids.shape[0], prompt_ids.device) for b in self.blocks]
@@ -163,6 +276,12 @@ class ByteLM(nn.Module):
                 logits = self.step(torch.tensor([nxt], device=device), states)
             else:
                 logits = self(torch.tensor([ids], device=device))[:, -1]
+
+
+def _layer_index(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+    return value
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,

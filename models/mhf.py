@@ -8,6 +8,11 @@ Reading order follows the paper's description:
        y_t = sum_{j<=t} v_j * h_{t-j},   h = (g * k)[:L]
      where k is the head's learned kernel irfft(modReLU(S_h)) with negative lags zeroed
   4. Linear_O
+
+Hook points (models/hooks.py; shapes in ByteLM's docstring), in the order the forward meets them:
+hook_v, hook_g (the streams, head as its own axis), hook_gate (the modReLU factor), hook_spectrum
+(S'_h after modReLU), hook_kernel (the causal kernel as applied), hook_product (the FFT product,
+plain path only), hook_mixed (after the inverse FFT and truncation, before Linear_O).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .fourier import (FFTConvFunction, causal_fft_size, causal_kernel_lags, exact_conv_fft_size, fft_conv, modrelu,
-                      place_two_sided)
+                      modrelu_scale, place_two_sided)
+from .hooks import HookPoint, run_with_cache
 from .internals import MixerInternals, detach32
 
 _CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
@@ -57,6 +63,9 @@ def fft_options_in_effect() -> tuple[torch.dtype | None, int]:
 
 class MultiHeadFourier(nn.Module):
     fast = True  # False (on an instance) runs the plain reference path `mix_reference`
+    # the hook points that MixerInternals is a view of (hook_product is left out: caching it
+    # would move the pass onto the plain path)
+    INTERNAL_HOOKS = ("hook_v", "hook_g", "hook_gate", "hook_spectrum", "hook_kernel", "hook_mixed")
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -82,6 +91,12 @@ class MultiHeadFourier(nn.Module):
             self.gate_bias = nn.Parameter(torch.zeros(H, C + 1)) if cfg.modrelu else None
         with torch.no_grad():
             self.conv_weight[:, 0, 2] = 1.0  # start as identity: the conv adds locality as it learns
+        self.hook_v, self.hook_g = HookPoint(), HookPoint()  # (B, L, H, dh)
+        self.hook_gate = HookPoint()  # (H, C+1) real modReLU factor
+        self.hook_spectrum = HookPoint()  # (H, C+1) complex S'_h
+        self.hook_kernel = HookPoint()  # (H, L) causal kernel as applied
+        self.hook_product = HookPoint()  # (B, N//2+1, H, dh) complex, plain path only
+        self.hook_mixed = HookPoint()  # (B, L, H, dh)
 
     # ---- the learned spectral filter (no input needed) ------------------------------------
     def learned_spectrum(self) -> torch.Tensor:
@@ -135,15 +150,32 @@ class MultiHeadFourier(nn.Module):
         n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
         return max(n, _FFT_OPTIONS.get()[1])
 
+    def plain_fft_size(self, L: int) -> int:
+        """N of the plain path `mix_reference`: L in "circular" mode, else N >= 3L - 2 (2L - 1
+        without the learned filter), as the paper pads."""
+        if self.cfg.causal_mode == "circular":
+            return L
+        return causal_fft_size(L, 3 if self.cfg.spectral_filter else 2)
+
+    def _kernel_hooked(self) -> bool:
+        return self.hook_gate.active or self.hook_spectrum.active or self.hook_kernel.active
+
     def kernel_buffer(self, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned kernel laid out for an FFT of size n at length L: (H, K) float32 time
         kernel (lags 0..L-1; for "two_sided" the whole size-n circular buffer, future lags at the
-        end; a unit impulse (H, 1) without the filter), and the kernel as applied (H, L) or None."""
+        end; a unit impulse (H, 1) without the filter), and the kernel as applied (H, L) or None.
+        Built through hook_gate, hook_spectrum and hook_kernel (the same steps as causal_kernel);
+        in "two_sided" mode hook_kernel's lags 0..L-1 replace the buffer's, its future lags
+        follow hook_spectrum."""
         if not self.cfg.spectral_filter:
             return torch.ones(self.n_heads, 1, device=self.w_v.weight.device), None
-        k_applied = causal_kernel_lags(self.causal_kernel(), L)  # (H, L)
+        S = self.learned_spectrum()
+        if self.gate_bias is not None:
+            S = S * self.hook_gate(modrelu_scale(S, self.gate_bias.float()))  # = modrelu(S, b)
+        two = torch.fft.irfft(self.hook_spectrum(S), n=2 * self.context, dim=-1)  # (H, 2C) irfft layout
+        k_applied = self.hook_kernel(causal_kernel_lags(two[:, : self.context], L))  # (H, L): the causal mask
         if self.cfg.causal_mode == "two_sided":
-            return place_two_sided(self.kernel_two_sided(), L, n), k_applied
+            return torch.cat([k_applied, place_two_sided(two, L, n)[:, L:]], dim=-1), k_applied
         return k_applied, k_applied
 
     def kernel_spectrum(self, L: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -154,7 +186,7 @@ class MultiHeadFourier(nn.Module):
         (None without the learned filter: K is then 1/n). It does not depend on the input, so
         under torch.no_grad it is cached per (L, n, dtype, device) and keyed on the parameters'
         storage and version counters: any in-place update or reload of the parameters misses."""
-        cacheable = not torch.is_grad_enabled()
+        cacheable = not torch.is_grad_enabled() and not self._kernel_hooked()
         key = None
         if cacheable:
             params = [p for p in (getattr(self, "spectrum", None), getattr(self, "gate_bias", None)) if p is not None]
@@ -180,7 +212,8 @@ class MultiHeadFourier(nn.Module):
         Returns y (B, L, D), the FFT size N, and the learned kernel as applied (H, L) or None.
         The same function as `mix_reference` (equal within the FFT dtype's rounding), computed
         faster: an FFT size with min(C, L) kernel lags instead of L, the 1/N folded into the
-        kernel's spectrum, which is cached when no gradient is needed; on the GPU then a fused
+        kernel's spectrum, which is cached when no gradient is needed and no hook sits on the
+        kernel (hook_gate, hook_spectrum, hook_kernel: then it is rebuilt through them); on the GPU then a fused
         Triton pipeline (models.fourier.fft_conv); with gradients an explicit FFT backward
         (models.fourier.FFTConvFunction).
         """
@@ -199,73 +232,80 @@ class MultiHeadFourier(nn.Module):
 
     def mix_reference(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
         """The plain path, as the paper describes it, in v's dtype: pad both streams to
-        N >= 3L - 2, FFT, multiply with the learned kernel's spectrum, inverse FFT, keep L."""
-        L = v.shape[1]
-        mode = self.cfg.causal_mode
-        use_k = self.cfg.spectral_filter
-        if mode == "circular":
-            n = L  # no padding: a circular convolution, late tokens wrap into early outputs
-        else:
-            n = causal_fft_size(L, 3 if use_k else 2)
+        N >= 3L - 2 (`plain_fft_size`; circular: N = L, so late tokens wrap into early outputs),
+        FFT, multiply with the learned kernel's spectrum, hook_product, inverse FFT, keep L."""
+        B, L, D = v.shape
+        n = self.plain_fft_size(L)
         P = torch.fft.rfft(v, n=n, dim=1) * torch.fft.rfft(g, n=n, dim=1)  # (B, n//2+1, D)
         k_applied = None
-        if use_k:
-            if mode == "two_sided":
-                k_buf = place_two_sided(self.kernel_two_sided(), L, n)  # future lags at the end
-                k_applied = causal_kernel_lags(self.causal_kernel(), L)
-            else:
-                k_applied = causal_kernel_lags(self.causal_kernel(), L)
-                k_buf = k_applied
+        if self.cfg.spectral_filter:
+            k_buf, k_applied = self.kernel_buffer(L, n)  # two_sided: future lags at the buffer's end
             P = P * self._per_channel(torch.fft.rfft(k_buf.to(v.dtype), n=n, dim=-1))
+        P = self.hook_product(P.unflatten(-1, (self.n_heads, self.head_dim))).flatten(-2)
         y = torch.fft.irfft(P, n=n, dim=1)[:, :L]
         return y, n, k_applied
 
-    def forward(self, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, L, D)
+        H, dh = self.n_heads, self.head_dim
         u = self.ln(self.local_conv(x))
-        v = self.w_v(u)  # (B, L, D)
-        g = self.gate(u)  # (B, L, D)
+        v = self.hook_v(self.w_v(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
+        g = self.hook_g(self.gate(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
         # The FFT product runs in float32 under autocast (training, benchmarks) and in float64
         # otherwise (inference, analysis): float32 FFT rounding spreads ~1e-7 of every position,
         # future ones included, onto every output; through six layers that reaches ~4e-5 in the
         # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
         autocast = torch.is_autocast_enabled(x.device.type)
         fft_dtype = _FFT_OPTIONS.get()[0] or (torch.float32 if autocast else torch.float64)
-        # y goes straight to the dtype Linear_O computes in; the record keeps it at x's precision
-        out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and record is None else x.dtype
+        # y goes straight to the dtype Linear_O computes in; a hook on it sees x's precision
+        out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and not self.hook_mixed.active else x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if self.fast:
-                y, n, k_applied = self.mix(v, g, dtype=fft_dtype, out_dtype=out_dtype)
+            if self.fast and not self.hook_product.active:  # the fast paths never form the product
+                y, _, _ = self.mix(v, g, dtype=fft_dtype, out_dtype=out_dtype)
             else:
-                y, n, k_applied = self.mix_reference(v.to(fft_dtype), g.to(fft_dtype))
-        out = self.w_o(y.to(out_dtype))
-        if record is not None:
-            record.append(self._internals(x, v, g, y, out, n, k_applied))
-        return out
+                y, _, _ = self.mix_reference(v.to(fft_dtype), g.to(fft_dtype))
+        y = self.hook_mixed(y.unflatten(-1, (H, dh))).flatten(-2)
+        return self.w_o(y.to(out_dtype))
 
-    def _internals(self, x, v, g, y, out, n, k_applied) -> MixerInternals:
+    # ---- the internals as one record (a view of the hook points) ----------------------------
+    def forward_with_internals(self, x: torch.Tensor) -> tuple[torch.Tensor, MixerInternals]:
+        """forward(x) and its MixerInternals (read through the hook points, INTERNAL_HOOKS)."""
+        out, cache = run_with_cache(self, x, names_filter=self.INTERNAL_HOOKS)
+        return out, self.internals(x, out, cache)
+
+    def internals(self, x: torch.Tensor, out: torch.Tensor, cache: dict) -> MixerInternals:
+        """The MixerInternals of a forward pass from its input x, output out and the cache of
+        its INTERNAL_HOOKS (names relative to this mixer), as models/internals.py describes."""
         L = x.shape[1]
+        plain = not self.fast or self.hook_product.active
+        v, g = cache["hook_v"].flatten(-2), cache["hook_g"].flatten(-2)
         rec = MixerInternals(
-            kind="mhf", causal_mode=self.cfg.causal_mode, fft_size=n,
-            mixer_input=detach32(x), fft_input=detach32(v), fft_output=detach32(y),
+            kind="mhf", causal_mode=self.cfg.causal_mode, fft_size=self.plain_fft_size(L) if plain else self.fft_size(L),
+            mixer_input=detach32(x), fft_input=detach32(v), fft_output=detach32(cache["hook_mixed"].flatten(-2)),
             mixer_output=detach32(out), gate_kernel=detach32(g),
         )
         with torch.no_grad():
-            g32 = g.detach().float()
             if self.cfg.spectral_filter:
                 rec.spectrum = detach32(self.learned_spectrum())
-                rec.gated_spectrum = detach32(self.gated_spectrum())
+                rec.gated_spectrum = detach32(cache["hook_spectrum"])
                 if self.gate_bias is not None:
                     rec.gate_bias = detach32(self.gate_bias)
-                    rec.gate_open = (rec.spectrum.abs() + rec.gate_bias) > 0
-                rec.kernel_two_sided = detach32(self.kernel_two_sided())
-                rec.kernel = detach32(k_applied)
-                m = causal_fft_size(L, 2)
-                K = self._per_channel(torch.fft.rfft(k_applied, n=m, dim=-1))
-                rec.combined_kernel = torch.fft.irfft(torch.fft.rfft(g32, n=m, dim=1) * K, n=m, dim=1)[:, :L]
-            else:
-                rec.combined_kernel = g32
+                    rec.gate_open = cache["hook_gate"] > 0
+                rec.kernel_two_sided = detach32(torch.fft.irfft(cache["hook_spectrum"], n=2 * self.context, dim=-1))
+                rec.kernel = detach32(cache["hook_kernel"])
+            rec.combined_kernel = self.combined_kernel(g, rec.kernel)
         return rec
+
+    def combined_kernel(self, g: torch.Tensor, k_applied: torch.Tensor | None) -> torch.Tensor:
+        """(B, L, D) float32 (g * k)[:L] per channel: the causal kernel that mixes the value
+        stream, from g (B, L, D) and the kernel as applied k (H, L) (g alone without a filter)."""
+        g32 = g.detach().float()
+        if k_applied is None:
+            return g32
+        L = g.shape[1]
+        m = causal_fft_size(L, 2)
+        K = self._per_channel(torch.fft.rfft(k_applied.float(), n=m, dim=-1))
+        return torch.fft.irfft(torch.fft.rfft(g32, n=m, dim=1) * K, n=m, dim=1)[:, :L]
 
     # ---- incremental decoding: no FFT, two dot products per step ---------------------------
     def init_state(self, batch: int, device) -> dict:
@@ -302,19 +342,19 @@ class MultiHeadFourier(nn.Module):
     def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         """The full forward over a prompt x (B, L, D), leaving `state` as L calls of `step` from
         a fresh state would (up to float32 rounding): one FFT pass instead of L steps."""
-        record: list = []
-        out = self.forward(x, record)
-        rec = record[0]
+        out, cache = run_with_cache(self, x, names_filter=("hook_v", "hook_g", "hook_kernel"))
+        v, g = (cache[k].flatten(-2).float() for k in ("hook_v", "hook_g"))
+        combined = self.combined_kernel(g, cache.get("hook_kernel"))
         L = x.shape[1]
         state["hist"] = torch.cat([state["hist"], x.detach().float()], dim=1)[:, -2:]
-        for key, seq in (("v", rec.fft_input), ("g", rec.gate_kernel)):
+        for key, seq in (("v", v), ("g", g)):
             state.pop(key, None)
             _append(state, key, seq[:, -1], L - 1)  # sizes the buffer for L entries
             state[key][:, :L] = seq
         state.pop("h_rev", None)
-        _prepend(state, "h_rev", rec.combined_kernel[:, -1], L - 1)
+        _prepend(state, "h_rev", combined[:, -1], L - 1)
         cap = state["h_rev"].shape[1]
-        state["h_rev"][:, cap - L:] = rec.combined_kernel.flip(1)
+        state["h_rev"][:, cap - L:] = combined.flip(1)
         state["t"] = L
         return out
 
