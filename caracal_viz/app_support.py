@@ -43,7 +43,8 @@ Public API (stable; other engineers' pages import it):
 - `error_message(exc) -> str`: the plain-words line `guard` shows.
 - `stream_text(pieces) -> str`: st.write_stream of text pieces (e.g. predict.stream_generation),
   rendered literally (markdown escaped); returns the raw text. `markdown_literal_text(text)`:
-  the same escaping for a finished text.
+  the same escaping for a finished text; `md_escape(text)`: the same for any user-derived
+  string (file and class names, excerpts, error messages) shown through a Markdown element.
 - `show_figure(fig, key, file_name, fmt="svg", max_height=None)`: `st.plotly_chart` at the
   page's width, Streamlit theme, toolbar download as SVG (`toImageButtonOptions`) named
   `file_name`; a figure taller than `max_height` scrolls in a box of that height.
@@ -70,6 +71,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -374,7 +376,7 @@ def sidebar() -> None:
                      key="ck_upload",
                      help=f"At most {max_checkpoint_bytes() / 2**20:.0f} MB. Pickled code is never run.")
     if ss.get("ck_upload_error"):
-        sb.error(ss["ck_upload_error"])
+        sb.error(md_escape(ss["ck_upload_error"]))
     sb.selectbox("Device", device_options(), key="device",
                  format_func=lambda d: f"auto ({resolve_device('auto')})" if d == "auto" else d)
 
@@ -382,24 +384,29 @@ def sidebar() -> None:
     sb.text_area(f"Text (UTF-8, at most {max_text_bytes()} bytes)", key="text_box", height=160)
     _validate_text_box()
     if text_problem():
-        sb.error(f"{_sentence(text_problem())} The pages show the last valid text.")
+        sb.error(md_escape(f"{_sentence(text_problem())} The pages show the last valid text."))
     c1, c2 = sb.columns([1, 1])
     c1.caption(f"{len(current_text().encode('utf-8'))} bytes analysed")
     c2.button("Example text", on_click=_on_example_text, help="Load an example that suits the checkpoint")
-    sb.file_uploader("Or upload a .txt file", type=["txt"], key="text_upload", on_change=_on_text_upload)
+    # Streamlit states an uploader's limit in whole MB; the text limit is in bytes, so the label
+    # says it and the MB line is hidden (the server still refuses anything over 1 MB unread)
+    sb.html(f"<style>.st-key-text_upload [data-testid='stFileUploaderDropzoneInstructions'] small "
+            "{display: none}</style>")
+    sb.file_uploader(f"Or upload a .txt file (at most {max_text_bytes():,} bytes)", type=["txt"], key="text_upload",
+                     on_change=_on_text_upload, max_upload_size=1)
     if ss.get("text_upload_error"):
-        sb.error(ss["text_upload_error"])
+        sb.error(md_escape(ss["text_upload_error"]))
 
     try:
         ck = current_checkpoint()
     except CheckpointError as e:
-        sb.error(str(e))
+        sb.error(md_escape(str(e)))
         return
     with sb.expander("Model card", expanded=True):
-        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in model_card(ck).items()))
+        st.markdown("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in model_card(ck).items()))
         desc = ck.meta.get("description")
         if desc:
-            st.caption(desc)
+            st.caption(md_escape(str(desc)))
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -463,7 +470,7 @@ def guard(passthrough: tuple[type[BaseException], ...] = ()):
             raise
         if torch.cuda.is_available() and isinstance(e, torch.OutOfMemoryError):
             torch.cuda.empty_cache()
-        st.error(_sentence(error_message(e)))
+        st.error(md_escape(_sentence(error_message(e))))
         st.stop()
 
 
@@ -542,7 +549,7 @@ def checkpoint_picker(label: str, key: str, default: str | None = None) -> Check
     st.file_uploader("Or upload it (.safetensors or .pt)", type=["safetensors", "pt"], key=up_key,
                      on_change=on_upload)
     if ss.get(err_key):
-        st.error(ss[err_key])
+        st.error(md_escape(ss[err_key]))
     if up is not None and ss[cur_key] == up.label:
         return up
     return CheckpointChoice(name=ss[cur_key])
@@ -575,6 +582,22 @@ def markdown_literal(pieces: Iterable[str]) -> Iterator[str]:
 
 def markdown_literal_text(text: str) -> str:
     return "".join(markdown_literal([text]))
+
+
+_MD_INLINE = set("\\`*_{}[]<>~$|&:")  # what formats inside a line (":" for :emoji: and :red[...])
+_MD_LINE_START = re.compile(r"^( *)([#>=+-]|\d+[.)])")  # headings, quotes, rules, list items
+
+
+def md_escape(text: str) -> str:
+    """A string from the user or a file (a file name, a class name in a refused pickle, a text
+    excerpt, an error message quoting them) for st.markdown, st.caption, st.error and the other
+    Markdown elements: shown exactly as it is, never as formatting. Only what would format is
+    escaped (a file name such as notes.safetensors stays searchable as typed); a line break stays one."""
+    lines = []
+    for line in str(text).split("\n"):
+        line = "".join("\\" + c if c in _MD_INLINE else c for c in line)
+        lines.append(_MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], line))
+    return "  \n".join(lines)
 
 
 def stream_text(pieces: Iterable[str]) -> str:

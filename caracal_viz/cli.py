@@ -44,8 +44,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the usage block and exit by itself
-        raise UsageError(f"{message} (see python -m caracal_viz {self.prog.split()[-1]} --help)"
-                         if " " in self.prog else f"{message} (see python -m caracal_viz --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)")  # prog: the command, or the command and its subcommand
 
 
 def _positive_int(value: str) -> int:
@@ -69,7 +68,7 @@ def _lengths(value: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m caracal_viz",
+    parser = _Parser(prog="python3 -m caracal_viz",
                      description="caracal-viz: the spectral microscope for Fourier-mixing language models")
     sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze}")
     sub.required = True

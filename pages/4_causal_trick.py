@@ -98,30 +98,37 @@ ss["ct_n"] = int(np.clip(int(ss["ct_n"]), L, 2 * L))
 st.slider("FFT size N (L = no padding, 2L = Caracal's choice)", L, 2 * L, key="ct_n")
 N = int(ss["ct_n"])
 demo = explainer.padding_demo(x, h, N)
-m1, m2, m3 = st.columns(3)
-m1.metric("Leaked energy", leak_text(demo.leak_fraction),
-          help="||FFT output − exact causal output||² / ||exact||²")
-m2.metric("Outputs that read the future", f"{int(demo.future_rows.sum())} of {L}")
-m3.metric("Smallest N with no leak", f"L + K − 1 = {demo.n_min}")
-
+# ask first, reveal after: the count (and the smallest safe N, from which it follows) stay hidden
+# until this L, K, N has been answered or the answer asked for
 with st.container(border=True):
     st.markdown(f"**Predict first.** With N = {N}, how many outputs, counting from t = 0, read a *later* "
                 "token? (Work it out from L, K and N before you look at the pictures below.)")
-    q1, q2 = st.columns([2, 1], vertical_alignment="bottom")
+    q1, q2, q3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     guess = q1.number_input("Your answer: number of outputs", min_value=0, max_value=L, step=1, key="ct_guess")
     if q2.button("Check my answer", key="ct_check"):
         ss["ct_checked"] = (L, K, N, int(guess))
+    if q3.button("Show the answer", key="ct_show"):
+        ss["ct_shown"] = (L, K, N)
+    count = explainer.future_output_count(L, K, N)
+    why = (f"The terms at positions {N}..{L + K - 2} have no room in the buffer and wrap onto outputs "
+           f"0..{L + K - 2 - N}: that is L + K − 1 − N = {count} output(s), each fed by tokens "
+           f"{N - K + 1} or more steps ahead." if count else
+           f"N = {N} ≥ L + K − 1 = {L + K - 1}: every term fits in the buffer and nothing wraps. "
+           "The padding only has to hold the kernel's tail, K − 1 zeros, not a full L.")
     if ss.get("ct_checked") == (L, K, N, int(guess)):
-        count = explainer.future_output_count(L, K, N)
-        why = (f"The terms at positions {N}..{L + K - 2} have no room in the buffer and wrap onto outputs "
-               f"0..{L + K - 2 - N}: that is L + K − 1 − N = {count} output(s), each fed by tokens "
-               f"{N - K + 1} or more steps ahead." if count else
-               f"N = {N} ≥ L + K − 1 = {L + K - 1}: every term fits in the buffer and nothing wraps. "
-               "The padding only has to hold the kernel's tail, K − 1 zeros, not a full L.")
         if int(guess) == count:
             st.success(f"Right: {count}. {why}")
         else:
             st.warning(f"Not quite: the answer is {count}. {why}")
+    elif ss.get("ct_shown") == (L, K, N):
+        st.info(f"The answer is {count}. {why}")
+revealed = ss.get("ct_shown") == (L, K, N) or (ss.get("ct_checked") or ())[:3] == (L, K, N)
+m1, m2, m3 = st.columns(3)
+m1.metric("Leaked energy", leak_text(demo.leak_fraction),
+          help="||FFT output − exact causal output||² / ||exact||²")
+m2.metric("Outputs that read the future", f"{int(demo.future_rows.sum())} of {L}" if revealed else "answer first",
+          help=None if revealed else "Shown once you have checked your answer above (or asked for it)")
+m3.metric("Smallest N with no leak", f"L + K − 1 = {demo.n_min}" if revealed else "answer first")
 
 ui.show_figure(xf.wraparound_figure(demo), key="ct_fig_wrap", file_name="causal_trick_wraparound")
 st.caption("Each bar is one coefficient of the full product x(z)·h(z) (the linear convolution). Green: kept "
@@ -190,7 +197,7 @@ st.divider()
 st.header("Your checkpoint")
 with ui.guard():
     ck = ui.current_checkpoint()
-st.markdown(f"**{ck.name}**: {ui.model_card(ck)['mixer']}. First its learned kernels, before and after the "
+st.markdown(f"**{ui.md_escape(ck.name)}**: {ui.model_card(ck)['mixer']}. First its learned kernels, before and after the "
             "causal mask; then the proof by perturbation that no output reads a later token.")
 
 st.subheader("Impulse responses before and after the causal mask")

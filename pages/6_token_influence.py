@@ -81,7 +81,8 @@ ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
 top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
 st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
            "outlined byte is the last one the prediction may read). Strongest: "
-           + ", ".join(f"'{shown[j]}' at {j} ({row[j]:.3g}{', in the future' if j > position else ''})" for j in top)
+           + ui.md_escape(", ".join(f"'{shown[j]}' at {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
+                                    for j in top))
            + ".")
 ui.download_csv("This prediction's row (CSV)",
                 lambda: ui.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,

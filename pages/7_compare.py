@@ -42,7 +42,7 @@ def side_by_side(draw) -> None:
 
 
 def card(side, ck):
-    st.markdown(f"#### {side}: {ui.stem(ck)}")
+    st.markdown(f"#### {side}: {ui.md_escape(ui.stem(ck))}")
     c = ui.model_card(ck)
     st.markdown(" · ".join(f"**{k}** {c[k]}" for k in ("mixer", "layers", "heads", "parameters", "val bits/byte")))
 
@@ -90,9 +90,9 @@ st.subheader("Head by head: B minus A")
 try:
     cmp = ui.analysis(compare.compare_checkpoints, ck_a, ck_b, passthrough=(compare.CompareError,))
 except compare.CompareError as e:
-    st.warning(f"These two cannot be compared head by head: {e}")
+    st.warning(ui.md_escape(f"These two cannot be compared head by head: {e}"))
     st.stop()
-st.markdown(cmp.summary)
+st.markdown(ui.md_escape(cmp.summary))
 d = cmp.layers[layer] if layer < len(cmp.layers) else None
 if d is None:
     st.info(f"Block {layer} has no learned filter in either checkpoint.")

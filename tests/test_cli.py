@@ -128,3 +128,18 @@ def test_report_writes_html(tmp_path, name):
     assert rc == 0 and err == "", err
     html = out.read_text(encoding="utf-8")
     assert "<html" in html.lower() and name in html
+
+
+def test_usage_errors_suggest_a_command_that_runs():
+    """Issue 13 item 11: the hint after a usage error is a command a user can paste (no doubled
+    "caracal_viz"), naming the subcommand when the error is the subcommand's; and it runs."""
+    cases = {(): "python3 -m caracal_viz --help", ("check",): "python3 -m caracal_viz check --help",
+             ("report", str(sample_path("caracal-periodic"))): "python3 -m caracal_viz report --help"}
+    runs = {args: start(*args) for args in cases}
+    for args, hint in cases.items():
+        rc, out, err = finish(runs[args])
+        assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, (args, err)
+        assert f"(see {hint})" in err, (args, err)
+        rc, out, _ = finish(subprocess.Popen([sys.executable, *hint.split()[1:]], cwd=ROOT, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True))
+        assert rc == 0 and "usage: python3 -m caracal_viz" in out

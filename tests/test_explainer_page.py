@@ -81,7 +81,12 @@ def test_causal_trick_sliders_move_the_leak_readout():
     frac, count = oracle_leak(x, h, L)
     assert frac > 0.01
     assert metric(at, "Leaked energy") == f"{100 * frac:.3g} %"
+    # ask first, reveal after (issue 13 item 7): the count and the smallest safe N wait for an answer
+    assert metric(at, "Outputs that read the future") == "answer first"
+    assert metric(at, "Smallest N with no leak") == "answer first"
+    at.button(key="ct_show").click().run()
     assert metric(at, "Outputs that read the future") == f"{count} of {L}"
+    assert any(i.value.startswith(f"The answer is {count}.") for i in at.info)
 
     n_mid = L + taps // 2
     at.slider(key="ct_n").set_value(n_mid).run()
@@ -90,9 +95,12 @@ def test_causal_trick_sliders_move_the_leak_readout():
     assert metric(at, "Leaked energy") == f"{100 * frac_mid:.3g} %"
 
     # predict, then check: the page agrees with the brute-force count
+    assert metric(at, "Outputs that read the future") == "answer first"  # a new N asks again
     at.number_input(key="ct_guess").set_value(count_mid).run()
+    assert metric(at, "Outputs that read the future") == "answer first"  # typing is not answering
     at.button(key="ct_check").click().run()
     assert any(s.value.startswith(f"Right: {count_mid}.") for s in at.success)
+    assert metric(at, "Outputs that read the future") == f"{count_mid} of {L}"
     at.number_input(key="ct_guess").set_value(count_mid + 1).run()
     at.button(key="ct_check").click().run()
     assert any(w.value.startswith(f"Not quite: the answer is {count_mid}.") for w in at.warning)
@@ -103,12 +111,14 @@ def test_causal_trick_sliders_move_the_leak_readout():
     at.slider(key="ct_n").set_value(L + taps - 1).run()
     assert oracle_leak(x, h, L + taps - 1) == (0.0, 0)
     assert metric(at, "Leaked energy") == "0 (exactly)"
+    at.button(key="ct_show").click().run()
     assert metric(at, "Outputs that read the future") == f"0 of {L}"
 
     # a preset sets the filter; a shorter filter needs less padding
     preset = next(name for name, p in explainer.PRESETS.items() if p["taps"] < taps)
     at.selectbox(key="ct_preset").set_value(preset).run()
     assert at.slider(key="ct_taps").value == explainer.PRESETS[preset]["taps"]
+    at.button(key="ct_show").click().run()
     assert metric(at, "Smallest N with no leak") == f"L + K − 1 = {L + explainer.PRESETS[preset]['taps'] - 1}"
     assert not at.exception
 
