@@ -24,6 +24,10 @@ Public API (stable; other engineers' pages import it):
 - `text_problem() -> str | None`: why the text in the sidebar is not analysed, or None.
 - `ensure_entry()`: a page's first call when it does not use page_setup: draws the sidebar (and
   the navigation) if the server ran the page without app.py (a deep link as its first request).
+- `linked(name, key, options, render, default=None)`: a page's widget for one of the app-wide
+  selections `SELECTION` ("layer", "head", "pos"): every page that shows that setting shows the
+  same value, and the value travels in the URL (`st.query_params`), so a view is a link.
+  `render(key)` draws the widget with that key. `select(name, value)` sets one (a click handler).
 - `page_setup(title, intro) -> (Checkpoint, str)`: ensure_entry(), title, a short explanation,
   a note if the sidebar text is invalid, then the checkpoint and the text to analyse; stops the
   page with `st.error` if the checkpoint cannot be loaded.
@@ -45,9 +49,11 @@ Public API (stable; other engineers' pages import it):
   rendered literally (markdown escaped); returns the raw text. `markdown_literal_text(text)`:
   the same escaping for a finished text; `md_escape(text)`: the same for any user-derived
   string (file and class names, excerpts, error messages) shown through a Markdown element.
-- `show_figure(fig, key, file_name, fmt="svg", max_height=None)`: `st.plotly_chart` at the
-  page's width, Streamlit theme, toolbar download as SVG (`toImageButtonOptions`) named
-  `file_name`; a figure taller than `max_height` scrolls in a box of that height.
+- `show_figure(fig, key, file_name, fmt="svg", max_height=None, pick=None)`: `st.plotly_chart` at
+  the page's width, Streamlit theme, toolbar download as SVG (`toImageButtonOptions`) named
+  `file_name`; a figure taller than `max_height` scrolls in a box of that height. `pick`, a
+  selection name or a tuple of them: a click on a point whose customdata holds those values
+  selects them (`select`), on every page.
 - `download_csv(label, make, file_name, key)`, `download_npz(...)`, `download_bytes(label, make,
   file_name, mime, key)`: `st.download_button`s whose data is built lazily by `make()` (a
   zero-argument callable returning bytes/str) when the user clicks.
@@ -60,7 +66,8 @@ Session state keys owned here (pages read them only through the functions above)
 "ck_current" (the chosen checkpoint's label) shown by the widget "ck_select", "ck_upload",
 "uploaded_ck", "ck_upload_error", "device", "text_draft" (the sidebar's text, maybe invalid) shown
 by the widget "text_box", "text" (the last valid text), "text_error", "text_upload",
-"text_upload_error", "_sidebar_done", "_ck_select_rendered", "_text_box_rendered", "_ck_upload_seen",
+"text_upload_error", "_sidebar_done", "_link_read", "sel_layer", "sel_head", "sel_pos" (the
+app-wide selections, see `linked`), "_ck_select_rendered", "_text_box_rendered", "_ck_upload_seen",
 "_ck_select_before", "_text_box_before";
 checkpoint_picker(key=K) owns "K_current", "K_select", "K_upload", "K_uploaded", "K_error".
 """
@@ -74,7 +81,8 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 import streamlit as st
@@ -99,6 +107,10 @@ EXAMPLE_TEXTS = {
     "caracal-periodic": "abc" * 12 + "qwertyui" * 6 + "thequickbrownfoxjump" * 3,
 }
 UPLOAD_PREFIX = "Uploaded: "
+# A link carries the sample, the selections and a text of at most this many characters once
+# percent-encoded: links of ~2,000 characters pass every browser, chat and mail client.
+URL_TEXT_MAX = 1800
+SELECTION = ("layer", "head", "pos")  # app-wide selections, each a non-negative int, in the URL
 _SIDEBAR_DONE = "_sidebar_done"  # set by sidebar(), cleared by page_setup(): once per run
 
 # Bounded caches. Models (cache_resource, shared by all sessions): a sample model is <= 8 MB of
@@ -322,7 +334,72 @@ def set_page_config() -> None:
 
 
 # ---- sidebar ----------------------------------------------------------------------------------
+def _read_link() -> None:
+    """A session's first run takes the sample, the text and the selections from the URL (a
+    shared link or a reload); a value that does not fit (unknown sample, invalid text, not a
+    non-negative integer) is ignored."""
+    ss, qp = st.session_state, st.query_params
+    if ss.get("_link_read"):
+        return
+    ss["_link_read"] = True
+    if qp.get("ck") in SAMPLE_NAMES:
+        ss["ck_current"] = qp["ck"]
+    if "text" in qp:
+        try:
+            encode_text(qp["text"])
+            ss["text_draft"] = ss["text"] = qp["text"]
+        except TextError:
+            pass
+    for name in SELECTION:
+        raw = qp.get(name, "")
+        if raw.isdigit():
+            ss[f"sel_{name}"] = int(raw)
+
+
+def link_params() -> dict[str, str]:
+    """What the URL should hold now: the sample (not an upload: a link cannot carry a file), the
+    text if it fits (URL_TEXT_MAX) and the selections made so far."""
+    ss = st.session_state
+    out = {}
+    if _current_choice().data is None:
+        out["ck"] = _current_choice().name
+    text = current_text()
+    if len(quote(text, safe="")) <= URL_TEXT_MAX:
+        out["text"] = text
+    out.update({name: str(ss[f"sel_{name}"]) for name in SELECTION if f"sel_{name}" in ss})
+    return out
+
+
+def _write_link() -> None:
+    want = link_params()
+    if st.query_params.to_dict() != want:
+        st.query_params.from_dict(want)
+
+
+def select(name: str, value: int) -> None:
+    """Make `value` the app-wide selection `name` (one of SELECTION), on every page and in the URL."""
+    st.session_state[f"sel_{name}"] = int(value)
+    st.query_params[name] = str(int(value))
+
+
+def linked(name: str, key: str, options: Sequence, render: Callable[[str], object], default=None):
+    """A page's widget (drawn by `render(key)`) for the app-wide selection `name`: it shows the
+    selection if `options` hold it (else `default`, else the first option), and a change the user
+    makes becomes the selection on every page and in the URL. Returns the widget's value."""
+    ss = st.session_state
+    state, options = f"sel_{name}", list(options)
+    fallback = default if default in options else options[0]
+    if ss.get(state) not in options:
+        ss[state] = fallback
+    _mirror(key, state, lambda v: ss.__setitem__(state, v) if v in options else None)
+    value = render(key)
+    if st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
+    return value
+
+
 def _init_state() -> None:
+    _read_link()
     ss = st.session_state
     ss.setdefault("ck_current", DEFAULT_SAMPLE)
     ss.setdefault("device", "auto")
@@ -396,6 +473,11 @@ def sidebar() -> None:
                      on_change=_on_text_upload, max_upload_size=1)
     if ss.get("text_upload_error"):
         sb.error(md_escape(ss["text_upload_error"]))
+    _write_link()
+    link = link_params()
+    left_out = ([] if "ck" in link else ["an uploaded checkpoint"]) + ([] if "text" in link else ["a text this long"])
+    if left_out:
+        sb.caption(f"The address bar links to this view, except {' and '.join(left_out)}: a link cannot carry it.")
 
     try:
         ck = current_checkpoint()
@@ -626,13 +708,33 @@ def plotly_config(file_name: str, fmt: str = "svg") -> dict:
             "toImageButtonOptions": {"format": fmt, "filename": file_name, "scale": 2}}
 
 
-def show_figure(fig, key: str, file_name: str, fmt: str = "svg", max_height: int | None = None) -> None:
+def _on_pick(key: str, names: tuple[str, ...]) -> None:
+    """A click on a figure shown with `pick`: the first clicked point whose customdata holds the
+    selections' values selects them (heatmaps return no points: figures put a scatter over them)."""
+    event = st.session_state.get(key)
+    for point in (event.selection.points if event else []):
+        data = point.get("customdata")
+        values = data if isinstance(data, (list, tuple)) else [data]
+        if len(values) >= len(names) and all(isinstance(v, (int, float)) for v in values[:len(names)]):
+            for name, v in zip(names, values):
+                select(name, int(v))
+            return
+
+
+def show_figure(fig, key: str, file_name: str, fmt: str = "svg", max_height: int | None = None,
+                pick: str | tuple[str, ...] | None = None) -> None:
     """A Plotly figure at the page's width, in the app's theme, with a toolbar image download.
-    A figure taller than `max_height` pixels scrolls inside a box of that height."""
+    A figure taller than `max_height` pixels scrolls inside a box of that height. With `pick`
+    (a selection name or a tuple of them), clicking a point selects the values in its customdata."""
     height = fig.layout.height
     box = st.container(height=max_height) if max_height and height and height > max_height else contextlib.nullcontext()
+    events = {}
+    if pick:
+        names = (pick,) if isinstance(pick, str) else tuple(pick)
+        events = dict(on_select=lambda: _on_pick(key, names), selection_mode="points")
     with box:
-        st.plotly_chart(fig, width="stretch", theme="streamlit", key=key, config=plotly_config(file_name, fmt))
+        st.plotly_chart(fig, width="stretch", theme="streamlit", key=key, config=plotly_config(file_name, fmt),
+                        **events)
 
 
 def csv_bytes(columns: dict[str, np.ndarray | list]) -> bytes:

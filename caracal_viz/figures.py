@@ -522,6 +522,20 @@ def energy_gain_figure(rep) -> go.Figure:
 
 
 # ---- text views: loss, top-k, influence strip ----------------------------------------------------
+def add_pick_layer(fig: go.Figure, x, y, values, hover: Sequence[str] | None = None, **trace) -> go.Figure:
+    """Make positions of a figure clickable: an invisible scatter point at each (x, y) carrying
+    `values` (a position, or a row of several) as customdata and `hover` as its hover text.
+    Heatmaps report no points to a click (st.plotly_chart's on_select), scatter points do; the
+    heatmap under it should skip its own hover so the point's is the one shown. The points are
+    small so that the nearest one, not the first of several overlapping, takes a click."""
+    fig.add_scatter(x=np.asarray(x), y=np.asarray(y), customdata=np.asarray(values), mode="markers",
+                    marker=dict(size=4, color="rgba(0,0,0,0)"), showlegend=False,
+                    name="pick", hovertemplate="%{text}<extra></extra>" if hover is not None else None,
+                    text=hover, hoverinfo=None if hover is not None else "skip", **trace)
+    return fig
+
+
+
 def _text_grid(labels: Sequence[str], width: int = TEXT_WIDTH) -> tuple[np.ndarray, np.ndarray]:
     """Lay tokens out like text: a new line after a newline byte or `width` tokens.
     Returns (row, col) of each token."""
@@ -549,9 +563,9 @@ def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str
     rows_px = max(90, 30 * R)
     fig = go.Figure(go.Heatmap(
         z=_round(z, 4), text=text, texttemplate="%{text}", textfont=dict(size=13, family="monospace"),
-        customdata=tips, hovertemplate="%{customdata}<extra></extra>", colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
-        xgap=1, ygap=1, hoverongaps=False,
+        hoverinfo="skip", colorscale=MAGNITUDE, zmin=zmin, zmax=zmax, xgap=1, ygap=1,
         colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=rows_px, thickness=14)))
+    add_pick_layer(fig, cols, rows, np.arange(len(labels)), list(hover))
     for i in marked:
         fig.add_shape(type="rect", x0=cols[i] - 0.5, x1=cols[i] + 0.5, y0=rows[i] - 0.5, y1=rows[i] + 0.5,
                       line=dict(color=FUTURE, width=3))
@@ -699,9 +713,16 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
                                colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖", side="right")), **cells))
     fig.add_scatter(x=[-0.5, L - 0.5], y=[-0.5, L - 0.5], mode="lines", showlegend=False, hoverinfo="skip",
                     line=dict(color=FUTURE, width=1.5, dash="dot"))
-    fig.update_xaxes(title_text="input byte j (position)", range=[-0.5, L - 0.5], **_token_ticks(m.labels))
+    # a click on the diagonal selects that row's prediction (heatmap cells report no clicks)
+    rows = _block_centres(L, f) if f > 1 else np.arange(L)
+    add_pick_layer(fig, rows, rows, np.rint(rows).astype(int),
+                   [f"prediction after byte {int(round(r))}: click to select it" for r in rows])
+    # spikes: hovering a cell marks its row and column down to the byte labels on the axes
+    spikes = dict(showspikes=True, spikemode="across", spikesnap="cursor", spikethickness=1, spikedash="solid",
+                  spikecolor="#888888")
+    fig.update_xaxes(title_text="input byte j (position)", range=[-0.5, L - 0.5], **_token_ticks(m.labels), **spikes)
     fig.update_yaxes(title_text="prediction made after byte i (of byte i+1)", range=[L - 0.5, -0.5],
-                     **_token_ticks(m.labels))
+                     **_token_ticks(m.labels), **spikes)
     where = "the input embeddings" if m.layer is None else f"the residual stream entering block {m.layer}"
     sub = f"gradient of each prediction w.r.t. {where}<br>{influence_verdict(m.upper_max, m.scale, '<br>')}"
     if f > 1:

@@ -38,14 +38,16 @@ if not view.causal:
     st.warning("This model is not causal: its prediction for a byte can read that byte and the ones after "
                "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
-ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=640)
+ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=640,
+               pick="pos")
 st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
-           "predict it from, so it stays uncoloured.")
+           "predict it from, so it stays uncoloured. Click a byte to select its position on every page.")
 
 st.subheader("What the model expected at one position")
 n = len(view.ids)
-pos = st.slider("Position (the prediction made after reading bytes 0..i)", 0, n - 1, max(0, min(n - 2, n // 2)),
-                key="ov_pos") if n > 1 else 0
+pos = ui.linked("pos", "ov_pos", range(n), lambda k: st.slider(
+    "Position (the prediction made after reading bytes 0..i)", 0, n - 1, key=k), default=max(0, min(n - 2, n // 2))) \
+    if n > 1 else 0
 ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ui.stem(ck)}_top{TOP_K}_pos{pos}")
 
 

@@ -22,9 +22,11 @@ if not layers:
     st.stop()
 
 c1, c2 = st.columns(2)
-layer = c1.selectbox("Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key="sf_layer")
+layer = ui.linked("layer", "sf_layer", layers, lambda k: c1.selectbox(
+    "Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key=k))
 f = lf[layer]
-head = c2.selectbox("Head", list(range(f.magnitude_db.shape[0])), format_func=lambda h: f"head {h}", key="sf_head")
+heads = list(range(f.magnitude_db.shape[0]))
+head = ui.linked("head", "sf_head", heads, lambda k: c2.selectbox("Head", heads, format_func=lambda h: f"head {h}", key=k))
 
 st.subheader(f"Block {layer}: every head's filter")
 ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}"),

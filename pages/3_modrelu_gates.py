@@ -34,7 +34,8 @@ ui.show_figure(figures.gate_summary_figure(report), key="gt_summary", file_name=
 st.caption("Per block and head: the fraction of open gates, and the text's energy out of the gates as a "
            "fraction of the energy in. It can exceed 100%: where the bias b is positive, modReLU amplifies.")
 
-layer = st.selectbox("Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key="gt_layer")
+layer = ui.linked("layer", "gt_layer", layers, lambda k: st.selectbox(
+    "Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key=k))
 g = report[layer]
 st.subheader(f"Block {layer}: gates by head and frequency")
 ui.show_figure(figures.gate_map_figure(g), key="gt_map", file_name=f"{ui.stem(ck)}_gates_block{layer}")

@@ -42,7 +42,7 @@ if L < 2:
     st.info("The text has a single byte: there is no prediction to explain. Type a longer text in the sidebar.")
     st.stop()
 
-ui.show_figure(figures.influence_figure(imap), key="ti_fig_map", file_name="token_influence_map")
+ui.show_figure(figures.influence_figure(imap), key="ti_fig_map", file_name="token_influence_map", pick="pos")
 pooled = figures.pool_factor(L)
 st.caption(f"Colour is logarithmic over {figures.LOG_DECADES:.0f} decades below the map's largest value; anything "
            "smaller shows as the darkest colour. "
@@ -70,14 +70,12 @@ with c2:
 # ---- one prediction -------------------------------------------------------------------------------
 st.subheader("One prediction")
 shown = [s if s != " " else "␣" for s in labels]
-ss = st.session_state
-if not isinstance(ss.get("ti_pos"), int) or not 0 <= ss["ti_pos"] <= L - 2:
-    ss["ti_pos"] = (L - 1) // 2
-position = st.select_slider("Prediction after byte", list(range(L - 1)), key="ti_pos",
-                            format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'")
+position = ui.linked("pos", "ti_pos", range(L - 1), lambda k: st.select_slider(
+    "Prediction after byte", list(range(L - 1)), key=k, format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'"),
+    default=(L - 1) // 2)
 row = imap.values[position]
 ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
-               file_name=f"token_influence_row{position}")
+               file_name=f"token_influence_row{position}", pick="pos")
 top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
 st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
            "outlined byte is the last one the prediction may read). Strongest: "
@@ -101,7 +99,8 @@ mixers = [i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) != "sw
 if not mixers:
     st.info("This checkpoint has no Fourier mixer blocks (only attention): there is no mixing matrix to show.")
     st.stop()
-mix_layer = st.selectbox("Layer", mixers, key="ti_mix_layer", format_func=lambda i: f"layer {i}")
+mix_layer = ui.linked("layer", "ti_mix_layer", mixers, lambda k: st.selectbox(
+    "Layer", mixers, key=k, format_func=lambda i: f"layer {i}"))
 m = ui.analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
 ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
                file_name=f"mixing_layer{mix_layer}")
