@@ -1,4 +1,4 @@
-"""The command line: `python -m caracal_viz check|report|analyze`.
+"""The command line: `python -m caracal_viz check|report|analyze|attribute`.
 
   check CKPT [--text-file F] [--json] [--lengths 16,512] [--trials 3] [--seed 0] [--device D]
       the causality certificate and the Parseval check; exit 0 when causal, 1 when it leaks
@@ -6,6 +6,9 @@
       one self-contained offline HTML report (caracal_viz.report.write_report)
   analyze CKPT --text-file F --out DIR [--device D]
       every analysis array as DIR/analysis.npz plus DIR/summary.json
+  attribute CKPT --text-file F --position I [--methods grad_norm,occlusion,...] [--json] [--out F.npz]
+      attribution methods side by side for the prediction after byte I, with deletion/insertion
+      curves, AOPC and rank correlations (caracal_viz.attribution.attribute)
 
 Exit codes: 0 success (check: the checkpoint is causal), 1 check found a leak (or NaN/Inf),
 2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure.
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .attribution import (DEFAULT_BASELINE_BYTE, METHOD_NAMES, METHODS, AttributionReport, attribute, check_methods,
+                          order_of)
 from .causality import CausalityReport, causality_report
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .compare import CompareError
@@ -67,10 +72,37 @@ def _lengths(value: str) -> list[int]:
     return out
 
 
+def _nonnegative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a byte position (an integer >= 0), got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a byte position (an integer >= 0), got {value!r}")
+    return n
+
+
+def _methods(value: str) -> tuple[str, ...]:
+    try:
+        return check_methods([v.strip() for v in value.split(",") if v.strip()])
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _byte(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 255:
+        raise argparse.ArgumentTypeError(f"expected a byte value 0..255 (such as 32 or 0x20), got {value!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python3 -m caracal_viz",
                      description="caracal-viz: the spectral microscope for Fourier-mixing language models")
-    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze}")
+    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute}")
     sub.required = True
 
     def common(p: argparse.ArgumentParser, text_required: bool) -> None:
@@ -93,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser("analyze", help="write every analysis array (.npz) and a JSON summary")
     common(analyze, text_required=True)
     analyze.add_argument("--out", required=True, help="the folder to write analysis.npz and summary.json to")
+
+    attr = sub.add_parser("attribute", help="attribution methods and their faithfulness for one prediction")
+    common(attr, text_required=True)
+    attr.add_argument("--position", type=_nonnegative_int, required=True,
+                      help="explain the prediction made after this byte (0 .. text bytes - 2)")
+    attr.add_argument("--methods", type=_methods, default=None,
+                      help=f"comma-separated, from {','.join(METHODS)} (default: all)")
+    attr.add_argument("--baseline-byte", type=_byte, default=DEFAULT_BASELINE_BYTE,
+                      help="the byte put in by occlusion, the curves and the IG baseline (0..255; default 32, a space)")
+    attr.add_argument("--json", action="store_true", help="print every score, curve and AOPC as JSON")
+    attr.add_argument("--out", default=None, help="also write every array to this .npz file")
     return parser
 
 
@@ -101,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         ck = _load(args.checkpoint, args.device)
-        return {"check": _check, "report": _report, "analyze": _analyze}[args.command](ck, args)
+        return {"check": _check, "report": _report, "analyze": _analyze,
+                "attribute": _attribute}[args.command](ck, args)
     except (UsageError, CheckpointError, TextError, CompareError, ValueError) as e:
         return _fail(str(e), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
@@ -255,6 +299,58 @@ def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
     } for i in range(ck.config.n_layers)]
     summary["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
     return arrays, summary
+
+
+# ---- attribute --------------------------------------------------------------------------------
+def _attribute(ck: Checkpoint, args) -> int:
+    text = _read_text(args.text_file)
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
+    rep = attribute(ck, text, args.position, args.methods, baseline_byte=args.baseline_byte)
+    if out is not None:
+        try:
+            np.savez(out, **rep.arrays())
+        except OSError as e:
+            raise UsageError(f"cannot write {args.out!r}: {e.strerror}") from None
+    if args.json:
+        print(json.dumps(_jsonable(attribution_summary(ck, rep)), indent=2, allow_nan=False))
+    else:
+        print(_attribution_text(ck, rep))
+    return EXIT_OK
+
+
+def attribution_summary(ck: Checkpoint, rep: AttributionReport) -> dict:
+    """The JSON-ready result of `attribute`: every score, curve, AOPC and the rank correlations."""
+    return {
+        "checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "causal": rep.causal,
+        "text_bytes": int(rep.ids.size), "position": rep.position, "target": rep.target,
+        "target_label": rep.labels[rep.position + 1], "baseline_byte": rep.baseline_byte,
+        "logp": rep.logp, "logp_baseline": rep.logp_baseline, "normalisation": rep.normalisation,
+        "methods": {n: {"unit": a.unit, "signed": a.signed, "absolute": a.absolute, "normalised": a.normalised,
+                        "future_max": a.future_max, "scale": a.scale, "future_rel": a.future_rel,
+                        "delta": a.delta, "steps": a.steps} for n, a in rep.methods.items()},
+        "ks": rep.ks, "deletion": rep.deletion, "insertion": rep.insertion,
+        "aopc_deletion": rep.aopc_deletion, "aopc_insertion": rep.aopc_insertion,
+        "correlation": {"methods": list(rep.methods), "over": rep.correlation_over, "spearman": rep.correlation},
+        "seconds": rep.seconds,
+    }
+
+
+def _attribution_text(ck: Checkpoint, rep: AttributionReport) -> str:
+    lab = rep.labels
+    lines = [f"{ck.name} on {ck.device}: the prediction after byte {rep.position} ({lab[rep.position]!r}) of "
+             f"{lab[rep.position + 1]!r}: log p {rep.logp:.4f} nats (baseline text of byte {rep.baseline_byte}: "
+             f"{rep.logp_baseline:.4f})"]
+    for n, a in rep.methods.items():
+        top = order_of(a.ranking)[:5].tolist()
+        lines.append(f"  {METHOD_NAMES[n]:<24} top: " + ", ".join(f"{j} {lab[j]!r} {a.signed[j]:.3g}" for j in top)
+                     + f"; after the prediction max {a.future_max:.2g} ({a.future_rel:.2g} of the scale)"
+                     + ("" if a.delta is None else f"; IG delta {a.delta:.2g} ({a.steps} steps)"))
+    lines.append(f"  {'method':<24} {'deletion AOPC':>14} {'insertion AOPC':>15}  (nats; higher is more faithful)")
+    for n in rep.deletion:
+        lines.append(f"  {METHOD_NAMES[n]:<24} {rep.aopc_deletion[n]:>14.4f} {rep.aopc_insertion[n]:>15.4f}")
+    return "\n".join(lines)
 
 
 def _arrays_of(prefix: str, rec) -> dict[str, np.ndarray]:

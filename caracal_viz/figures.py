@@ -550,8 +550,10 @@ def _text_grid(labels: Sequence[str], width: int = TEXT_WIDTH) -> tuple[np.ndarr
 
 
 def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str], colourbar: str,
-                  zmin: float | None = None, zmax: float | None = None, marked: Sequence[int] = ()) -> go.Figure:
-    """Tokens as cells of a text-shaped grid coloured by values (L,) (NaN: uncoloured)."""
+                  zmin: float | None = None, zmax: float | None = None, marked: Sequence[int] = (),
+                  signed: bool = False) -> go.Figure:
+    """Tokens as cells of a text-shaped grid coloured by values (L,) (NaN: uncoloured); `signed`:
+    a diverging scale centred at 0 (red positive, blue negative)."""
     rows, cols = _text_grid(labels)
     R, W = int(rows.max()) + 1, int(cols.max()) + 1
     z = np.full((R, W), np.nan)
@@ -563,7 +565,8 @@ def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str
     rows_px = max(90, 30 * R)
     fig = go.Figure(go.Heatmap(
         z=_round(z, 4), text=text, texttemplate="%{text}", textfont=dict(size=13, family="monospace"),
-        hoverinfo="skip", colorscale=MAGNITUDE, zmin=zmin, zmax=zmax, xgap=1, ygap=1,
+        hoverinfo="skip", colorscale=SIGNED if signed else MAGNITUDE, reversescale=signed,
+        zmid=0.0 if signed else None, zmin=zmin, zmax=zmax, xgap=1, ygap=1,
         colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=rows_px, thickness=14)))
     add_pick_layer(fig, cols, rows, np.arange(len(labels)), list(hover))
     for i in marked:
@@ -842,3 +845,63 @@ def compare_figure(d, name_a: str, name_b: str) -> go.Figure:
     fig.update_xaxes(title_text="frequency f (cycles/token)")
     return _layout(fig, f"Filter difference: {esc(name_b)} − {esc(name_a)}", 180 + 40 * H,
                    f"{int(np.sum(d.n_changed))} gate(s) changed state (red: louder in b, blue: quieter)")
+
+
+# ---- attribution methods (caracal_viz.attribution) ----------------------------------------------
+def attribution_strip_figure(rep, method: str) -> go.Figure:
+    """One method's scores for one prediction (`attribution.AttributionReport`) over the text, in
+    the byte view of `influence_strip_figure`: signed methods on a diverging scale centred at 0
+    (red: the byte raises log p of the target), the gradient norm and the linear path by their
+    magnitude; the predicting position outlined. The subtitle gives the unit, the largest score
+    after the prediction (measured, nothing masked) and, for integrated gradients, Captum's
+    convergence delta."""
+    from .attribution import METHOD_NAMES, UNSIGNED
+
+    a = rep.methods[method]
+    signed = method not in UNSIGNED
+    values = a.signed if signed else a.absolute
+    top = float(np.max(np.abs(values))) or 1.0
+    hover = [f"byte {j}: {show_label(rep.labels[j])}<br>{'score' if signed else 'magnitude'} {values[j]:.3g} "
+             f"({a.unit})<br>share of the row {a.normalised[j]:.1%}" for j in range(len(rep.labels))]
+    fig = _text_heatmap(rep.labels, values, hover, "score" if signed else "magnitude",
+                        zmin=-top if signed else 0.0, zmax=top, marked=[rep.position], signed=signed)
+    rel = a.future_rel
+    future = (f"after the prediction: max {a.future_max:.2g} ({rel:.2g} of the largest earlier score)"
+              + (", rounding" if rel < 1e-6 else ", READS THE FUTURE"))
+    sub = f"{a.unit}; {future}"
+    if a.delta is not None:
+        sub += (f"; completeness: sum {np.sum(a.signed):.4g} vs f(x) − f(baseline) "
+                f"{rep.logp - rep.logp_baseline:.4g}, Captum's delta {a.delta:.2g} ({a.steps} steps)")
+    return _layout(fig, f"{METHOD_NAMES[method].capitalize()}: prediction after byte {rep.position}",
+                   fig.layout.height, sub, bottom=20)
+
+
+def faithfulness_figure(rep) -> go.Figure:
+    """Deletion (solid) and insertion (dashed) curves of every method and of the random-order
+    baseline (grey, the mean of its orders) for one prediction (`attribution.AttributionReport`):
+    log p of the target byte against the number of bytes replaced by (deletion) or restored from
+    (insertion) the baseline byte. The k axis is drawn at even spacing (the curve's points grow
+    by about sqrt(2) each), labelled with k."""
+    from .attribution import METHOD_NAMES
+
+    ks = np.asarray(rep.ks)
+    x = np.arange(ks.size)
+    fig = go.Figure()
+    for m, name in enumerate(rep.deletion):
+        colour = "#888888" if name == "random" else HEADS[m % len(HEADS)]
+        label = METHOD_NAMES[name]
+        for curve, dash, what, aopc in ((rep.deletion, "solid", "deletion", rep.aopc_deletion),
+                                        (rep.insertion, "dash", "insertion", rep.aopc_insertion)):
+            fig.add_scatter(x=x, y=curve[name], customdata=ks, mode="lines+markers", name=f"{label}, {what}",
+                            legendgroup=name, line=dict(color=colour, dash=dash, width=2), marker=dict(size=4),
+                            hovertemplate=f"{esc(label)}, {what}<br>%{{customdata}} bytes {'removed' if what == 'deletion' else 'restored'}"
+                                          f"<br>log p = %{{y:.3f}}<br>AOPC {aopc[name]:.3f} nats<extra></extra>")
+    step = max(1, ks.size // 12)
+    fig.update_xaxes(title_text="bytes replaced (deletion) or restored (insertion), most important first",
+                     tickmode="array", tickvals=x[::step].tolist(), ticktext=[str(k) for k in ks[::step]])
+    fig.update_yaxes(title_text="log p(target byte) (nats)")
+    sub = (f"target {show_label(rep.labels[rep.position + 1])} after byte {rep.position}; baseline byte "
+           f"{show_label(rep.baseline_label)}: "
+           f"log p {rep.logp:.3f} on the text, {rep.logp_baseline:.3f} on the baseline text. "
+           "A faithful method's deletion curve falls fastest and its insertion curve rises fastest")
+    return _layout(fig, "Deletion and insertion curves", 460, sub)

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, influence, spectral
+from caracal_viz import attribution, figures, influence, spectral
 
 # A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
 MAX_CSV_ENTRIES = 4 * 1024 * 1024
@@ -86,6 +86,62 @@ ui.download_csv("This prediction's row (CSV)",
                 lambda: ui.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,
                                       "influence": row}),
                 f"token_influence_row{position}.csv", key="ti_dl_row")
+
+# ---- attribution methods side by side (caracal_viz.attribution) ----------------------------------
+st.subheader("Methods")
+st.markdown(
+    "The gradient is one way to ask which bytes a prediction depends on. Below, the same prediction by several "
+    "methods: the gradient's size, gradient × input, integrated gradients (Captum; from a text of baseline bytes), "
+    "occlusion (each byte replaced by the baseline byte, the exact change in log p) and, for an MHF first block, "
+    "that block's exact linear path (its mixing kernel's weights). Which to trust? Deleting a faithful method's "
+    "top bytes makes log p fall fastest, and restoring them onto a baseline text makes it rise fastest: the "
+    "curves and their areas (AOPC, in nats) below, against bytes taken in random order.")
+m1, m2 = st.columns([3, 1])
+with m1:
+    chosen = st.multiselect("Methods", attribution.METHODS, default=list(attribution.METHODS), key="ti_methods",
+                            format_func=attribution.METHOD_NAMES.get)
+with m2:
+    baseline = st.selectbox("Baseline byte", [0x20, 0x00, ord("e"), ord("\n")], key="ti_baseline",
+                            format_func=lambda b: f"{b:#04x} ({figures.show_label(ck.tokenizer.label(b))})")
+if not chosen:
+    st.info("Choose at least one method.")
+else:
+    rep = ui.analysis(attribution.attribute, ck, text, position, tuple(chosen), baseline_byte=baseline,
+                      spinner=f"Attributing the prediction after byte {position} by {len(chosen)} method(s)...")
+    if "linear_path" in chosen and "linear_path" not in rep.methods:
+        st.caption("No linear path: block 0 is not an MHF mixer, so its mixing is not one fixed kernel.")
+    for name in rep.methods:
+        ui.show_figure(figures.attribution_strip_figure(rep, name), key=f"ti_fig_attr_{name}",
+                       file_name=f"attribution_{name}_pos{position}")
+    st.caption(f"Normalisation: {rep.normalisation} (the hover's share). Red raises log p of the target, blue "
+               "lowers it; the gradient norm and the linear path have no sign. The subtitles give the largest score "
+               "after the prediction, measured.")
+    ui.show_figure(figures.faithfulness_figure(rep), key="ti_fig_faith", file_name=f"faithfulness_pos{position}")
+    st.dataframe(rep.aopc_rows(), hide_index=True, key="ti_aopc")
+    names = list(rep.methods)
+    st.caption(f"AOPC: the mean log-p change over the curve's points (deletion: f(x) − f(edited); insertion: "
+               f"f(edited) − f(baseline text)); higher is more faithful. The random row averages "
+               f"{rep.random_deletion.shape[0]} random orders. Rank correlation (Spearman) of the methods' "
+               f"absolute scores over {rep.correlation_over}:")
+    st.dataframe({"method": [attribution.METHOD_NAMES[n] for n in names],
+                  **{attribution.METHOD_NAMES[n]: rep.correlation[:, k] for k, n in enumerate(names)}},
+                 hide_index=True, key="ti_rank_corr")
+    d1, d2, d3 = st.columns(3)
+    with d1:
+        ui.download_npz("Every attribution array (NPZ)", lambda: ui.npz_bytes(**rep.arrays()),
+                        f"attribution_pos{position}.npz", key="ti_dl_attr_npz")
+    with d2:
+        ui.download_csv("Scores per byte (CSV)",
+                        lambda: ui.csv_bytes({"input_position": np.arange(len(rep.ids)), "byte": rep.ids,
+                                              "label": rep.labels,
+                                              **{f"{n}_{f}": getattr(a, f) for n, a in rep.methods.items()
+                                                 for f in ("signed", "absolute", "normalised")}}),
+                        f"attribution_pos{position}.csv", key="ti_dl_attr_csv")
+    with d3:
+        ui.download_csv("Deletion and insertion curves (CSV)",
+                        lambda: ui.csv_bytes({"k": rep.ks, **{f"deletion_{n}": c for n, c in rep.deletion.items()},
+                                              **{f"insertion_{n}": c for n, c in rep.insertion.items()}}),
+                        f"faithfulness_pos{position}.csv", key="ti_dl_curves_csv")
 
 # ---- per-head mixing ------------------------------------------------------------------------------
 st.subheader("Mixing matrices per layer and head")
