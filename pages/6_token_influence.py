@@ -112,7 +112,7 @@ else:
         st.caption("No linear path: block 0 is not an MHF mixer, so its mixing is not one fixed kernel.")
     for name in rep.methods:
         ui.show_figure(figures.attribution_strip_figure(rep, name), key=f"ti_fig_attr_{name}",
-                       file_name=f"attribution_{name}_pos{position}")
+                       file_name=f"attribution_{name}_pos{position}", pick="pos")
     st.caption(f"Normalisation: {rep.normalisation} (the hover's share). Red raises log p of the target, blue "
                "lowers it; the gradient norm and the linear path have no sign. The subtitles give the largest score "
                "after the prediction, measured.")
