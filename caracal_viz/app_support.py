@@ -344,6 +344,7 @@ def _read_link() -> None:
     ss["_link_read"] = True
     if qp.get("ck") in SAMPLE_NAMES:
         ss["ck_current"] = qp["ck"]
+        ss["text_draft"] = ss["text"] = example_text(qp["ck"])  # the sample's own example, unless the link has a text
     if "text" in qp:
         try:
             encode_text(qp["text"])
@@ -714,6 +715,8 @@ def _on_pick(key: str, names: tuple[str, ...]) -> None:
     event = st.session_state.get(key)
     for point in (event.selection.points if event else []):
         data = point.get("customdata")
+        if isinstance(data, dict):  # a row of a 2-D customdata array arrives as {"0": ..., "1": ...}
+            data = [data.get(str(i)) for i in range(len(data))]
         values = data if isinstance(data, (list, tuple)) else [data]
         if len(values) >= len(names) and all(isinstance(v, (int, float)) for v in values[:len(names)]):
             for name, v in zip(names, values):

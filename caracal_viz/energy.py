@@ -76,6 +76,75 @@ class ParsevalReport:
     ok: bool
 
 
+# Where the energy sits, in bands of period 1/f (tokens): band 0 is f = 0 alone (the mean over
+# the text, usually most of the energy); band i > 0 holds the bins with
+# BAND_EDGES[i - 1] < f <= BAND_EDGES[i].
+BAND_EDGES = (0.0, 1 / 64, 1 / 16, 1 / 4, 0.5)
+BAND_NAMES = ("f = 0 (the mean)", "periods over 64 tokens", "16 to 64 tokens", "4 to 16 tokens", "2 to 4 tokens")
+GAIN_KEEP_DB = 1.0
+"""A head whose output energy is within this many dB of its input energy keeps it; above it
+amplifies, below it attenuates."""
+
+
+@dataclass
+class EnergyBands:
+    """Where each head's energy goes, by band of period (`energy_bands`); one row per (block, head).
+
+    edges:           (B,) band edges in cycles/token (band 0: f = 0; band i: edges[i-1] < f <= edges[i]);
+    names:           (B,) the bands by period.
+    rows:            R (block, head) pairs.
+    input_fraction:  (R, B) share of the head's FFT input energy in each band (a row sums to 1).
+    output_fraction: (R, B) the same for its output.
+    band_gain_db:    (R, B) 10 log10 (output energy / input energy) within the band (NaN: no input).
+    gain_db:         (R,) 10 log10 of the head's whole energy gain.
+    verdict:         (R,) "amplifies", "attenuates" or "keeps" (|gain_db| <= keep_db), "n/a" for NaN.
+    keep_db:         the threshold.
+    """
+
+    edges: np.ndarray
+    names: tuple[str, ...]
+    rows: list[tuple[int, int]]
+    input_fraction: np.ndarray
+    output_fraction: np.ndarray
+    band_gain_db: np.ndarray
+    gain_db: np.ndarray
+    verdict: list[str]
+    keep_db: float
+
+
+def _db(ratio: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10 * np.log10(ratio)
+
+
+def energy_bands(rep: ParsevalReport, edges: tuple[float, ...] = BAND_EDGES, names: tuple[str, ...] = BAND_NAMES,
+                 keep_db: float = GAIN_KEEP_DB) -> EnergyBands:
+    """Sum each head's energy spectral densities (`ParsevalReport`) over bands of frequency:
+    the share of its input and output energy in each band, the gain within each band and over
+    all, and whether the head amplifies, attenuates or keeps its energy."""
+    rows, e_in, e_out = [], [], []
+    for i, e in enumerate(rep.layers):
+        if e is None:
+            continue
+        band = np.where(e.freqs == 0, 0, np.clip(np.searchsorted(np.asarray(edges), e.freqs, side="left"),
+                                                  1, len(edges) - 1))
+        onehot = np.eye(len(edges))[band]  # (F, B)
+        e_in.append(e.esd_input @ onehot)
+        e_out.append(e.esd_output @ onehot)
+        rows += [(i, h) for h in range(e.esd_input.shape[0])]
+    B = len(edges)
+    e_in = np.concatenate(e_in) if e_in else np.zeros((0, B))
+    e_out = np.concatenate(e_out) if e_out else np.zeros((0, B))
+    tot_in, tot_out = e_in.sum(axis=1, keepdims=True), e_out.sum(axis=1, keepdims=True)
+    gain_db = _db(_gain(tot_out[:, 0], tot_in[:, 0]))
+    verdict = ["n/a" if not np.isfinite(g) else "keeps" if abs(g) <= keep_db else
+               "amplifies" if g > 0 else "attenuates" for g in gain_db]
+    return EnergyBands(edges=np.asarray(edges, dtype=np.float64), names=tuple(names), rows=rows,
+                       input_fraction=_gain(e_in, np.broadcast_to(tot_in, e_in.shape)),
+                       output_fraction=_gain(e_out, np.broadcast_to(tot_out, e_out.shape)),
+                       band_gain_db=_db(_gain(e_out, e_in)), gain_db=gain_db, verdict=verdict, keep_db=keep_db)
+
+
 def parseval_report(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> ParsevalReport:
     """Energies of every mixer for `text` (validated, raises TextError). `trace`: a
     `run_trace(ck, text)` result to use instead of the shared forward pass (`trace.shared_forward`)."""

@@ -132,19 +132,129 @@ def _round(z: np.ndarray, digits: int = 4) -> np.ndarray:
 
 
 # ---- spectral filters --------------------------------------------------------------------------
+FREQ_AXES = ("frequency", "log frequency", "period")  # how a frequency axis is drawn
+DB_SPAN = 60.0  # a |H| colour scale spans this many dB below its top: the -120 dB floor would flatten it
+
+
+def shared_db_range(*magnitude_db: np.ndarray) -> tuple[float, float]:
+    """One |H| colour range (dB) for several filters drawn side by side: from their smallest value,
+    or DB_SPAN dB below the largest if they span more."""
+    top = max(float(np.max(m)) for m in magnitude_db)
+    low = min(float(np.min(m)) for m in magnitude_db)
+    return max(top - DB_SPAN, low), top
+
+
+def freq_axis(freqs: np.ndarray, axis: str = "frequency") -> tuple[np.ndarray, np.ndarray, dict]:
+    """How to draw frequencies (F,) cycles/token on an axis: "frequency" (linear), "log
+    frequency" or "period" (1/f tokens, log scale; long periods, the slow content, on the left
+    like low frequencies). Returns (x values, mask of the bins kept: f = 0 has no log and no
+    period, axis settings for update_xaxes)."""
+    freqs = np.asarray(freqs, dtype=np.float64)
+    if axis == "frequency":
+        return freqs, np.ones(freqs.shape, bool), dict(title_text="frequency f (cycles/token)")
+    keep = freqs > 0
+    if axis == "log frequency":
+        return freqs[keep], keep, dict(type="log", title_text="frequency f (cycles/token, log scale)")
+    if axis == "period":
+        return 1.0 / freqs[keep], keep, dict(type="log", autorange="reversed",
+                                             title_text="period 1/f (tokens, log scale)")
+    raise ValueError(f"axis must be one of {FREQ_AXES}, got {axis!r}")
+
+
+def _period_x(period: float, axis: str) -> float:
+    return float(period) if axis == "period" else 1.0 / float(period)
+
+
+def mark_periods(fig: go.Figure, periods: Sequence[float], axis: str = "frequency", lag_axis: bool = False,
+                 label: bool = True, **where) -> go.Figure:
+    """Vertical dashed lines labelled "period p" at the task's known periods: at f = 1/p on a
+    frequency axis (or p on a period axis), at lag p on a kernel's lag axis (`lag_axis`)."""
+    for n, p in enumerate(periods):
+        x = float(p) if lag_axis else _period_x(p, axis)
+        # short labels on the lag axis, where small periods sit a few pixels apart; alternate sides
+        text = dict(annotation_text=f"{p:g}" if lag_axis else f"period {p:g}",
+                    annotation_position="top left" if lag_axis and n % 2 == 0 else "top right" if lag_axis else "top",
+                    annotation_font=dict(color=OK, size=11)) if label else {}
+        fig.add_vline(x=x, line=dict(color=OK, width=1.5, dash="dash"), **text, **where)
+    return fig
+
+
 def filter_heatmap(freqs: np.ndarray, magnitude_db: np.ndarray, title: str = "|H(f)| per head",
-                   dead: np.ndarray | None = None) -> go.Figure:
+                   dead: np.ndarray | None = None, axis: str = "frequency", per_head: bool = False,
+                   db_range: tuple[float, float] | None = None, peaks=None,
+                   periods: Sequence[float] = ()) -> go.Figure:
     """Heads x frequency heatmap of |H(f)| in dB. freqs (F,) cycles/token; magnitude_db (H, F).
-    dead: optional (H,) bool; dead heads are labelled on the head axis."""
+    dead: optional (H,) bool; dead heads are labelled on the head axis. axis: one of FREQ_AXES.
+    per_head: each head in dB below its own peak (its shape, whatever its gain). db_range: the
+    colour range (lock it to compare blocks or checkpoints); default the DB_SPAN dB below the
+    largest value (or the smallest value, when the filter spans less). peaks: a `filters.FilterPeaks` (its spectral peaks are marked with their
+    period); periods: the task's known periods, marked as lines."""
     H = magnitude_db.shape[0]
     names = [f"head {h}" + (" (dead)" if dead is not None and dead[h] else "") for h in range(H)]
+    z = np.asarray(magnitude_db, dtype=np.float64)
+    if per_head:
+        z = z - z.max(axis=1, keepdims=True)
+    x, keep, xaxis = freq_axis(freqs, axis)
+    lo, hi = db_range if db_range is not None else shared_db_range(z)
+    unit = "dB re the head's peak" if per_head else "dB"
     fig = go.Figure(go.Heatmap(
-        z=_round(magnitude_db, 2), x=freqs, y=list(range(H)), colorscale=MAGNITUDE,
-        colorbar=dict(title=dict(text="|H| (dB)")),
-        hovertemplate="head %{y}<br>f = %{x:.4f} cycles/token<br>|H| = %{z:.1f} dB<extra></extra>"))
-    fig.update_xaxes(title_text="frequency f (cycles/token)")
+        z=_round(z[:, keep], 2), x=x, y=list(range(H)), colorscale=MAGNITUDE, zmin=lo, zmax=hi,
+        colorbar=dict(title=dict(text=f"|H| ({unit})")), customdata=np.broadcast_to(np.asarray(freqs)[keep], z[:, keep].shape),
+        hovertemplate="head %{y}<br>f = %{customdata:.4f} cycles/token (period %{x:.3g})<br>|H| = %{z:.1f} "
+                      + unit + "<extra></extra>" if axis == "period" else
+                      "head %{y}<br>f = %{x:.4f} cycles/token<br>|H| = %{z:.1f} " + unit + "<extra></extra>"))
+    if peaks is not None:
+        px, py, pt = [], [], []
+        for h in range(H):
+            for fr, per in zip(peaks.freqs[h][:3], peaks.periods[h][:3]):
+                px.append(per if axis == "period" else fr)
+                py.append(h)
+                pt.append(f"{per:.3g}")
+        fig.add_scatter(x=px, y=py, mode="markers+text", text=pt, textposition="top center", showlegend=False,
+                        marker=dict(symbol="triangle-down", size=9, color="white", line=dict(color="black", width=1)),
+                        textfont=dict(color="white", size=11, shadow="0px 0px 3px black"), hoverinfo="skip",
+                        cliponaxis=False)
+    mark_periods(fig, periods, axis)
+    fig.update_xaxes(**xaxis)
     fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=names, autorange="reversed")
-    return _layout(fig, esc(title), 120 + 40 * H)
+    clipped = f"colour from {lo:.0f} to {hi:.0f} {unit}" + (", lower values darkest" if float(z.min()) < lo else "")
+    marks = "; ▼ spectral peaks, labelled with their period 1/f in tokens" if peaks is not None else ""
+    return _layout(fig, esc(title), 120 + 40 * H, clipped + marks)
+
+
+def filter_grid_figure(lf: Sequence, axis: str = "frequency", selected: tuple[int, int] | None = None) -> go.Figure:
+    """Thumbnails of every block x head filter (`filters.learned_filters`, None entries skipped):
+    |H| in dB below the block's peak, one small panel per head, rows = blocks, all panels on one
+    dB range. Each panel's points carry (layer, head) as customdata: a click selects that head.
+    `selected` (layer, head) is outlined."""
+    layers = [i for i, f in enumerate(lf) if f is not None]
+    H = max(f.magnitude_db.shape[0] for f in lf if f is not None)
+    # one range for every panel: down to the lowest value below its block's peak, at most DB_SPAN
+    floor = max(-DB_SPAN, min(float((lf[i].magnitude_db - lf[i].magnitude_db.max()).min()) for i in layers))
+    fig = make_subplots(rows=len(layers), cols=H, shared_xaxes=True, shared_yaxes=True,
+                        horizontal_spacing=0.015, vertical_spacing=0.03,
+                        row_titles=[f"block {i}" for i in layers], column_titles=[f"head {h}" for h in range(H)])
+    for r, i in enumerate(layers, start=1):
+        f = lf[i]
+        x, keep, xaxis = freq_axis(f.freqs, axis)
+        top = float(f.magnitude_db.max())
+        for h in range(f.magnitude_db.shape[0]):
+            y = np.maximum(f.magnitude_db[h, keep] - top, floor)
+            fig.add_scatter(x=x, y=_round(y, 1), mode="lines", line=dict(color=_head_colour(h), width=1.2),
+                            showlegend=False, row=r, col=h + 1, hoverinfo="skip")
+            step = max(1, x.size // 24)
+            add_pick_layer(fig, x[::step], y[::step], np.tile([i, h], (x[::step].size, 1)),
+                           [f"block {i} head {h}: click to show it"] * x[::step].size, row=r, col=h + 1)
+            if selected == (i, h):
+                fig.add_shape(type="rect", xref="x domain", yref="y domain", x0=0, x1=1, y0=0, y1=1,
+                              line=dict(color=FUTURE, width=2), row=r, col=h + 1)
+        fig.update_xaxes(**{k: v for k, v in xaxis.items() if k != "title_text"}, showticklabels=False, row=r)
+    pad = 0.05 * -floor or 1.0
+    fig.update_yaxes(range=[floor - pad, pad], showticklabels=False)
+    fig.update_annotations(font_size=11)
+    return _layout(fig, "Every block and head: |H| below the block's peak",
+                   90 + 70 * len(layers), f"click a panel to show that head; one range for all: 0 to {floor:.3g} dB; "
+                   f"x: {xaxis['title_text']}", bottom=20)
 
 
 def _outlier_range(values: np.ndarray, fence: float = 10.0, most: float = 0.01) -> tuple[list[float] | None, int]:
@@ -166,7 +276,7 @@ def _outlier_range(values: np.ndarray, fence: float = 10.0, most: float = 0.01) 
     return [lo - pad, hi + pad], off
 
 
-def filter_detail(f, head: int | None = None) -> go.Figure:
+def filter_detail(f, head: int | None = None, axis: str = "frequency", periods: Sequence[float] = ()) -> go.Figure:
     """Magnitude (dB), unwrapped phase (rad) and group delay (tokens) over frequency of one head
     (or every head when head is None), from a `filters.LayerFilters`.
 
@@ -174,11 +284,14 @@ def filter_detail(f, head: int | None = None) -> go.Figure:
     where a filter passes almost nothing its phase swings around nearby zeros (a delay of 10^4
     tokens at one such bin). When a few of the drawn bins (at most 1%) still lie far out (over
     10 interquartile ranges: a weak response near a zero, often at f = 0), the delay axis
-    leaves them off and says how many; the hover and the downloads keep every value."""
+    leaves them off and says how many; the hover and the downloads keep every value. axis: one
+    of FREQ_AXES; periods: the task's known periods, marked as lines."""
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("magnitude", "phase (unwrapped)",
                                         f"group delay (where |H| is within {GROUP_DELAY_FLOOR_DB:g} dB of its peak)"))
     hidden, drawn = {}, []
+    x, keep, xaxis = freq_axis(f.freqs, axis)
+    where = "period %{x:.3g} tokens" if axis == "period" else "f = %{x:.4f}"
     for h in _heads(f.magnitude_db.shape[0], head):
         c = _head_colour(h)
         quiet = f.magnitude_db[h] < np.max(f.magnitude_db[h]) - GROUP_DELAY_FLOOR_DB
@@ -187,13 +300,17 @@ def filter_detail(f, head: int | None = None) -> go.Figure:
         drawn.append(delay)
         for row, y, unit in ((1, _round(f.magnitude_db[h]), "dB"), (2, _round(f.phase[h]), "rad"),
                              (3, _finite_or_none(_round(delay)), "tokens")):
-            fig.add_scatter(x=f.freqs, y=y, mode="lines", line=dict(color=c, width=1.5), name=f"head {h}",
+            fig.add_scatter(x=x, y=np.asarray(y, dtype=object)[keep].tolist(), mode="lines",
+                            line=dict(color=c, width=1.5), name=f"head {h}",
                             legendgroup=f"h{h}", showlegend=row == 1, row=row, col=1,
-                            hovertemplate=f"head {h}<br>f = %{{x:.4f}}<br>%{{y:.3g}} {unit}<extra></extra>")
+                            hovertemplate=f"head {h}<br>{where}<br>%{{y:.3g}} {unit}<extra></extra>")
+    for row in (1, 2, 3):
+        mark_periods(fig, periods, axis, label=row == 1, row=row, col=1)
     fig.update_yaxes(title_text="|H| (dB)", row=1, col=1)
     fig.update_yaxes(title_text="phase (rad)", row=2, col=1)
     fig.update_yaxes(title_text="delay (tokens)", row=3, col=1)
-    fig.update_xaxes(title_text="frequency f (cycles/token)", row=3, col=1)
+    fig.update_xaxes(**{k: v for k, v in xaxis.items() if k != "title_text"})
+    fig.update_xaxes(title_text=xaxis["title_text"], row=3, col=1)
     if any(hidden.values()):
         counts = ", ".join(f"head {h}: {n}" for h, n in hidden.items())
         sub = (f"group delay not drawn at bins more than {GROUP_DELAY_FLOOR_DB:g} dB below the head's peak, where the "
@@ -208,9 +325,11 @@ def filter_detail(f, head: int | None = None) -> go.Figure:
     return _layout(fig, f"Frequency response of {which} ({f.kind})", 620, sub, gap=10)
 
 
-def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kernel") -> go.Figure:
+def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kernel", peak_lags: Sequence[int] = (),
+                  periods: Sequence[float] = ()) -> go.Figure:
     """A time kernel by lag (tokens back): kernel (K,) or (H, K) with lags (K,) (negative lags
-    read the future and are shaded)."""
+    read the future and are shaded). peak_lags: lags to mark and label (`filters.FilterPeaks`,
+    for a single kernel); periods: the task's known periods, marked as lines."""
     k = np.atleast_2d(np.asarray(kernel, dtype=np.float64))
     lags = np.asarray(lags)
     order = np.argsort(lags, kind="stable")
@@ -223,9 +342,22 @@ def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kerne
         fig.add_scatter(x=lags[order], y=_round(k[h, order], 6), mode="lines", name=name,
                         line=dict(color=_head_colour(h), width=1.5),
                         hovertemplate=f"{name}<br>lag %{{x}} tokens<br>weight %{{y:.4g}}<extra></extra>")
+    if len(peak_lags) and k.shape[0] == 1:
+        where = np.searchsorted(lags[order], np.asarray(peak_lags))
+        fig.add_scatter(x=list(peak_lags), y=_round(k[0, order][where], 6), mode="markers+text", showlegend=False,
+                        text=[f"lag {m}" for m in peak_lags], textposition="top center", cliponaxis=False,
+                        marker=dict(color=FUTURE if min(peak_lags) < 0 else "black", size=7), name="peaks",
+                        hovertemplate="peak at lag %{x}<br>weight %{y:.4g}<extra></extra>")
+    mark_periods(fig, periods, lag_axis=True)
     fig.update_xaxes(title_text="lag m (tokens back; negative = future)")
     fig.update_yaxes(title_text="kernel weight k[m]")
-    return _layout(fig, esc(title), 340)
+    parts = []
+    if len(peak_lags) and k.shape[0] == 1:
+        parts.append("peaks of |k| (strongest first): " + ", ".join(f"lag {m}" for m in peak_lags))
+    if len(periods):
+        parts.append("green dashed: the task's periods (" + ", ".join(f"{p:g}" for p in periods) + " tokens)")
+    sub = "; ".join(parts) or None
+    return _layout(fig, esc(title), 340, sub)
 
 
 def data_kernel_figure(dk, head: int | None = None) -> go.Figure:
@@ -476,22 +608,60 @@ def energy_identity_figure(rep) -> go.Figure:
 
 
 def esd_figure(e, head: int | None = None, title: str | None = None) -> go.Figure:
-    """Energy spectral density of one block's FFT input and output (`energy.LayerEnergy`), per
-    head (or every head), Parseval-scaled: the bins add up to the time-domain energy."""
-    fig = go.Figure()
-    for h in _heads(e.esd_input.shape[0], head):
-        c = _head_colour(h)
-        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_input[h]), mode="lines", name=f"head {h}: input",
-                        line=dict(color=c, width=1.2, dash="dot"),
-                        hovertemplate=f"head {h} input<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>")
-        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_output[h]), mode="lines", name=f"head {h}: output",
+    """Energy spectral density of one block's FFT input and output (`energy.LayerEnergy`),
+    Parseval-scaled: the bins add up to the time-domain energy. One head, or (head None) small
+    multiples, a panel per head on one shared log axis, so eight overlapping lines stay apart."""
+    H = e.esd_input.shape[0]
+    heads = _heads(H, head)
+    cols = 1 if head is not None else min(2, H)
+    rows = -(-len(heads) // cols)
+    fig = make_subplots(rows=rows, cols=cols, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.06,
+                        vertical_spacing=0.12 if rows > 1 else 0.0,
+                        subplot_titles=[f"head {h}" for h in heads] if head is None else None)
+    for n, h in enumerate(heads):
+        c, r, k = _head_colour(h), n // cols + 1, n % cols + 1
+        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_input[h]), mode="lines", name="input" if n == 0 else None,
+                        legendgroup="input", showlegend=n == 0, line=dict(color="#999999", width=1.2, dash="dot"),
+                        hovertemplate=f"head {h} input<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>", row=r, col=k)
+        fig.add_scatter(x=e.freqs, y=_finite_or_none(e.esd_output[h]), mode="lines",
+                        name="output" if n == 0 else None, legendgroup="output", showlegend=n == 0,
                         line=dict(color=c, width=2),
-                        hovertemplate=f"head {h} output<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>")
-    fig.update_xaxes(title_text="frequency f (cycles/token)")
-    fig.update_yaxes(type="log", title_text="energy per bin (squared activation units)", exponentformat="e")
+                        hovertemplate=f"head {h} output<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>", row=r, col=k)
+    fig.update_xaxes(title_text="frequency f (cycles/token)", row=rows)
+    fig.update_yaxes(type="log", exponentformat="e")
+    fig.update_yaxes(title_text="energy per bin", col=1)
     which = "every head" if head is None else f"head {head}"
-    return _layout(fig, esc(title or f"Energy spectral density, {which}"), 380,
-                   "dotted: into the FFT mixing (value stream); solid: out of it (before the output projection)")
+    return _layout(fig, esc(title or f"Energy spectral density, {which}"), 380 if head is not None else 120 + 230 * rows,
+                   "grey dotted: into the FFT mixing (value stream); colour: out of it (before the output projection)",
+                   gap=10 if head is None else 0)
+
+
+def energy_bands_figure(b) -> go.Figure:
+    """Where each head's energy goes (`energy.EnergyBands`), one row per block and head: the share
+    of its input and of its output energy in each band of period (in %), and its energy gain
+    (dB; bars coloured by the verdict: amplifies, attenuates, keeps)."""
+    names = [f"block {i} head {h}" for i, h in b.rows]
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, column_widths=[0.38, 0.38, 0.24], horizontal_spacing=0.03,
+                        subplot_titles=("input energy by band", "output energy by band", "energy gain (dB)"))
+    for col, frac in ((1, b.input_fraction), (2, b.output_fraction)):
+        fig.add_heatmap(z=_round(frac, 4), x=list(b.names), y=names, colorscale=MAGNITUDE, zmin=0, zmax=1,
+                        text=np.vectorize(lambda v: "" if not np.isfinite(v) else f"{v:.0%}")(frac),
+                        texttemplate="%{text}", showscale=col == 1, row=1, col=col,
+                        colorbar=dict(title=dict(text="share"), tickformat=".0%", len=0.8),
+                        hovertemplate="%{y}<br>%{x}<br>%{z:.1%} of the energy<extra></extra>")
+    colour = {"amplifies": FUTURE, "attenuates": HEADS[0], "keeps": "#999999", "n/a": "#999999"}
+    fig.add_bar(x=_finite_or_none(_round(b.gain_db, 2)), y=names, orientation="h", row=1, col=3, showlegend=False,
+                marker_color=[colour[v] for v in b.verdict], customdata=b.verdict,
+                hovertemplate="%{y}: %{x:.1f} dB, %{customdata}<extra></extra>")
+    fig.add_vline(x=0, line=dict(color="black", width=1), row=1, col=3)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(tickangle=-30, row=1, col=1)
+    fig.update_xaxes(tickangle=-30, row=1, col=2)
+    counts = {v: b.verdict.count(v) for v in ("amplifies", "attenuates", "keeps")}
+    sub = (f"{counts['amplifies']} head(s) amplify (red), {counts['attenuates']} attenuate (blue), {counts['keeps']} keep "
+           f"their energy (grey: within ±{b.keep_db:g} dB); bands by period 1/f")
+    return _layout(fig, "Where the energy goes: each head's energy by band of period", 200 + 26 * len(names), sub,
+                   gap=10, bottom=110)
 
 
 def energy_gain_figure(rep) -> go.Figure:

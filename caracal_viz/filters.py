@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.signal import find_peaks
 
 from models import MixerInternals
 from models.fftnet import resample_bins
@@ -106,6 +107,67 @@ class FFTNetFilters:
     base_db: np.ndarray
     adapted_db: np.ndarray
     data_open: np.ndarray
+
+
+# A kernel peak must rise this fraction of the head's largest |k| above the kernel around it
+# (scipy.signal.find_peaks' prominence): weaker bumps are the ripple of a smooth kernel.
+PEAK_PROMINENCE = 0.1
+# A spectral peak must rise this many dB above the response around it.
+PEAK_PROMINENCE_DB = 3.0
+MAX_PEAKS = 5
+# Periods of the task a sample was trained on, by its training preset (meta "preset"): the
+# periodic sample repeats patterns of period 3, 8 or 20 (sample_checkpoints/README.md).
+TASK_PERIODS = {"caracal-periodic": (3, 8, 20)}
+
+
+@dataclass
+class FilterPeaks:
+    """The peaks of one block's filters, per head, strongest first (at most MAX_PEAKS each).
+
+    lags:        list of H int arrays: lags (tokens back; negative reads the future) where the
+                 time kernel's |k| peaks, lag 0 excluded (an endpoint for causal kernels).
+    lag_heights: list of H float arrays: |k| at those lags over the head's largest |k|.
+    freqs:       list of H float arrays: frequencies f > 0 (cycles/token) where |H| peaks.
+    periods:     list of H float arrays: 1 / freqs, the period (tokens) each spectral peak repeats.
+    peak_db:     list of H float arrays: |H| there, in dB below the head's largest |H| (<= 0).
+    """
+
+    lags: list[np.ndarray]
+    lag_heights: list[np.ndarray]
+    freqs: list[np.ndarray]
+    periods: list[np.ndarray]
+    peak_db: list[np.ndarray]
+
+
+def filter_peaks(f: LayerFilters, most: int = MAX_PEAKS, prominence: float = PEAK_PROMINENCE,
+                 prominence_db: float = PEAK_PROMINENCE_DB) -> FilterPeaks:
+    """Peaks of each head's time kernel (by lag) and of its magnitude response (by frequency and
+    period), found by scipy.signal.find_peaks with the given prominences, strongest first."""
+    order = np.argsort(f.lags, kind="stable")  # fftnet kernels are in irfft layout
+    lags_sorted = f.lags[order]
+    out = FilterPeaks([], [], [], [], [])
+    for h in range(f.kernel.shape[0]):
+        k = np.abs(f.kernel[h, order])
+        top = float(k.max()) or 1.0
+        idx, _ = find_peaks(k, prominence=prominence * top)
+        idx = idx[lags_sorted[idx] != 0]
+        idx = idx[np.argsort(-k[idx], kind="stable")][:most]
+        out.lags.append(lags_sorted[idx].astype(int))
+        out.lag_heights.append(k[idx] / top)
+        m = f.magnitude_db[h]
+        jdx, _ = find_peaks(m, prominence=prominence_db)
+        jdx = jdx[f.freqs[jdx] > 0]
+        jdx = jdx[np.argsort(-m[jdx], kind="stable")][:most]
+        out.freqs.append(f.freqs[jdx])
+        out.periods.append(1.0 / f.freqs[jdx])
+        out.peak_db.append(m[jdx] - m.max())
+    return out
+
+
+def task_periods(ck: Checkpoint) -> tuple[int, ...]:
+    """The periods (tokens) of the task the checkpoint was trained on, when its training preset
+    is a known one (the periodic sample); () otherwise."""
+    return TASK_PERIODS.get(str(ck.meta.get("preset", "")), ())
 
 
 def learned_filters(ck: Checkpoint) -> list[LayerFilters | None]:

@@ -22,29 +22,52 @@ if not layers:
     st.stop()
 
 c1, c2 = st.columns(2)
+c3, c4 = st.columns(2)
 layer = ui.linked("layer", "sf_layer", layers, lambda k: c1.selectbox(
     "Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key=k))
 f = lf[layer]
 heads = list(range(f.magnitude_db.shape[0]))
 head = ui.linked("head", "sf_head", heads, lambda k: c2.selectbox("Head", heads, format_func=lambda h: f"head {h}", key=k))
+axis = c3.radio("Frequency axis", figures.FREQ_AXES, horizontal=True, key="sf_axis",
+                help="Log frequency spreads out the slow end (near f = 0), where most heads act; period shows "
+                     "1/f, how many tokens a pattern takes to repeat")
+per_head = c4.toggle("Each head re its peak", key="sf_norm",
+                     help="Show every head in dB below its own peak: its shape, whatever its overall gain")
+peaks = filters.filter_peaks(f)
+periods = filters.task_periods(ck)
+if periods:
+    st.caption(f"Green dashed lines: the periods this checkpoint's training task repeats with "
+               f"({', '.join(map(str, periods))} tokens; see sample_checkpoints/README.md).")
+
+with st.expander("Every block and head at a glance (click one to show it below)", expanded=True):
+    ui.show_figure(figures.filter_grid_figure(lf, axis, (layer, head)), key="sf_grid",
+                   file_name=f"{ui.stem(ck)}_filters_grid", pick=("layer", "head"))
 
 st.subheader(f"Block {layer}: every head's filter")
-ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}"),
+ui.show_figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {layer}", axis=axis,
+                                      per_head=per_head, peaks=peaks, periods=periods),
                key="sf_heat", file_name=f"{ui.stem(ck)}_filters_block{layer}")
-st.caption("The response of the causal kernel as applied: the causal mask (negative lags zeroed) changes the "
-           "learned spectrum." if f.kind == "mhf" else
-           "The base filter, before the text adapts it (below). It is two-sided: it reads the future.")
+st.caption(("The response of the causal kernel as applied: the causal mask (negative lags zeroed) changes the "
+            "learned spectrum." if f.kind == "mhf" else
+            "The base filter, before the text adapts it (below). It is two-sided: it reads the future.")
+           + f" One colour range for every head (at most {figures.DB_SPAN:g} dB below the top: the -120 dB floor "
+             "of a closed bin would flatten the rest), so heads compare at a glance. ▼ marks each head's strongest "
+             "spectral peaks, labelled with their period 1/f in tokens.")
 
 st.subheader(f"Head {head} in detail")
-ui.show_figure(figures.filter_detail(f, head), key="sf_detail", file_name=f"{ui.stem(ck)}_block{layer}_head{head}")
+ui.show_figure(figures.filter_detail(f, head, axis, periods), key="sf_detail",
+               file_name=f"{ui.stem(ck)}_block{layer}_head{head}")
 st.caption("Phase is unwrapped; group delay is how many tokens, on average, each frequency is delayed "
            "by: the typical look-back of the head at that frequency. It is not drawn where |H| is more than "
            f"{figures.GROUP_DELAY_FLOOR_DB:g} dB below the head's peak: the head passes under 1% of the amplitude "
            "there, and the phase swings around the response's zeros. The subtitle says how many bins that leaves "
            "out, and how many far outliers lie off the panel's axis (double-click it to see them); the CSV keeps "
            "every bin.")
-ui.show_figure(figures.kernel_figure(f.lags, f.kernel[head], title=f"Time kernel of head {head}"),
+ui.show_figure(figures.kernel_figure(f.lags, f.kernel[head], title=f"Time kernel of head {head}",
+                                     peak_lags=peaks.lags[head], periods=periods),
                key="sf_kernel", file_name=f"{ui.stem(ck)}_block{layer}_head{head}_kernel")
+st.caption(f"Peaks: lags where |k| rises at least {filters.PEAK_PROMINENCE:.0%} of the head's largest weight above "
+           "its surroundings (lag 0, the present token, left out): the distances this head looks back.")
 
 
 def _layer_npz() -> bytes:
@@ -56,6 +79,7 @@ def _layer_npz() -> bytes:
 def _head_csv() -> bytes:
     return ui.csv_bytes({"freq_cycles_per_token": f.freqs, "magnitude_db": f.magnitude_db[head],
                          "phase_rad": f.phase[head], "group_delay_tokens": f.group_delay[head]})
+
 
 
 d1, d2 = st.columns(2)

@@ -34,12 +34,24 @@ ui.show_figure(figures.energy_identity_figure(rep), key="pe_identity", file_name
 st.caption("Each point is one head of one block: its energy counted in time (x) and in frequency (y). "
            "Parseval puts every point on the diagonal.")
 
+bands = energy.energy_bands(rep)
+st.subheader("Where the energy goes")
+ui.show_figure(figures.energy_bands_figure(bands), key="pe_bands", file_name=f"{ui.stem(ck)}_energy_bands")
+loud = [(r, g) for r, g, v in zip(bands.rows, bands.gain_db, bands.verdict) if v != "keeps" and np.isfinite(g)]
+st.caption("Each head's energy, into its FFT mixing and out of it, summed over bands of period 1/f (f = 0 is the "
+           "text's mean): a head that moves energy to the right of the map sharpens the fast, token-to-token "
+           "content; one that moves it left smooths. "
+           + (f"Strongest: block {loud[0][0][0]} head {loud[0][0][1]} ({loud[0][1]:+.1f} dB). "
+              if (loud := sorted(loud, key=lambda t: -abs(t[1]))) else "")
+           + f"A head within ±{bands.keep_db:g} dB keeps its energy.")
+
 ui.show_figure(figures.energy_gain_figure(rep), key="pe_gain", file_name=f"{ui.stem(ck)}_energy_gain")
 st.caption("Gain over frequency, output / input energy spectral density of the FFT stream, in dB, per block "
            "and head: red amplifies that frequency, blue damps it, white (0 dB) keeps it.")
 
 c1, c2 = st.columns(2)
-layer = c1.selectbox("Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key="pe_layer")
+layer = ui.linked("layer", "pe_layer", layers, lambda k: c1.selectbox(
+    "Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key=k))
 e = rep.layers[layer]
 heads = ["all heads"] + [f"head {h}" for h in range(e.esd_input.shape[0])]
 pick = c2.selectbox("Head", heads, key="pe_head")
@@ -47,7 +59,7 @@ head = None if pick == "all heads" else heads.index(pick) - 1
 st.subheader(f"Block {layer}: energy spectral density")
 ui.show_figure(figures.esd_figure(e, head), key="pe_esd", file_name=f"{ui.stem(ck)}_esd_block{layer}")
 st.caption("Energy per frequency bin of the mixer's FFT input and output (one-sided, Parseval scaled: the "
-           "bins sum to the energy), and their ratio, the gain.")
+           "bins sum to the energy), a panel per head on one shared axis.")
 
 
 def _table() -> bytes:
@@ -59,15 +71,26 @@ def _table() -> bytes:
     return ui.csv_bytes(dict(zip(names, (np.array(c) for c in zip(*rows)))))
 
 
+def _bands_csv() -> bytes:
+    cols = {"block": [i for i, _ in bands.rows], "head": [h for _, h in bands.rows]}
+    for j, name in enumerate(bands.names):
+        cols[f"input_share {name}"] = bands.input_fraction[:, j]
+        cols[f"output_share {name}"] = bands.output_fraction[:, j]
+        cols[f"gain_db {name}"] = bands.band_gain_db[:, j]
+    return ui.csv_bytes({**cols, "gain_db": bands.gain_db, "verdict": bands.verdict})
+
+
 def _esd_npz() -> bytes:
     return ui.npz_bytes(freqs=e.freqs, esd_input=e.esd_input, esd_output=e.esd_output, gain=e.gain,
                         mixer_esd_input=e.mixer_esd_input, mixer_esd_output=e.mixer_esd_output,
                         mixer_gain=e.mixer_gain)
 
 
-d1, d2 = st.columns(2)
+d1, d2, d3 = st.columns(3)
 with d1:
     ui.download_csv("Energies per block and head (CSV)", _table, f"{ui.stem(ck)}_parseval.csv", key="pe_csv")
+with d3:
+    ui.download_csv("Energy by band (CSV)", _bands_csv, f"{ui.stem(ck)}_energy_bands.csv", key="pe_bands_csv")
 with d2:
     ui.download_npz(f"Block {layer} spectral densities (NPZ)", _esd_npz, f"{ui.stem(ck)}_esd_block{layer}.npz",
                     key="pe_npz")

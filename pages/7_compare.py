@@ -52,6 +52,15 @@ def certificate(side, ck):
                                     spinner=f"Certifying {side}: perturbing tokens..."))
 
 
+def _block_filters(ck):
+    return ui.analysis(filters.learned_filters, ck)[layer] if layer < ck.config.n_layers else None
+
+
+# one dB range for both sides, so a colour means the same |H| in A and in B
+shared = [f.magnitude_db for f in map(_block_filters, (ck_a, ck_b)) if f is not None]
+DB_RANGE = figures.shared_db_range(*shared) if shared else None
+
+
 def learned(side, ck):
     if layer >= ck.config.n_layers:
         st.info(f"{side} has only {ck.config.n_layers} blocks.")
@@ -60,7 +69,8 @@ def learned(side, ck):
     if lf is None:
         st.info(f"Block {layer} of {side} has no learned filter.")
         return
-    ui.show_figure(figures.filter_heatmap(lf.freqs, lf.magnitude_db, title=f"{side}: |H(f)| dB, block {layer}"),
+    ui.show_figure(figures.filter_heatmap(lf.freqs, lf.magnitude_db, title=f"{side}: |H(f)| dB, block {layer}",
+                                          db_range=DB_RANGE),
                    key=f"cmp_heat_{side}", file_name=f"{ui.stem(ck)}_filters_block{layer}")
 
 

@@ -139,4 +139,21 @@ def test_a_click_on_a_byte_or_a_map_row_selects_that_position_on_every_page(tmp_
         assert params(page)["pos"] == "3"
         go_to(page, "Overview")
         assert chart_title(page, "Top").startswith("Top 5 next bytes after position 3 ")
+
+        # a click on a panel of the filter thumbnails shows that block and head
+        go_to(page, "Spectral filters")
+        grid = chart_index(page, "Every block and head")
+        px, py = page.evaluate("""([n, name]) => { const gd = document.querySelectorAll('.js-plotly-plot')[n];
+            const r = gd.getBoundingClientRect(), t = gd._fullData.find(
+              d => d.name === 'pick' && d.customdata[0][0] === 3 && d.customdata[0][1] === 2);
+            const xa = gd._fullLayout[t.xaxis.replace('x', 'xaxis')], ya = gd._fullLayout[t.yaxis.replace('y', 'yaxis')];
+            const k = Math.floor(t.x.length / 2);
+            return [r.left + xa._offset + xa.l2p(t.x[k]), r.top + ya._offset + ya.l2p(t.y[k])]; }""", [grid, "pick"])
+        page.mouse.move(px, py)
+        page.wait_for_timeout(300)
+        page.mouse.click(px, py)
+        page.wait_for_timeout(800)
+        settle(page)
+        assert "block 3" in selectbox_text(page, "Layer") and selectbox_text(page, "Head") == "head 2"
+        assert params(page)["layer"] == "3" and params(page)["head"] == "2"
         assert error_texts(page) == []
