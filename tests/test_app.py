@@ -84,12 +84,13 @@ def comparable(a: str, b: str) -> bool:
 
 
 def expected_figures(sample: str, page: str, sample_b: str) -> int:
-    """Figures each page draws: overview 2 (loss per byte, top-k); filters 4 (heatmap, head detail,
-    kernel, and the data kernel (mhf) or the adapted filter (fftnet)); gates 3 (summary, map,
-    passed energy); Parseval 3 (identity, gain, ESD); compare 2 filters + 2 gate maps, plus the
-    difference when the two can be compared head by head."""
-    return {"pages/1_overview.py": 2, "pages/2_spectral_filters.py": 4, "pages/3_modrelu_gates.py": 3,
-            "pages/5_parseval_energy.py": 3, "pages/7_compare.py": 4 + comparable(sample, sample_b)}[page]
+    """Figures each page draws: overview 2 (loss per byte, top-k); filters 5 (the grid of every
+    block and head, heatmap, head detail, kernel, and the data kernel (mhf) or the adapted filter
+    (fftnet)); gates 3 (summary, map, passed energy); Parseval 4 (identity, energy by band, gain,
+    ESD); compare 2 filters + 2 gate maps, plus the difference when the two can be compared head
+    by head."""
+    return {"pages/1_overview.py": 2, "pages/2_spectral_filters.py": 5, "pages/3_modrelu_gates.py": 3,
+            "pages/5_parseval_energy.py": 4, "pages/7_compare.py": 4 + comparable(sample, sample_b)}[page]
 
 
 def in_order(node, types=("success", "warning")) -> list:
