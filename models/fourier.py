@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from . import fftconv_triton
+
 
 def smooth_fft_size(n: int, primes: tuple[int, ...] = (2, 3, 5)) -> int:
     """Smallest integer >= n whose prime factors are all in `primes` (2 must be one of them)."""
@@ -80,12 +82,17 @@ def causal_kernel_lags(kernel: torch.Tensor, L: int) -> torch.Tensor:
 FFT_SMOOTH: tuple[int, ...] = (2, 3, 5)
 
 
-def exact_conv_fft_size(L: int, kernel_lags: int, smooth: tuple[int, ...] | None = None) -> int:
+def exact_conv_fft_size(L: int, kernel_lags: int, smooth: tuple[int, ...] | None = None,
+                        device: torch.device | str | None = None) -> int:
     """FFT size that makes y = v * g * k exact on outputs 0..L-1, for v and g of L samples and a
     learned kernel k with `kernel_lags` non-zero lags (1 for no kernel): the triple convolution is
     2(L-1) + (kernel_lags-1) + 1 long, so N >= 2L + kernel_lags - 2. The same N also keeps a
     two-sided kernel's negative lags (at most L-1 of them) from wrapping onto outputs 0..L-1.
-    `smooth` picks the FFT size's prime factors (default FFT_SMOOTH)."""
+    `smooth` picks the FFT size's prime factors (default FFT_SMOOTH). On a Hopper `device` from
+    fftconv_triton.MIN_LENGTH on (and no `smooth` asked for), a size the Hopper kernel splits
+    (fftconv_triton.fft_size: N1 * N2, N1 2,3,5-smooth)."""
+    if smooth is None and L >= fftconv_triton.MIN_LENGTH and fftconv_triton.wants_size(device):
+        return fftconv_triton.fft_size(L, kernel_lags)
     return smooth_fft_size(2 * L + max(1, kernel_lags) - 2, smooth or FFT_SMOOTH)
 
 
@@ -103,18 +110,22 @@ def fft_conv(v: torch.Tensor, g: torch.Tensor, K: torch.Tensor, n: int, *, dtype
           with the inverse FFT's 1/n already folded in (so the inverse runs unnormalised).
     Returns (B, L, D) in out_dtype. Differentiable through the torch methods.
 
-    method: "auto" (the Triton pipeline on CUDA when no gradient is needed, else torch),
+    method: "auto" (`choose_method`), "hopper" (CUDA only: the tensor-core kernel of
+    models.fftconv_triton, tf32 products and bf16 intermediates whatever `dtype` says),
     "triton" (CUDA only: pack v + i g into one complex FFT, fused product, pair-packed inverse),
     "torch_bld" (FFTs along dim 1) or "torch_lbd" (time-major layout, FFTs along dim 0).
     """
     if method == "auto":
         needs_grad = torch.is_grad_enabled() and (v.requires_grad or g.requires_grad or K.requires_grad)
-        # the inverse transforms two channels at once: every chunk needs an even channel count
-        pairs = (v.shape[0] * (v.shape[-1] // K.shape[0])) % 2 == 0
-        if v.is_cuda and not needs_grad and pairs and _have_triton():
-            method = "triton"
-        else:
-            method = "torch_lbd" if v.is_cuda else "torch_bld"
+        method = choose_method(device_type=v.device.type, capability=_capability(v.device),
+                               have_triton=v.is_cuda and _have_triton(), B=v.shape[0], L=v.shape[1], n=n,
+                               channels=v.shape[-1], heads=K.shape[0], dtype=dtype, out_dtype=out_dtype,
+                               needs_grad=needs_grad)
+    if method == "hopper":
+        plan = fftconv_triton.split(n, v.shape[1])
+        if plan is None:
+            raise ValueError(f"the Hopper FFT kernel cannot split N={n}: use fftconv_triton.fft_size for N")
+        return fftconv_triton.fft_conv(v, g, K, plan, out_dtype=out_dtype)
     if method == "triton":
         return _fft_conv_triton(v, g, K, n, dtype=dtype, out_dtype=out_dtype)
     B, L, D = v.shape
@@ -219,6 +230,29 @@ class _FFTConvGrad(torch.autograd.Function):
         out = _fft_conv_grads(dy, v, g, k_buf, n, dtype, need_dk)
         ranks = (v.shape[-3:], g.shape[-3:], k_buf.shape[-2:])
         return out, tuple(0 if o is not None and o.dim() > len(r) else None for o, r in zip(out, ranks))
+
+
+def choose_method(*, device_type: str, capability: tuple[int, int] | None, have_triton: bool, B: int, L: int,
+                  n: int, channels: int, heads: int, dtype: torch.dtype, out_dtype: torch.dtype,
+                  needs_grad: bool) -> str:
+    """fft_conv's automatic choice, a pure function of its arguments (tested on the CPU):
+    "hopper" where fftconv_triton.plan accepts (compute capability 9.x, a float32 product rounded
+    to bf16/fp16, no gradient, long enough); else on CUDA "triton" (no gradient, and an even
+    channel count per chunk: its inverse transforms two channels at once) or "torch_lbd"; on the
+    CPU "torch_bld"."""
+    if fftconv_triton.plan(device_type=device_type, capability=capability, have_triton=have_triton, L=L, n=n,
+                           channels=channels, heads=heads, dtype=dtype, out_dtype=out_dtype,
+                           needs_grad=needs_grad) is not None:
+        return "hopper"
+    if device_type != "cuda":
+        return "torch_bld"
+    if have_triton and not needs_grad and (B * (channels // heads)) % 2 == 0:
+        return "triton"
+    return "torch_lbd"
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
 
 
 def _have_triton() -> bool:

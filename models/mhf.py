@@ -147,7 +147,8 @@ class MultiHeadFourier(nn.Module):
         (N >= 2L - 1 without the learned filter); at least fft_options' min_size."""
         if self.cfg.causal_mode == "circular":
             return L
-        n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1)
+        n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1,
+                                device=self.w_v.weight.device)
         return max(n, _FFT_OPTIONS.get()[1])
 
     def plain_fft_size(self, L: int) -> int:
