@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+import triton
 
 from _util import bench, copy_bandwidth, header, is_oom, save, table
 
@@ -73,14 +74,13 @@ def hopper_variants(L, C):
     """(label, N2, options) for --variants: row lengths, intermediate dtypes, block sizes, warps."""
     out = []
     for N2 in (256, 512, 1024):
-        for store in (torch.bfloat16, torch.float32):
-            out.append((f"N2={N2} {str(store)[6:]}", N2, dict(store_dtype=store)))
+        for w in ((4, 4, 4), (4, 8, 4), (8, 8, 8)):
+            out.append((f"N2={N2} warps {w}", N2, dict(warps=w)))
     N2 = fftconv_triton.row_length(L)
-    out += [(f"N2={N2} bf16 BK=64", N2, dict(block_k=64)),
-            (f"N2={N2} bf16 warps 4,4,4", N2, dict(warps=(4, 4, 4))),
-            (f"N2={N2} bf16 warps 8,16,8", N2, dict(warps=(8, 16, 8))),
-            (f"N2={N2} bf16 gauss", N2, dict(gauss=True)),
-            (f"N2={N2} bf16 tf32x3", N2, dict(precision="tf32x3"))]
+    out += [(f"N2={N2} float32 intermediates", N2, dict(store_dtype=torch.float32)),
+            (f"N2={N2} BK=64", N2, dict(block_k=64)),
+            (f"N2={N2} gauss", N2, dict(gauss=True)),
+            (f"N2={N2} tf32x3", N2, dict(precision="tf32x3"))]
     return out
 
 
@@ -158,7 +158,12 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows):
                     Kv, _ = m.kernel_spectrum(L, nv, torch.float32)
                     fn = lambda: fftconv_triton.fft_conv(v, g, Kv, pv, out_dtype=torch.bfloat16, **opts)  # noqa: E731
                     vr = {"B": B, "L": L, "variant": label, "N": nv, "N1": pv.N1}
-                    vr["ms"] = bench(fn, dev, budget_s=0.5)["median_ms"]
+                    try:
+                        vr["ms"] = bench(fn, dev, budget_s=0.5)["median_ms"]
+                    except triton.runtime.errors.OutOfResources as e:
+                        vr["ms"] = f"no: {str(e)[:40]}"
+                        variant_rows.append(vr)
+                        continue
                     vr["over_floor"] = vr["ms"] / floor_ms
                     if ref is not None:
                         vr["err"] = rel_err(fn()[:B_ref], ref)

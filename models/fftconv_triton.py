@@ -21,7 +21,7 @@ out the same way once (`_kernel_layout`). Every channel has its own v and g: not
 across the batch except the per-head K. The 1/N of the inverse is folded into K by the caller.
 
 Used automatically by `fourier.fft_conv` on compute capability 9.x when the result is rounded to
-bf16/fp16 anyway (`plan`), else the cuFFT pipeline and the torch paths run as before.
+bf16 anyway (`plan`), else the cuFFT pipeline and the torch paths run as before.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ try:  # Triton ships with CUDA builds of torch; the CPU paths never need it
 except ImportError:
     triton = None
 
+# False keeps the cuFFT pipeline and its FFT sizes on Hopper too (a process-wide switch).
+ENABLED = True
 # Shortest sequence the kernel takes: below it cuFFT's few launches cost less (BENCHMARKS.md, question 2).
 MIN_LENGTH = 4096
 # Row length N2 = P * Q, by sequence length: N1 (the column DFT, done as a dense matrix product)
@@ -107,13 +109,13 @@ def plan(*, device_type: str, capability: tuple[int, int] | None, have_triton: b
          channels: int, heads: int, dtype: torch.dtype, out_dtype: torch.dtype, needs_grad: bool) -> Plan | None:
     """The dispatch rule, a pure function of its arguments (tested on the CPU): a Plan where the
     Hopper kernel applies, None where the existing paths run. It applies on a CUDA device of
-    compute capability 9.x with Triton, for a float32 product whose result is rounded to
-    bfloat16/float16 (tf32 matrix products and bf16 intermediates stay inside that rounding), with
+    compute capability 9.x with Triton (and ENABLED), for a float32 product whose result is rounded
+    to bfloat16 (tf32 matrix products and bf16 intermediates stay inside that rounding), with
     no gradient through it, L >= MIN_LENGTH, head width a multiple of CI and D a multiple of BC,
     and n splitting as N1 * N2."""
     if device_type != "cuda" or capability is None or capability[0] != 9 or not have_triton:
         return None
-    if dtype != torch.float32 or out_dtype not in (torch.bfloat16, torch.float16) or needs_grad:
+    if not ENABLED or dtype != torch.float32 or out_dtype != torch.bfloat16 or needs_grad:
         return None
     if L < MIN_LENGTH or channels % BC or (channels // heads) % CI:
         return None
@@ -122,7 +124,7 @@ def plan(*, device_type: str, capability: tuple[int, int] | None, have_triton: b
 
 def wants_size(device: torch.device | str | None) -> bool:
     """Whether FFT sizes on this device should be chosen with `fft_size` (a Hopper GPU with Triton)."""
-    if device is None or triton is None:
+    if device is None or triton is None or not ENABLED:
         return False
     device = torch.device(device)
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
@@ -134,10 +136,11 @@ _TABLES: dict = {}
 _KERNEL_LAYOUTS: dict = {}
 
 
-def _tables(p: Plan, BK: int, BN1: int, device) -> tuple[torch.Tensor, ...]:
+def _tables(p: Plan, BK: int, BN1: int, device, tf32: bool) -> tuple[torch.Tensor, ...]:
     """Pass 1's forward column DFT (cos, -sin) as (R_pad, BN1) and pass 3's weighted inverse
-    (w cos, w sin) as (BN1, R_pad), float32, zero outside rows < R and columns < rows_in."""
-    key = (p, BK, BN1, str(device))
+    (w cos, w sin) as (BN1, R_pad), float32 (rounded to tf32 if `tf32`), zero outside rows < R
+    and columns < rows_in."""
+    key = (p, BK, BN1, str(device), tf32)
     hit = _TABLES.get(key)
     if hit is not None:
         return hit
@@ -152,9 +155,18 @@ def _tables(p: Plan, BK: int, BN1: int, device) -> tuple[torch.Tensor, ...]:
     w = torch.where((k1 == 0) | (k1 == p.N1 // 2), 1.0, 2.0)
     ci = torch.where(live, w * torch.cos(ang), 0.0).T
     si = torch.where(live, w * torch.sin(ang), 0.0).T
-    out = tuple(t.to(device=device, dtype=torch.float32).contiguous() for t in (cf, sf, ci, si))
+    out = tuple(t.to(device=device, dtype=torch.float32) for t in (cf, sf, ci, si))
+    out = tuple((_round_tf32(t) if tf32 else t).contiguous() for t in out)
     _TABLES[key] = out
     return out
+
+
+def _round_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 rounded to the nearest tf32 (10 mantissa bits, ties away from zero): the tensor
+    cores truncate the 13 low bits of a tf32 operand, a bias of -2^-11 relative per operand that
+    would add up coherently over the DFT stages; a rounded operand passes exactly."""
+    u = x.view(torch.int32)
+    return ((u + 0x1000) & -0x2000).view(torch.float32)
 
 
 def _kernel_layout(K: torch.Tensor, p: Plan) -> torch.Tensor:
@@ -196,12 +208,13 @@ def fft_conv(v: torch.Tensor, g: torch.Tensor, K: torch.Tensor, p: Plan, *, out_
 
 
 def passes(v, g, K, p: Plan, out: torch.Tensor, *, store_dtype: torch.dtype = torch.bfloat16,
-           precision: str = "tf32", block_k: int = 32, warps: tuple[int, int, int] = (8, 8, 8),
+           precision: str = "tf32", block_k: int = 32, warps: tuple[int, int, int] | None = None,
            gauss: bool = False) -> list:
     """The kernel launches of fft_conv, in order, as (name, launch(), bytes it must move) triples
     (what benchmarks/fft_floor.py times one by one). store_dtype: the intermediates' dtype
     (torch.bfloat16 or torch.float32); precision: tl.dot's input_precision ("tf32", "tf32x3" or
-    "ieee"); block_k: rows of the column DFT per matrix product; warps: per pass; gauss: the row
+    "ieee"); block_k: rows of the column DFT per matrix product; warps: per pass (default 4, 4 for
+    N2 = 256 else 8, 4); gauss: the row
     pass's complex products as three real matrix products instead of four."""
     v, g = (t if t.stride(-1) == 1 else t.contiguous() for t in (v, g))
     B, L, D = v.shape
@@ -211,19 +224,20 @@ def passes(v, g, K, p: Plan, out: torch.Tensor, *, store_dtype: torch.dtype = to
     Kl = _kernel_layout(K, p)
     BN1 = max(16, triton.next_power_of_2(p.rows_in))
     BK = block_k
-    cf, sf, cinv, sinv = _tables(p, BK, BN1, v.device)
+    cf, sf, cinv, sinv = _tables(p, BK, BN1, v.device, precision == "tf32")
     BT = max(1, min(p.N2, (64 if BN1 >= 128 else 128) // BC))
     per_ch = p.R * p.N2
     chunk = max(BC, min(C, (PLANE_ELEMENTS // per_ch) // BC * BC))
     A = torch.empty((4, chunk * per_ch), device=v.device, dtype=store_dtype)
     T = torch.empty((2, chunk * per_ch), device=v.device, dtype=store_dtype)
     sz = A.element_size()
+    warps = warps or (4, 4 if p.N2 <= 256 else 8, 4)
     steps = []
     for c0 in range(0, C, chunk):
         cc = min(chunk, C - c0)
 
         def columns(c0=c0, cc=cc):
-            _columns_forward[(p.N2 // BT, cc // BC, 2)](
+            _columns_forward[(cc // BC, p.N2 // BT, 2)](
                 v, g, A, cf, sf, L, D, c0, v.stride(0), v.stride(1), g.stride(0), g.stride(1),
                 A.stride(0), p.R, N2=p.N2, CI=CI, BN1=BN1, BK=BK, BT=BT, BC=BC, PREC=precision,
                 num_warps=warps[0])
@@ -234,7 +248,7 @@ def passes(v, g, K, p: Plan, out: torch.Tensor, *, store_dtype: torch.dtype = to
                 P=p.P, Q=p.Q, CI=CI, PREC=precision, GAUSS=gauss, num_warps=warps[1])
 
         def inverse(c0=c0, cc=cc):
-            _columns_inverse[(p.N2 // BT, cc // BC)](
+            _columns_inverse[(cc // BC, p.N2 // BT)](
                 T, out, cinv, sinv, L, D, c0, T.stride(0), out.stride(0), out.stride(1), p.R, cinv.stride(0),
                 N2=p.N2, CI=CI, BN1=BN1, BK=BK, BT=BT, BC=BC, PREC=precision, num_warps=warps[2])
         steps += [("columns", columns, cc * L * 2 * v.element_size() + 4 * cc * per_ch * sz),
@@ -261,7 +275,7 @@ if triton is not None:
                          N2: tl.constexpr, CI: tl.constexpr, BN1: tl.constexpr, BK: tl.constexpr,
                          BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
         # A[stream][cb][k1][n2][ci] = sum_n1 x[N2 n1 + n2] (cos - i sin)(2 pi n1 k1 / N1), k1 < R
-        pid_t, pid_c, s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        pid_c, pid_t, s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         n2, cl = _tile_index(pid_t, pid_c, BT, BC, CI)
         c = (c0 + cl).to(tl.int64)
         b = c // D
@@ -298,8 +312,20 @@ if triton is not None:
         return tl.cos(ang), -tl.sin(ang)
 
     @triton.jit
+    def _tf32(x, PREC: tl.constexpr):
+        # round to the nearest tf32 before a tf32 product (see _round_tf32)
+        if PREC == "tf32":
+            u = x.to(tl.uint32, bitcast=True)
+            x = ((u + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        return x
+
+    @triton.jit
     def _cdot(ar, ai, br, bi, PREC: tl.constexpr, GAUSS: tl.constexpr):
         # complex (ar + i ai) @ (br + i bi); GAUSS: three real products instead of four
+        ar = _tf32(ar, PREC)
+        ai = _tf32(ai, PREC)
+        br = _tf32(br, PREC)
+        bi = _tf32(bi, PREC)
         if GAUSS:
             t1 = tl.dot(ar + ai, br, input_precision=PREC)
             return (t1 - tl.dot(ai, br + bi, input_precision=PREC),
@@ -379,7 +405,7 @@ if triton is not None:
                          N2: tl.constexpr, CI: tl.constexpr, BN1: tl.constexpr, BK: tl.constexpr,
                          BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
         # y[N2 n1 + n2] = sum_k1 (Tr w cos - Ti w sin)(2 pi n1 k1 / N1), for N2 n1 + n2 < L
-        pid_t, pid_c = tl.program_id(0), tl.program_id(1)
+        pid_c, pid_t = tl.program_id(0), tl.program_id(1)
         n2, cl = _tile_index(pid_t, pid_c, BT, BC, CI)
         col = ((cl // CI) * R * N2 + n2) * CI + cl % CI
         n1 = tl.arange(0, BN1)

@@ -35,7 +35,7 @@ HOPPER_ARGS = dict(device_type="cuda", capability=(9, 0), have_triton=True, B=1,
 
 @pytest.mark.parametrize("change, expect", [
     ({}, "hopper"),
-    ({"capability": (9, 0), "out_dtype": torch.float16}, "hopper"),
+    ({"out_dtype": torch.float16}, "triton"),  # fp16 rounds finer than the kernel's bf16 intermediates
     ({"capability": (8, 0)}, "triton"),  # A100: the cuFFT pipeline
     ({"capability": (10, 0)}, "triton"),
     ({"capability": (8, 9), "B": 1, "channels": 1023, "heads": 1}, "torch_lbd"),  # odd channel count
@@ -53,6 +53,12 @@ HOPPER_ARGS = dict(device_type="cuda", capability=(9, 0), have_triton=True, B=1,
 ])
 def test_dispatch_rule(change, expect):
     assert fourier.choose_method(**{**HOPPER_ARGS, **change}) == expect
+
+
+def test_switch_keeps_the_cufft_pipeline(monkeypatch):
+    monkeypatch.setattr(fftconv_triton, "ENABLED", False)
+    assert fourier.choose_method(**HOPPER_ARGS) == "triton"
+    assert not fftconv_triton.wants_size("cuda")
 
 
 def test_fast_path_on_this_machine_never_picks_the_kernel_off_hopper():
@@ -133,13 +139,12 @@ def test_kernel_equals_float64_oracle_within_bf16_rounding(B, L, D, H, C):
     with torch.no_grad():
         K, k_applied = m.kernel_spectrum(L, n, torch.float32)
         ref = oracle(v, g, k_applied, H)
-        for out_dtype in (torch.bfloat16, torch.float16):
-            out = torch.full((B, L, D), float("nan"), device="cuda", dtype=out_dtype)
-            y = fftconv_triton.fft_conv(v, g, K, p, out_dtype=out_dtype, out=out)
-            assert y is out and torch.isfinite(out).all()  # every output written
-            cufft = fourier._fft_conv_triton(v, g, K, n, dtype=torch.float32, out_dtype=out_dtype)
-            err, err_cufft = rel(y.cpu(), ref), rel(cufft.cpu(), ref)
-            assert err < 2 ** -7 and err < 2.5 * err_cufft, (out_dtype, err, err_cufft)
+        out = torch.full((B, L, D), float("nan"), device="cuda", dtype=torch.bfloat16)
+        y = fftconv_triton.fft_conv(v, g, K, p, out_dtype=torch.bfloat16, out=out)
+        assert y is out and torch.isfinite(out).all()  # every output written
+        cufft = fourier._fft_conv_triton(v, g, K, n, dtype=torch.float32, out_dtype=torch.bfloat16)
+        err, err_cufft = rel(y.cpu(), ref), rel(cufft.cpu(), ref)
+        assert err < 2 ** -8 and err < 2 * err_cufft, (err, err_cufft)  # within the bf16 rounding of today's path
         exact = fftconv_triton.fft_conv(v, g, K, p, out_dtype=torch.float16, store_dtype=torch.float32,
                                         precision="ieee")
         assert rel(exact.float().cpu(), ref) < 2e-3  # float32 arithmetic: only the fp16 output rounding
