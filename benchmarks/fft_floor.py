@@ -9,9 +9,9 @@ copy bandwidth (bytes read plus written). Columns, all timed in the same run:
   plain      the model's reference path (v.float(), g.float(), pad to N >= 3L-2, rfft, multiply
              by the learned kernel's spectrum, irfft, cast)
   cufft      the cuFFT pipeline (models.fourier._fft_conv_triton, five passes) at its 2,3,5-smooth N
-  fast       the module's fast path as dispatched (models.fourier.fft_conv "auto": on a Hopper
-             GPU the tensor-core kernel of models.fftconv_triton from L = 4096 on)
-plus the Hopper kernel's three passes one by one (time, bytes, TB/s), errors against a float64
+  hopper     the tensor-core kernel of models.fftconv_triton (three passes) at its own N
+  fast       the module's fast path as dispatched (models.fourier.fft_conv "auto")
+plus each pipeline's passes one by one (time, bytes, TB/s), errors against a float64
 oracle (the plain path in float64), and with --variants the kernel's row lengths, intermediate
 dtypes and block sizes. The two ceilings (copy bandwidth, dense bf16/tf32 matrix products) come first.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-import triton
 
 from _util import bench, copy_bandwidth, header, is_oom, save, table
 
@@ -44,6 +43,47 @@ def make_mixer(D, H, C, device):
 def plain(m, v, g):
     y, _, _ = m.mix_reference(v.float(), g.float())
     return y.to(torch.bfloat16)
+
+
+def stages(m, v, g, n):
+    """The Triton pipeline's five stages as separate callables (one channel chunk: all of D)."""
+    B, L, D = v.shape
+    K, _ = m.kernel_spectrum(L, n, torch.float32)
+    Kc = K.contiguous()
+    H, F = Kc.shape
+    dh = D // H
+    C = B * D
+    kern = fourier._triton_kernels()
+    buf = torch.empty((C, n), device=v.device, dtype=torch.complex64)
+    Z = torch.empty((C // 2, n), device=v.device, dtype=torch.complex64)
+    out = torch.empty((B, L, D), device=v.device, dtype=torch.bfloat16)
+    X = torch.fft.fft(buf, dim=1)
+    y = torch.view_as_real(torch.fft.ifft(Z, dim=1, norm="forward"))
+    cd = fourier.triton_cdiv
+
+    def pack():
+        kern["pack"][(cd(n, 64), cd(C, 64))](v, g, torch.view_as_real(buf), L, n, C, D, v.stride(0), v.stride(1),
+                                             g.stride(0), g.stride(1), 1, n, BT=64, BC=64)
+
+    def fft():
+        torch.fft.fft(buf, dim=1)
+
+    def product():
+        kern["product"][(cd(F, 128), cd(C // 2, 16))](torch.view_as_real(X), torch.view_as_real(Kc), torch.view_as_real(Z),
+                                                      n, F, C // 2, D, dh, X.stride(0), X.stride(1),
+                                                      Kc.stride(0), Kc.stride(1), 0.25, BF=128, BP=16)
+
+    def ifft():
+        torch.fft.ifft(Z, dim=1, norm="forward")
+
+    def unpack():
+        kern["unpack"][(cd(L, 64), cd(C, 64))](y, out, L, n, C, D, y.stride(0), y.stride(1), out.stride(0), out.stride(1),
+                                               BT=64, BC=64)
+    # bytes each stage must move (read + write), per the buffers above
+    E = B * L * D
+    nb = {"pack": E * 4 + C * n * 8, "fft": 2 * C * n * 8, "product": C * n * 8 + (C // 2) * n * 8,
+          "ifft": 2 * (C // 2) * n * 8, "unpack": E * 4 + E * 2}
+    return {"pack": pack, "fft": fft, "product": product, "ifft": ifft, "unpack": unpack}, nb
 
 
 def matmul_rate(device, dtype, n=8192) -> float:
@@ -84,7 +124,7 @@ def hopper_variants(L, C):
     return out
 
 
-def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows):
+def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows):
     g_ = torch.Generator(device=dev).manual_seed(L + B)
     D = args.width
     v = torch.randn(B, L, D, device=dev, generator=g_).to(torch.bfloat16)
@@ -92,8 +132,10 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows):
     floor_ms = 6 * v.numel() / bw * 1e3
     n = m.fft_size(L)
     n_cufft = fourier.smooth_fft_size(2 * L + min(args.context, L) - 2)
-    hop = fftconv_triton.split(n, L) if fftconv_triton.wants_size(dev) else None
-    row = {"B": B, "L": L, "N_plain": fourier.causal_fft_size(L, 3), "N_cufft": n_cufft, "N_fast": n,
+    n_hop = fftconv_triton.fft_size(L, min(args.context, L))
+    hopper_here = fftconv_triton.triton is not None and torch.cuda.get_device_capability(dev)[0] == 9
+    hop = fftconv_triton.split(n_hop, L) if hopper_here and L >= fftconv_triton.MIN_LENGTH else None
+    row = {"B": B, "L": L, "N_plain": fourier.causal_fft_size(L, 3), "N_cufft": n_cufft, "N_fast": n, "N_hopper": n_hop,
            "floor_ms": floor_ms, "fast_method": fourier.choose_method(
                device_type=torch.device(dev).type, capability=fourier._capability(torch.device(dev)),
                have_triton=fourier._have_triton(), B=B, L=L, n=n, channels=D, heads=args.heads,
@@ -127,17 +169,34 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows):
         fast = lambda: m.mix(v, g, dtype=torch.float32, out_dtype=torch.bfloat16)[0]  # noqa: E731
         timed("fast", fast)
         if hop is not None:  # every output written: a NaN-poisoned buffer filled by the kernel
-            K, _ = m.kernel_spectrum(L, n, torch.float32)
+            K, _ = m.kernel_spectrum(L, n_hop, torch.float32)
+            timed("hopper", lambda: fftconv_triton.fft_conv(v, g, K, hop, out_dtype=torch.bfloat16))
             fftconv_triton.fft_conv(v, g, K, hop, out_dtype=torch.bfloat16, out=out)
             row["all_written"] = bool(torch.isfinite(out).all().item())
-        for k in ("torch2l", "plain", "cufft"):
+        try:
+            fns, nbytes = stages(m, v, g, n_cufft)
+            crow = {"B": B, "L": L, "N": n_cufft}
+            for name, fn in fns.items():
+                crow[name + "_ms"] = bench(fn, dev)["median_ms"]
+                crow[name + "_TBs"] = nbytes[name] / (crow[name + "_ms"] / 1e3) / 1e12
+            crow["sum_ms"] = sum(crow[k + "_ms"] for k in fns)
+            crow["bytes_over_floor"] = sum(nbytes.values()) / (6 * v.numel())
+            cufft_rows.append(crow)
+            print(crow, flush=True)
+        except Exception as e:  # noqa: BLE001
+            if not is_oom(e):
+                raise
+        torch.cuda.empty_cache()
+        for k in ("torch2l", "plain", "cufft", "hopper"):
             if isinstance(row.get(k + "_ms"), float) and isinstance(row.get("fast_ms"), float):
                 row["fast_vs_" + k] = row[k + "_ms"] / row["fast_ms"]
+        if isinstance(row.get("hopper_ms"), float) and isinstance(row.get("cufft_ms"), float):
+            row["hopper_vs_cufft"] = row["cufft_ms"] / row["hopper_ms"]
         if isinstance(row.get("fast_ms"), float):
             row["fast_over_floor"] = row["fast_ms"] / floor_ms
         if hop is not None:
-            K, _ = m.kernel_spectrum(L, n, torch.float32)
-            srow = {"B": B, "L": L, "N": n, "N1": hop.N1, "N2": hop.N2}
+            K, _ = m.kernel_spectrum(L, n_hop, torch.float32)
+            srow = {"B": B, "L": L, "N": n_hop, "N1": hop.N1, "N2": hop.N2}
             total_b, total_t = 0, 0.0
             for name, launch, nbytes in fftconv_triton.passes(v, g, K, hop, out):
                 t = bench(launch, dev)["median_ms"]
@@ -160,7 +219,9 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows):
                     vr = {"B": B, "L": L, "variant": label, "N": nv, "N1": pv.N1}
                     try:
                         vr["ms"] = bench(fn, dev, budget_s=0.5)["median_ms"]
-                    except triton.runtime.errors.OutOfResources as e:
+                    except Exception as e:  # noqa: BLE001 - a variant too large for the chip is a result
+                        if type(e).__name__ != "OutOfResources":
+                            raise
                         vr["ms"] = f"no: {str(e)[:40]}"
                         variant_rows.append(vr)
                         continue
@@ -192,24 +253,31 @@ def main() -> None:
     print(f"ceilings: copy {bw / 1e12:.3f} TB/s (read + write); dense matmul bf16 {bf16 / 1e12:.0f} TFLOP/s, "
           f"tf32 {tf32 / 1e12:.0f} TFLOP/s (8192^3, torch)", flush=True)
     m = make_mixer(args.width, args.heads, args.context, dev)
-    rows, stage_rows, variant_rows = [], [], []
+    rows, stage_rows, variant_rows, cufft_rows = [], [], [], []
     for B in args.batch:
         for L in args.lengths:
-            run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows)
+            run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows)
             torch.cuda.empty_cache()
     save("fft_floor", {"copy_bw_Bps": bw, "bf16_flops": bf16, "tf32_flops": tf32, "rows": rows,
-                       "stages": stage_rows, "variants": variant_rows})
+                       "cufft_stages": cufft_rows, "stages": stage_rows, "variants": variant_rows})
     print()
     print(header("FFT-convolution path vs the bandwidth floor (bf16 in/out, float32 FFTs)", dev))
     print(f"ceilings: copy {bw / 1e12:.3f} TB/s, bf16 matmul {bf16 / 1e12:.0f} TFLOP/s, tf32 {tf32 / 1e12:.0f} TFLOP/s; "
           f"floor = 6 bytes x B x L x D / copy bandwidth; D={args.width}, H={args.heads}, C={args.context}\n")
-    print(table(rows, [("B", "B"), ("L", "L"), ("N_cufft", "N cufft"), ("N_fast", "N fast"), ("fast_method", "fast is"),
+    print(table(rows, [("B", "B"), ("L", "L"), ("N_cufft", "N cufft"), ("N_hopper", "N hopper"), ("fast_method", "fast is"),
                        ("floor_ms", "floor ms"), ("torch2l_ms", "torch 2L ms"), ("plain_ms", "plain ms"),
-                       ("cufft_ms", "cufft ms"), ("fast_ms", "fast ms"), ("fast_over_floor", "fast/floor"),
-                       ("fast_vs_torch2l", "fast vs torch 2L"), ("fast_vs_cufft", "fast vs cufft"),
-                       ("fast_vs_plain", "fast vs plain"), ("cufft_err", "cufft err vs f64"),
-                       ("fast_err", "fast err vs f64"), ("plain_err", "plain err vs f64"),
-                       ("all_written", "all written")]))
+                       ("cufft_ms", "cufft ms"), ("hopper_ms", "hopper ms"), ("fast_ms", "fast ms"),
+                       ("fast_over_floor", "fast/floor"), ("fast_vs_torch2l", "fast vs torch 2L"),
+                       ("fast_vs_plain", "fast vs plain"), ("hopper_vs_cufft", "hopper vs cufft"),
+                       ("plain_err", "plain err vs f64"), ("cufft_err", "cufft err vs f64"),
+                       ("hopper_err", "hopper err vs f64"), ("fast_err", "fast err vs f64"),
+                       ("all_written", "hopper wrote all")]))
+    print()
+    print(table(cufft_rows, [("B", "B"), ("L", "L"), ("N", "N"), ("pack_ms", "pack ms"), ("fft_ms", "fft ms"),
+                             ("product_ms", "product ms"), ("ifft_ms", "ifft ms"), ("unpack_ms", "unpack ms"),
+                             ("sum_ms", "sum ms"), ("pack_TBs", "pack TB/s"), ("fft_TBs", "fft TB/s"),
+                             ("product_TBs", "product TB/s"), ("ifft_TBs", "ifft TB/s"), ("unpack_TBs", "unpack TB/s"),
+                             ("bytes_over_floor", "bytes moved / floor bytes")]))
     print()
     print(table(stage_rows, [("B", "B"), ("L", "L"), ("N", "N"), ("N1", "N1"), ("N2", "N2"),
                              ("columns_ms", "columns ms"), ("rows_ms", "rows ms"), ("inverse_ms", "inverse ms"),

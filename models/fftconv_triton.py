@@ -20,8 +20,10 @@ floor's 6; float32 moves 54). The frequencies come out in the permuted order abo
 out the same way once (`_kernel_layout`). Every channel has its own v and g: nothing is shared
 across the batch except the per-head K. The 1/N of the inverse is folded into K by the caller.
 
-Used automatically by `fourier.fft_conv` on compute capability 9.x when the result is rounded to
-bf16 anyway (`plan`), else the cuFFT pipeline and the torch paths run as before.
+With ENABLED set, `fourier.fft_conv` takes it automatically on compute capability 9.x when the
+result is rounded to bf16 anyway (`plan`); elsewhere, and by default (ENABLED is off: it is still
+slower than the cuFFT pipeline on the H200), the cuFFT pipeline and the torch paths run as before.
+`fourier.fft_conv(..., method="hopper")` runs it explicitly.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ try:  # Triton ships with CUDA builds of torch; the CPU paths never need it
 except ImportError:
     triton = None
 
-# False keeps the cuFFT pipeline and its FFT sizes on Hopper too (a process-wide switch).
-ENABLED = True
+# Whether fourier.fft_conv's automatic choice (and the mixer's FFT sizes) may take this kernel, a
+# process-wide switch. Off: on the H200 the kernel is correct but 2.3-2.8x slower than the cuFFT
+# pipeline at every measured size (benchmarks/FFTCONV_NOTES.md), so it is opt-in until it is faster.
+ENABLED = False
 # Shortest sequence the kernel takes: below it cuFFT's few launches cost less (BENCHMARKS.md, question 2).
 MIN_LENGTH = 4096
 # Row length N2 = P * Q, by sequence length: N1 (the column DFT, done as a dense matrix product)
