@@ -346,18 +346,26 @@ if triton is not None:
         xi = tl.reshape(tl.permute(tl.reshape(xi, (P, Q, CI)), (1, 2, 0)), (Q * CI, P))
         fr, fi = _dft(P, False)
         yr, yi = _cdot(xr, xi, fr, fi, PREC, GAUSS)  # (q, ci, k2a)
-        q = tl.arange(0, Q)
-        ka = tl.arange(0, P)
-        ang = ((q[:, None] * ka[None, :]) % (P * Q)).to(tl.float32) * (6.283185307179586 / (P * Q))
-        wr = tl.reshape(tl.cos(ang), (Q, 1, P))
-        wi = tl.reshape(-tl.sin(ang), (Q, 1, P))
-        yr = tl.reshape(yr, (Q, CI, P))
-        yi = tl.reshape(yi, (Q, CI, P))
-        yr, yi = yr * wr - yi * wi, yr * wi + yi * wr
-        yr = tl.reshape(tl.permute(yr, (2, 1, 0)), (P * CI, Q))
-        yi = tl.reshape(tl.permute(yi, (2, 1, 0)), (P * CI, Q))
+        yr, yi = _twiddle_turn(yr, yi, Q, P, CI, False)  # (k2a, ci, q)
         fr, fi = _dft(Q, False)
         return _cdot(yr, yi, fr, fi, PREC, GAUSS)
+
+    @triton.jit
+    def _twiddle_turn(yr, yi, A: tl.constexpr, B: tl.constexpr, CI: tl.constexpr, inverse: tl.constexpr):
+        # y (A * CI, B) at (a, ci, b) times exp(-+2 pi i a b / (A B)), returned as (B * CI, A) at (b, ci, a)
+        a = tl.arange(0, A)
+        b = tl.arange(0, B)
+        ang = ((a[:, None] * b[None, :]) % (A * B)).to(tl.float32) * (6.283185307179586 / (A * B))
+        wr = tl.reshape(tl.cos(ang), (A, 1, B))
+        if inverse:
+            wi = tl.reshape(tl.sin(ang), (A, 1, B))
+        else:
+            wi = tl.reshape(-tl.sin(ang), (A, 1, B))
+        yr = tl.reshape(yr, (A, CI, B))
+        yi = tl.reshape(yi, (A, CI, B))
+        yr, yi = yr * wr - yi * wi, yr * wi + yi * wr
+        return (tl.reshape(tl.permute(yr, (2, 1, 0)), (B * CI, A)),
+                tl.reshape(tl.permute(yi, (2, 1, 0)), (B * CI, A)))
 
     @triton.jit
     def _rows(a_ptr, t_ptr, k_ptr, c0, D, dh, n, sa, st, sk0, sk1, sk2,
@@ -388,14 +396,7 @@ if triton is not None:
         # inverse: over k2b, conjugate twiddle, over k2a
         fr, fi = _dft(Q, True)
         yr, yi = _cdot(pr, pi, fr, fi, PREC, GAUSS)  # (k2a, ci, q)
-        ang2 = ((ka[:, None] * kb[None, :]) % N2).to(tl.float32) * (6.283185307179586 / N2)
-        wr = tl.reshape(tl.cos(ang2), (P, 1, Q))
-        wi = tl.reshape(tl.sin(ang2), (P, 1, Q))
-        yr = tl.reshape(yr, (P, CI, Q))
-        yi = tl.reshape(yi, (P, CI, Q))
-        yr, yi = yr * wr - yi * wi, yr * wi + yi * wr
-        yr = tl.reshape(tl.permute(yr, (2, 1, 0)), (Q * CI, P))
-        yi = tl.reshape(tl.permute(yi, (2, 1, 0)), (Q * CI, P))
+        yr, yi = _twiddle_turn(yr, yi, P, Q, CI, True)  # (q, ci, k2a)
         fr, fi = _dft(P, True)
         zr, zi = _cdot(yr, yi, fr, fi, PREC, GAUSS)  # (q, ci, p)
         zr = tl.reshape(tl.permute(tl.reshape(zr, (Q, CI, P)), (2, 0, 1)), (N2, CI))
