@@ -78,11 +78,14 @@ NORMALISATION = ("per row: each method's absolute scores divided by their sum ov
                  "(the row sums to 1)")
 
 # Memory of one row of a batched forward pass without gradients, in bytes per token and unit of
-# width: the float64 FFT buffers of an MHF block (size N ~ 2L + C, complex128) dominate.
-_FORWARD_BYTES = 160
+# width: the float64 FFT buffers of an MHF block (size N ~ 2L + C, complex128) dominate. Measured
+# 2026-12-02 on the CPU (peak RSS, caracal-shakespeare, L = 1024, 4 and 8 rows): 220-240.
+_FORWARD_BYTES = 320
 _MAX_ROWS = {"cpu": 8}
 _MAX_ROWS_GPU = 128
-_GRAPH_BYTES = 400  # per token, block and unit of width, of one IG step's autograd graph (float64 FFTs)
+# Per token, block and unit of width, of one IG step's autograd graph (float64 FFTs): measured 150-160
+# (same run as above, 2 and 4 rows).
+_GRAPH_BYTES = 320
 
 
 @dataclass
@@ -155,7 +158,8 @@ class AttributionReport:
     correlation_over: str
     causal: bool
     normalisation: str = NORMALISATION
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each part
+    passes: dict[str, int] = field(default_factory=dict)  # texts run through the model, per part
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array, named "<method>.<field>" and "<curve>.<method>", for an .npz download."""
@@ -354,6 +358,7 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     baseline_byte = int(baseline_byte)
     seconds: dict[str, float] = {}
+    passes: dict[str, int] = {"end points": 2}
     found: dict[str, Attribution] = {}
     t0 = time.perf_counter()
     base_text = np.full(L, baseline_byte, dtype=np.int64)
@@ -376,6 +381,7 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
         t = time.perf_counter()
         occ = _occlusion(ck, ids, position, baseline_byte)
         found["occlusion"] = _attribution("occlusion", occ, np.abs(occ), position)
+        passes["occlusion"] = int(np.sum(ids != baseline_byte))
         seconds["occlusion"] = time.perf_counter() - t
     if "linear_path" in methods:
         lin = _linear_path(ck, text, position)
@@ -389,6 +395,7 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
     random_orders = [rng.permutation(L) for _ in range(int(n_random))]
     texts, where = _curve_texts(ids, base_text, ks, [*orders.values(), *random_orders])
     scores, _ = _batched_scores(ck, ids, texts, position)
+    passes["curves"] = texts.shape[0]
     values = np.concatenate([[logp, logp_base], scores])
     curves = values[where]  # (orders, 2, P): deletion, insertion
     names = list(orders)
@@ -411,7 +418,7 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
         aopc_deletion=aopc_del, aopc_insertion=aopc_ins, correlation=correlation,
         correlation_over=(f"bytes 0..{position} (those a causal prediction may read)" if causal
                           else f"every byte 0..{L - 1} (the config is not causal)"),
-        causal=causal, seconds=seconds)
+        causal=causal, seconds=seconds, passes=passes)
 
 
 def _curve_texts(ids: np.ndarray, base_text: np.ndarray, ks: np.ndarray,

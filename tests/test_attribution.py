@@ -6,6 +6,7 @@ the CLI as a user runs it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from tests.conftest import CAUSAL_SAMPLES, LEAKY_SAMPLES, ROOT, SAMPLE_NAMES, lo
 
 TEXT = "ROMEO:\nBut soft, what light through yonder"  # 42 bytes
 PERIODIC = "abcabcabcabc qwertyuiqwertyui thequick"
+DEVICE = os.environ.get("CARACAL_TEST_DEVICE", "cpu")  # "cuda" runs the library's tests on a GPU
 POSITION = 19  # the prediction of a byte that is not the baseline byte (a space)
 
 
@@ -35,7 +37,7 @@ _reports: dict = {}
 def report(name: str, position: int = POSITION, **kw):
     key = (name, position, tuple(sorted(kw.items())))
     if key not in _reports:
-        _reports[key] = attribute(load_sample(name), text_for(name), position, **kw)
+        _reports[key] = attribute(load_sample(name, DEVICE), text_for(name), position, **kw)
     return _reports[key]
 
 
@@ -49,7 +51,7 @@ def logp_of(ck, ids: np.ndarray, position: int, target: int) -> float:
 @pytest.mark.parametrize("name", ["caracal-periodic", "caracal-shakespeare", "fftnet-shakespeare"])
 def test_integrated_gradients_meets_completeness_within_captums_delta(name):
     rep = report(name, methods=("integrated_gradients",))
-    ck, ids = load_sample(name), rep.ids
+    ck, ids = load_sample(name, DEVICE), rep.ids
     a = rep.methods["integrated_gradients"]
     gap = logp_of(ck, ids, POSITION, rep.target) - logp_of(ck, np.full_like(ids, 0x20), POSITION, rep.target)
     assert abs(a.signed.sum() - gap) <= abs(a.delta) + 1e-5 * (1 + abs(gap))
@@ -62,7 +64,8 @@ def test_integrated_gradients_meets_completeness_within_captums_delta(name):
 def test_occlusion_equals_a_brute_force_loop(name, monkeypatch):
     # 3 rows a batch: the unedited text and 2 edited ones, the last batch padded
     monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 3})
-    ck = load_sample(name)
+    monkeypatch.setattr(attribution, "_MAX_ROWS_GPU", 3)
+    ck = load_sample(name, DEVICE)
     text = text_for(name)
     rep = attribute(ck, text, POSITION, ("occlusion",))
     ids = np.array(list(text.encode()))
@@ -80,7 +83,8 @@ def test_occlusion_equals_a_brute_force_loop(name, monkeypatch):
 @pytest.mark.parametrize("name", ["caracal-periodic", "caracal-circular-leaky"])
 def test_deletion_and_insertion_curves_equal_the_model_on_each_edited_text(name, monkeypatch):
     monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 4})
-    ck = load_sample(name)
+    monkeypatch.setattr(attribution, "_MAX_ROWS_GPU", 4)
+    ck = load_sample(name, DEVICE)
     rep = attribute(ck, text_for(name), POSITION, n_random=2, seed=3)
     ids, L = rep.ids, rep.ids.size
     base = np.full(L, 0x20)
@@ -127,12 +131,12 @@ def test_a_leaky_checkpoint_gives_the_future_weight_in_every_method(name):
     assert rep.causal is False
     for m, a in rep.methods.items():
         assert a.future_rel > 1e-3, (m, a.future_max, a.scale)
-    assert "linear_path" in rep.methods or load_sample(name).config.layer_kind(0) != "mhf"
+    assert "linear_path" in rep.methods or load_sample(name, DEVICE).config.layer_kind(0) != "mhf"
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_gradient_norm_is_the_influence_maps_row(name):
-    ck = load_sample(name)
+    ck = load_sample(name, DEVICE)
     rep = report(name)
     row = token_influence(ck, text_for(name)).values[POSITION]  # vmapped VJPs, float32 FFT products
     got = rep.methods["grad_norm"].signed
@@ -140,28 +144,28 @@ def test_gradient_norm_is_the_influence_maps_row(name):
 
 
 def test_gradient_x_input_is_the_gradient_dotted_with_the_embedding():
-    ck = load_sample("caracal-shakespeare")
+    ck = load_sample("caracal-shakespeare", DEVICE)
     rep = report("caracal-shakespeare")
-    emb = ck.model.tok_emb.weight.detach().double()[torch.as_tensor(rep.ids)]  # (L, D), a float64 copy of the model
-    model64 = type(ck.model)(ck.config).double()
+    emb = ck.model.tok_emb.weight.detach().double()[torch.as_tensor(rep.ids, device=ck.device)]  # (L, D)
+    model64 = type(ck.model)(ck.config).double().to(ck.device)  # a float64 copy of the model
     model64.load_state_dict(ck.model.state_dict())
     model64.eval()
     e = emb.clone()[None].requires_grad_(True)
     lp = torch.log_softmax(model64(inputs_embeds=e)[0, POSITION], -1)[rep.target]
     (g,) = torch.autograd.grad(lp, e)
-    np.testing.assert_allclose(rep.methods["grad_x_input"].signed, (g[0] * emb).sum(-1).numpy(), rtol=2e-3,
+    np.testing.assert_allclose(rep.methods["grad_x_input"].signed, (g[0] * emb).sum(-1).cpu().numpy(), rtol=2e-3,
                                atol=1e-6)
-    np.testing.assert_allclose(rep.methods["grad_norm"].signed, g[0].norm(dim=-1).numpy(), rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(rep.methods["grad_norm"].signed, g[0].norm(dim=-1).cpu().numpy(), rtol=2e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["caracal-periodic", "caracal-circular-leaky"])
 def test_linear_path_is_the_first_blocks_kernel_by_direct_convolution(name):
-    ck = load_sample(name)
+    ck = load_sample(name, DEVICE)
     rep = report(name)
     rec = text_internals(ck, text_for(name))[0]
-    g = rec.gate_kernel[0].double().numpy().T  # (D, L)
+    g = rec.gate_kernel[0].double().cpu().numpy().T  # (D, L)
     D, L = g.shape
-    k = np.repeat(rec.kernel.double().numpy(), ck.config.head_dim, axis=0)  # (D, L) lags 0..L-1
+    k = np.repeat(rec.kernel.double().cpu().numpy(), ck.config.head_dim, axis=0)  # (D, L) lags 0..L-1
     w = np.zeros((D, L))  # weight of v_j in y_t at lag t - j, by direct convolution
     if ck.config.causal_mode == "circular":  # N = L: lags wrap around modulo L
         for c in range(D):
