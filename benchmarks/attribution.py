@@ -1,8 +1,8 @@
 """Attribution methods for one prediction (caracal_viz.attribution.attribute): every method, both
 faithfulness curves and the random baseline, per sample checkpoint, at one text length.
 
-Timed: the whole `attribute` call (the number a user waits for), after a warm-up on a short text
-(Captum's import, FFT plans), and its parts as the report records them; the forward passes it
+Timed: the whole `attribute` call (the number a user waits for), after a warm-up on another text
+of the same length (Captum's import, FFT plans and work areas of that size), and its parts as the report records them; the forward passes it
 ran (occlusion: one per byte not equal to the baseline byte; curves: one per distinct edited
 text). The prediction is the text's last (position L-2: the whole text is read). The machine's
 load average is printed before and after each sample: the 2-core CPU is shared.
@@ -41,7 +41,7 @@ def main() -> None:
     for name in args.samples:
         ck = load_checkpoint(ROOT / "sample_checkpoints" / f"{name}.safetensors", device=dev)
         text = text_of(L)
-        attribute(ck, text_of(64, 3), 30)  # warm-up: Captum's import, first FFT plans
+        attribute(ck, text_of(L, 7), L - 2)  # warm-up on another text of this length: Captum's import, FFT plans
         load_before = os.getloadavg()[0]
         times, rep = [], None
         for _ in range(args.reps):
