@@ -1,13 +1,13 @@
 """Attribution methods for one prediction (caracal_viz.attribution.attribute): every method, both
 faithfulness curves and the random baseline, per sample checkpoint, at one text length.
 
-Timed: the whole `attribute` call (the number a user waits for), after a warm-up on another text
-of the same length (Captum's import, FFT plans and work areas of that size), and its parts as the report records them; the forward passes it
+Timed: the whole `attribute` call (the number a user waits for), after a warm-up (Captum's
+import; on CUDA another text of the same length, for cuFFT's plans of its sizes), and its parts as the report records them; the forward passes it
 ran (occlusion: one per byte not equal to the baseline byte; curves: one per distinct edited
 text). The prediction is the text's last (position L-2: the whole text is read). The machine's
 load average is printed before and after each sample: the 2-core CPU is shared.
 
-    python3 benchmarks/attribution.py [--device cpu|cuda] [--length 1024] [--samples caracal-shakespeare ...]
+    python3 benchmarks/attribution.py [--device cpu|cuda] [--length 1024] [--samples caracal-shakespeare ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=0, help="text bytes (default: 4096 on cuda, 1024 on cpu)")
     ap.add_argument("--samples", nargs="+", default=list(SAMPLES))
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's own)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = args.device
     L = args.length or (4096 if dev == "cuda" else 1024)
     print(header(f"attribution: every method and both curves for one prediction, {L} bytes", dev))
@@ -41,7 +44,8 @@ def main() -> None:
     for name in args.samples:
         ck = load_checkpoint(ROOT / "sample_checkpoints" / f"{name}.safetensors", device=dev)
         text = text_of(L)
-        attribute(ck, text_of(L, 7), L - 2)  # warm-up on another text of this length: Captum's import, FFT plans
+        # warm-up: Captum's import; on CUDA another text of this length (cuFFT plans and work areas of its sizes)
+        attribute(ck, text_of(L if dev == "cuda" else 64, 7), (L if dev == "cuda" else 64) - 2)
         load_before = os.getloadavg()[0]
         times, rep = [], None
         for _ in range(args.reps):
