@@ -1048,7 +1048,8 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
 
 def faithfulness_figure(rep) -> go.Figure:
     """Deletion (solid) and insertion (dashed) curves of every method and of the random-order
-    baseline (grey, the mean of its orders) for one prediction (`attribution.AttributionReport`):
+    baseline (grey, the mean of its orders), one legend entry per method (below the plot: it
+    leaves the plot its width in a narrow column) for one prediction (`attribution.AttributionReport`):
     log p of the target byte against the number of bytes replaced by (deletion) or restored from
     (insertion) the baseline byte. The k axis is drawn at even spacing (the curve's points grow
     by about sqrt(2) each), labelled with k."""
@@ -1062,16 +1063,19 @@ def faithfulness_figure(rep) -> go.Figure:
         label = METHOD_NAMES[name]
         for curve, dash, what, aopc in ((rep.deletion, "solid", "deletion", rep.aopc_deletion),
                                         (rep.insertion, "dash", "insertion", rep.aopc_insertion)):
-            fig.add_scatter(x=x, y=curve[name], customdata=ks, mode="lines+markers", name=f"{label}, {what}",
-                            legendgroup=name, line=dict(color=colour, dash=dash, width=2), marker=dict(size=4),
+            fig.add_scatter(x=x, y=curve[name], customdata=ks, mode="lines+markers", name=label,
+                            legendgroup=name, showlegend=what == "deletion",
+                            line=dict(color=colour, dash=dash, width=2), marker=dict(size=4),
                             hovertemplate=f"{esc(label)}, {what}<br>%{{customdata}} bytes {'removed' if what == 'deletion' else 'restored'}"
                                           f"<br>log p = %{{y:.3f}}<br>AOPC {aopc[name]:.3f} nats<extra></extra>")
     step = max(1, ks.size // 12)
-    fig.update_xaxes(title_text="bytes replaced (deletion) or restored (insertion), most important first",
+    fig.update_xaxes(title_text="bytes replaced or restored, most important first",
                      tickmode="array", tickvals=x[::step].tolist(), ticktext=[str(k) for k in ks[::step]])
     fig.update_yaxes(title_text="log p(target byte) (nats)")
     sub = (f"target {show_label(rep.labels[rep.position + 1])} after byte {rep.position}; baseline byte "
            f"{show_label(rep.baseline_label)}: "
            f"log p {rep.logp:.3f} on the text, {rep.logp_baseline:.3f} on the baseline text. "
-           "A faithful method's deletion curve falls fastest and its insertion curve rises fastest")
-    return _layout(fig, "Deletion and insertion curves", 460, sub)
+           "Solid: deletion, dashed: insertion. A faithful method's deletion curve falls fastest and its "
+           "insertion curve rises fastest")
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0))
+    return _layout(fig, "Deletion and insertion curves", 520, sub, bottom=110)

@@ -128,17 +128,17 @@ else:
                  hide_index=True, key="ti_rank_corr")
     d1, d2, d3 = st.columns(3)
     with d1:
-        ui.download_npz("Every attribution array (NPZ)", lambda: ui.npz_bytes(**rep.arrays()),
+        ui.download_npz("All attribution arrays (NPZ)", lambda: ui.npz_bytes(**rep.arrays()),
                         f"attribution_pos{position}.npz", key="ti_dl_attr_npz")
     with d2:
-        ui.download_csv("Scores per byte (CSV)",
+        ui.download_csv("Scores (CSV)",
                         lambda: ui.csv_bytes({"input_position": np.arange(len(rep.ids)), "byte": rep.ids,
                                               "label": rep.labels,
                                               **{f"{n}_{f}": getattr(a, f) for n, a in rep.methods.items()
                                                  for f in ("signed", "absolute", "normalised")}}),
                         f"attribution_pos{position}.csv", key="ti_dl_attr_csv")
     with d3:
-        ui.download_csv("Deletion and insertion curves (CSV)",
+        ui.download_csv("Curves (CSV)",
                         lambda: ui.csv_bytes({"k": rep.ks, **{f"deletion_{n}": c for n, c in rep.deletion.items()},
                                               **{f"insertion_{n}": c for n, c in rep.insertion.items()}}),
                         f"faithfulness_pos{position}.csv", key="ti_dl_curves_csv")

@@ -56,7 +56,7 @@ def test_methods_section_in_a_real_browser_with_every_sample(tmp_path):
             grids = page.locator('[data-testid="stDataFrame"]')
             assert grids.count() == 2
             with page.expect_download(timeout=60_000) as download:
-                page.get_by_role("button", name="Every attribution array (NPZ)").click()
+                page.get_by_role("button", name="All attribution arrays (NPZ)").click()
             with np.load(download.value.path()) as z:
                 assert int(z["position"]) == POSITION
                 assert {f"{m}.signed" for m in expected} <= set(z.files)

@@ -56,9 +56,8 @@ def test_methods_section_with_every_sample(sample):
     assert [title(s).split(":")[0] for s in strips] == names
     assert all(f"after byte {position}" in title(s) for s in strips)
     # one deletion and one insertion trace per method and for the random order, on one plot
-    traces = [t["name"] for t in curves["data"]]
-    assert traces == [f"{attribution.METHOD_NAMES[m]}, {c}" for m in [*expected, "random"]
-                      for c in ("deletion", "insertion")]
+    traces = [(t["name"], t["line"]["dash"]) for t in curves["data"]]
+    assert traces == [(attribution.METHOD_NAMES[m], dash) for m in [*expected, "random"] for dash in ("solid", "dash")]
     aopc, corr = at.dataframe
     rows = aopc.value
     assert list(rows["method"]) == [attribution.METHOD_NAMES[m] for m in [*expected, "random"]]
@@ -66,12 +65,13 @@ def test_methods_section_with_every_sample(sample):
     np.testing.assert_allclose(rows["deletion AOPC (nats)"], [rep.aopc_deletion[m] for m in [*expected, "random"]],
                                atol=1e-6)
     assert corr.value.shape == (len(expected), len(expected) + 1)
+    subtitles = [s["layout"]["title"]["subtitle"]["text"].replace("<br>", " ") for s in strips]  # wrapped lines
     if sample == "caracal-circular-leaky" or sample == "fftnet-shakespeare":
-        assert all("READS THE FUTURE" in s["layout"]["title"]["subtitle"]["text"] for s in strips)
+        assert all("READS THE FUTURE" in s for s in subtitles)
     else:
-        assert not any("READS THE FUTURE" in s["layout"]["title"]["subtitle"]["text"] for s in strips)
+        assert not any("READS THE FUTURE" in s for s in subtitles) and all(", rounding" in s for s in subtitles)
     labels = {b.label for b in at.get("download_button")}
-    assert {"Every attribution array (NPZ)", "Scores per byte (CSV)", "Deletion and insertion curves (CSV)"} <= labels
+    assert {"All attribution arrays (NPZ)", "Scores (CSV)", "Curves (CSV)"} <= labels
     if "linear_path" not in expected:
         assert any("No linear path" in c.value for c in at.caption)
 
@@ -87,7 +87,7 @@ def test_choosing_methods_and_the_baseline_byte():
     at.selectbox(key="ti_baseline").set_value(0x00).run()
     assert not at.exception and not at.error
     assert at.dataframe[0].value["deletion AOPC (nats)"].tolist() != before
-    assert "baseline byte \\x00" in section(at)[1]["layout"]["title"]["subtitle"]["text"]
+    assert "baseline byte \\x00" in section(at)[1]["layout"]["title"]["subtitle"]["text"].replace("<br>", " ")
     at.multiselect(key="ti_methods").set_value([]).run()
     assert any("Choose at least one method" in i.value for i in at.info)
     assert not [s for s in charts(at) if ": prediction after byte" in title(s)]
