@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 from .config import ModelConfig
+from . import decoding as _decoding
 from . import hooks as _hooks
 from .fftnet import FFTNetMixer
 from .hooks import HookPoint
@@ -260,7 +261,13 @@ class ByteLM(nn.Module):
     def generate_stream(self, prompt_ids: list[int], max_new_tokens: int, *, temperature: float = 1.0,
                         top_k: int | None = None, generator: torch.Generator | None = None) -> Iterator[int]:
         """Yield new byte ids one at a time. temperature 0 is greedy. Causal models decode
-        incrementally (cached v, g and kernels); non-causal ones re-run the whole sequence."""
+        incrementally (cached v, g and kernels; all-MHF models on the static, graph-captured fast
+        path of models/decoding.py, the same logits); non-causal ones re-run the whole sequence.
+        Sampling is inverse-CDF sampling of one uniform draw from `generator` per byte."""
+        if self.supports_incremental and _decoding.supports(self):
+            yield from _decoding.generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                                          generator=generator)
+            return
         device = self.tok_emb.weight.device
         ids = list(prompt_ids) or [ord("\n")]
         if self.supports_incremental:
@@ -286,12 +293,10 @@ def _layer_index(name: str, value, lo: int, hi: int) -> int:
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
                 generator: torch.Generator | None = None) -> int:
-    """Pick the next byte from logits (256,): argmax when temperature <= 0, else sample."""
+    """Pick the next byte from logits (256,): argmax when temperature <= 0, else sample
+    (`decoding.sample_tokens` at one uniform draw from `generator`)."""
     if temperature <= 0:
         return int(logits.argmax())
-    logits = logits.float() / temperature
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+    u = torch.rand(1, generator=generator, dtype=torch.float64).to(logits.device)
+    params = _decoding.sampling_params(temperature, top_k, logits.numel(), logits.device)
+    return int(_decoding.sample_tokens(logits[None], u, *params)[0])
