@@ -36,8 +36,10 @@ Public API (stable; other engineers' pages import it):
   and kwargs (hashable by Streamlit: str, numbers, tuples, None; further Checkpoints in args are
   keyed by sha256 + device too). Errors become an `st.error` in plain words and stop the page
   (see `guard`), except the `passthrough` exception types, which are raised to the page.
-- `show_certificate(report)`: a causality.CausalityReport's verdict (st.success when causal,
-  st.warning when it leaks) and its summary line.
+- `certificate(ck, precision="float32")`: the causality certificate (causality.causality_report),
+  cached: every page that shows a verdict asks for it here, so they show the same numbers.
+- `show_certificate(report)`: a causality.CausalityReport's verdict in the certificate's colours
+  (green causal, red leaks, grey cannot certify) and its summary line.
 - `load_checkpoint_choice(choice) -> Checkpoint`: load any `CheckpointChoice` (cached); used by
   the Compare page for its second checkpoint.
 - `checkpoint_picker(label, key, default=None) -> CheckpointChoice`: a sample selectbox + upload
@@ -591,16 +593,37 @@ def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
     return done.value
 
 
-def show_certificate(report) -> None:
-    """A causality certificate's verdict (causality.CausalityReport): green when causal, a warning
-    (a finding about the model, not an app error) when it leaks; the one-line summary below."""
-    if report.causal:
-        st.success(f"Causal: no earlier logit moves by more than {report.model_leak:.1e} "
-                   f"(tolerance {report.tolerance:.0e}).")
+def certificate(ck: Checkpoint, precision: str = "float32"):
+    """The causality certificate of `ck` (causality.causality_report with its default plan), through
+    the one analysis cache: the causal trick page, Compare and the Overview show the same numbers."""
+    from . import causality
+
+    return analysis(causality.causality_report, ck, precision=precision,
+                    spinner="Certifying causality: perturbing tokens, reading the kernels...")
+
+
+VERDICT_STYLE = {"causal": ("green", ":material/check_circle:"), "leaks": ("red", ":material/warning:"),
+                 "cannot certify": ("gray", ":material/help:")}
+"""Streamlit colour and icon of each certificate verdict: the colours of figures.VERDICT_COLOURS."""
+
+
+def show_certificate(report, summary: bool = True) -> None:
+    """A causality certificate's verdict (causality.CausalityReport) in the certificate's colours,
+    the same on every page: green causal, red leaks, grey cannot certify (NaN/Inf). A finding about
+    the model, not an app error, so it is a coloured line in a box, never st.error. The one-line
+    summary below (shown literally: it holds the checkpoint's file name) unless summary=False."""
+    colour, icon = VERDICT_STYLE[report.verdict]
+    head = markdown_literal_text(report.headline)
+    if report.verdict == "cannot certify":
+        detail = "nothing can be measured where the activations are not numbers."
     else:
-        st.warning(f"Leaks: changing a token moves earlier logits by up to {report.model_leak:.3g} "
-                   f"(tolerance {report.tolerance:.0e}).")
-    st.caption(report.summary)
+        detail = (f"changing a token moves earlier logits by up to {report.model_leak:.3g} "
+                  f"(rounding floor {report.floor:.2g}, {report.precision})"
+                  + (": a later token changes earlier predictions." if report.verdict == "leaks" else "."))
+    with st.container(border=True):
+        st.markdown(f":{colour}-background[{icon} **{head}**] :{colour}[{detail}]")
+        if summary:
+            st.caption(markdown_literal_text(report.summary))
 
 
 def checkpoint_picker(label: str, key: str, default: str | None = None) -> CheckpointChoice:

@@ -1,7 +1,8 @@
 """The command line: `python -m caracal_viz check|report|analyze|attribute`.
 
-  check CKPT [--text-file F] [--json] [--lengths 16,512] [--trials 3] [--seed 0] [--device D]
-      the causality certificate and the Parseval check; exit 0 when causal, 1 when it leaks
+  check CKPT [--text-file F] [--json] [--precision float32|bf16] [--lengths 16,512] [--trials 3]
+        [--seed 0] [--device D]
+      the causality certificate (caracal_viz.causality) and the Parseval check
   report CKPT --text-file F --out report.html [--device D]
       one self-contained offline HTML report (caracal_viz.report.write_report)
   analyze CKPT --text-file F --out DIR [--device D]
@@ -10,8 +11,10 @@
       attribution methods side by side for the prediction after byte I, with deletion/insertion
       curves, AOPC and rank correlations (caracal_viz.attribution.attribute)
 
-Exit codes: 0 success (check: the checkpoint is causal), 1 check found a leak (or NaN/Inf),
-2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure.
+Exit codes: 0 success (check: the checkpoint is certified causal), 1 check found a leak,
+2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure,
+4 cannot certify: NaN/Inf in the weights or the activations (check prints where it first appears;
+report and analyze still write their output, with the NaN views marked, and exit 4).
 Errors are one line on stderr, never a traceback.
 """
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from .attribution import (DEFAULT_BASELINE_BYTE, METHOD_NAMES, METHODS, AttributionReport, attribute, check_methods,
                           order_of)
-from .causality import CausalityReport, causality_report
+from .causality import CANNOT, CAUSAL, PRECISIONS, CausalityReport, causality_report
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .compare import CompareError
 from .energy import ParsevalReport, parseval_report
@@ -38,7 +41,7 @@ from .impulse import kernel_impulses
 from .text import TextError, decode_text_file, encode_text, max_text_bytes
 from .trace import Trace, run_trace
 
-EXIT_OK, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_CANNOT_CERTIFY = 0, 1, 2, 3, 4
 DEFAULT_CHECK_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
                       "abcabcabc 0123456789 \u00e9\u00e8 \u2603\n")
 
@@ -111,11 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where to run the model (auto: CUDA when available)")
 
-    check = sub.add_parser("check", help="causality certificate and Parseval check (exit 0 causal, 1 leaks)")
+    check = sub.add_parser("check", help="causality certificate and Parseval check "
+                                         "(exit 0 causal, 1 leaks, 4 cannot certify: NaN/Inf)")
     common(check, text_required=False)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
-    check.add_argument("--lengths", type=_lengths, default=None, help="sequence lengths to test, e.g. 16,512")
-    check.add_argument("--trials", type=_positive_int, default=3, help="random sequences per length")
+    check.add_argument("--precision", choices=tuple(PRECISIONS), default="float32",
+                       help="float32 (default) or bf16 autocast (CUDA only, as training runs)")
+    check.add_argument("--lengths", type=_lengths, default=None,
+                       help="sequence lengths to perturb, e.g. 16,512 (default: the plan every view shows)")
+    check.add_argument("--trials", type=_positive_int, default=None, help="random sequences per length")
     check.add_argument("--seed", type=int, default=0, help="seed of the random sequences")
 
     report = sub.add_parser("report", help="write a self-contained offline HTML report")
@@ -186,27 +193,40 @@ def _read_text(path: str | None) -> str:
 # ---- check ------------------------------------------------------------------------------------
 def _check(ck: Checkpoint, args) -> int:
     text = _read_text(args.text_file)
-    report = causality_report(ck, lengths=args.lengths, trials=args.trials, seed=args.seed)
+    report = causality_report(ck, precision=args.precision, lengths=args.lengths, trials=args.trials,
+                              seed=args.seed)
     trace = run_trace(ck, text)
     parseval = parseval_report(ck, text, trace=trace)
     if args.json:
         print(json.dumps(_jsonable(check_summary(ck, report, parseval, trace)), indent=2, allow_nan=False))
     else:
         print(_check_text(ck, report, parseval, trace))
-    return EXIT_OK if report.causal else EXIT_LEAK
+    return verdict_exit_code(report)
+
+
+def verdict_exit_code(report: CausalityReport) -> int:
+    """EXIT_OK for causal, EXIT_LEAK for leaks, EXIT_CANNOT_CERTIFY for NaN/Inf."""
+    return {CAUSAL: EXIT_OK, CANNOT: EXIT_CANNOT_CERTIFY}.get(report.verdict, EXIT_LEAK)
 
 
 def check_summary(ck: Checkpoint, report: CausalityReport, parseval: ParsevalReport, trace: Trace) -> dict:
     """The JSON-ready result of `check` (also part of `analyze`'s summary)."""
     return {
         "checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "config": ck.config.to_dict(),
-        "causal": report.causal, "config_causal": report.config_causal, "model_leak": report.model_leak,
-        "tolerance": report.tolerance, "lengths": report.lengths, "trials": report.trials,
+        "verdict": report.verdict, "headline": report.headline, "causal": report.causal,
+        "config_causal": report.config_causal, "nonfinite_from": report.nonfinite, "precision": report.precision,
+        "model_leak": report.model_leak, "model_response": report.model_response, "floor": report.floor,
+        "floor_ratio": report.floor_ratio, "floor_factor": report.floor_factor, "relative_leak": report.relative_leak,
+        "lengths": report.lengths, "trials": {str(k): v for k, v in report.trials.items()},
+        "perturbations": report.perturbations, "max_length": report.max_length,
         "leak_by_length": {str(k): v for k, v in report.leak_by_length.items()},
-        "per_layer": [{"layer": p.layer, "kind": p.kind, "causal_mode": p.causal_mode, "leak": p.leak,
-                       "response": p.response, "relative_leak": p.relative_leak, "causal": p.causal,
-                       "worst_offset": p.worst_offset, "source": p.source} for p in report.per_layer],
-        "summary": report.summary,
+        "floor_by_length": {str(k): v for k, v in report.floor_by_length.items()},
+        "per_layer": [{"layer": p.layer, "kind": p.kind, "causal_mode": p.causal_mode, "verdict": p.verdict,
+                       "causal": p.causal, "structure": p.structure.status, "structure_text": p.structure.text,
+                       "leak": p.leak, "response": p.response, "floor": p.floor, "relative_leak": p.relative_leak,
+                       "floor_ratio": p.floor_ratio, "lengths": p.lengths, "worst_offset": p.worst_offset,
+                       "source": p.source} for p in report.per_layer],
+        "coverage": report.coverage, "rule": report.rule, "seconds": report.seconds, "summary": report.summary,
         "parseval": {"ok": parseval.ok, "max_rel_error": parseval.max_rel_error, "tolerance": parseval.tolerance,
                      "text_bytes": int(trace.ids.size)},
         "nonfinite": [{"where": n.where, "n_nan": n.n_nan, "n_inf": n.n_inf, "positions": n.positions[:20]}
@@ -218,12 +238,13 @@ def _check_text(ck: Checkpoint, report: CausalityReport, parseval: ParsevalRepor
     cfg = ck.config
     lines = [f"{ck.name}: {cfg.mixer}, {cfg.n_layers} blocks, {cfg.n_heads} heads, context {cfg.context}"
              + (f", causal_mode {cfg.causal_mode}" if cfg.mixer == "mhf" else "") + f" (on {ck.device})",
-             f"causality: {'CAUSAL' if report.causal else 'LEAKS'}: max earlier-logit change {report.model_leak:.3g} "
-             f"(tolerance {report.tolerance:.0e}; lengths {', '.join(map(str, report.lengths))}; "
-             f"{report.trials} trials each)"]
+             f"causality: {report.headline.upper() if report.verdict != CAUSAL else report.headline}: "
+             f"max earlier-logit change {report.model_leak:.3g} of a response {report.model_response:.3g}, "
+             f"rounding floor {report.floor:.2g} ({report.precision_text}; a leak is > {report.floor_factor:g} floors)",
+             f"  covered: {report.coverage} ({report.seconds:.1f} s)"]
     for p in report.per_layer:
-        lines.append(f"  block {p.layer} {p.kind} {p.causal_mode}: leak {p.leak:.3g} "
-                     f"(relative {p.relative_leak:.2g}): {p.source}")
+        lines.append(f"  block {p.layer} {p.kind} {p.causal_mode}: {p.verdict.upper()}: leak {p.leak:.3g} "
+                     f"(relative {p.relative_leak:.2g}, {p.floor_ratio:.3g} floors): {p.source}")
     lines.append(f"parseval: {'ok' if parseval.ok else 'FAILED'}: max relative time/frequency energy difference "
                  f"{parseval.max_rel_error:.2g} (tolerance {parseval.tolerance:.0e}) on {trace.ids.size} bytes")
     for n in trace.nonfinite:
@@ -242,9 +263,10 @@ def _report(ck: Checkpoint, args) -> int:
         from .report import write_report
     except ImportError as e:
         return _fail(f"the HTML report is not available in this installation ({e})", EXIT_INTERNAL)
-    write_report(ck, text, out)
-    print(f"wrote {out}")
-    return EXIT_OK
+    cert = causality_report(ck)
+    write_report(ck, text, out, certificate=cert)
+    print(f"wrote {out}" + (f" ({cert.headline}: the NaN views are marked)" if cert.verdict == CANNOT else ""))
+    return EXIT_CANNOT_CERTIFY if cert.verdict == CANNOT else EXIT_OK
 
 
 # ---- analyze ----------------------------------------------------------------------------------
@@ -263,8 +285,9 @@ def _analyze(ck: Checkpoint, args) -> int:
     except OSError as e:
         raise UsageError(f"cannot write to {args.out!r}: {e.strerror}") from None
     print(f"wrote {out / 'analysis.npz'} ({len(arrays)} arrays) and {out / 'summary.json'} "
-          f"in {summary['seconds']:.2f} s")
-    return EXIT_OK
+          f"in {summary['seconds']:.2f} s" + (f" ({summary['headline']}: see summary.json)"
+                                              if summary["verdict"] == CANNOT else ""))
+    return EXIT_CANNOT_CERTIFY if summary["verdict"] == CANNOT else EXIT_OK
 
 
 def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -298,6 +321,8 @@ def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
         "energy_gain": None if parseval.layers[i] is None else parseval.layers[i].energy_gain,
     } for i in range(ck.config.n_layers)]
     summary["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
+    summary["nonfinite_arrays"] = [k for k, v in arrays.items()
+                                   if np.issubdtype(v.dtype, np.number) and not np.isfinite(v).all()]
     return arrays, summary
 
 

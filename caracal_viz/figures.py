@@ -551,27 +551,43 @@ def aliasing_figure(a, head: int = 0) -> go.Figure:
                    f"{100 * float(a.future_fraction[head]):.3g}%; no aliasing from N = {a.safe_n_fft}")
 
 
+VERDICT_COLOURS = {"causal": OK, "leaks": FUTURE, "cannot certify": "#888888"}
+"""The certificate's colours, the same in every view: green causal, red (vermilion) leaks, grey cannot certify."""
+
+
 def causality_figure(report) -> go.Figure:
-    """The causality certificate (`causality.CausalityReport`): per block, the measured leak of
-    its mixer relative to its legitimate response (log scale), with the tolerance line; a bar
-    for the whole model's leak in the logits."""
-    tol = report.tolerance
-    floor = tol * 1e-6  # an exact zero has no place on a log axis: drawn at this floor, said in the hover
-    names = [f"block {p.layer} ({p.kind} {p.causal_mode})" for p in report.per_layer] + ["whole model (logits)"]
-    values = [p.relative_leak for p in report.per_layer] + [report.model_leak]
-    shown = [max(v, floor) if np.isfinite(v) else None for v in values]
-    colours = [OK if (np.isfinite(v) and v <= tol) else FUTURE for v in values]
-    fig = go.Figure(go.Bar(
-        x=names, y=shown, marker_color=colours, customdata=[f"{v:.3g}" for v in values],
-        hovertemplate="%{x}<br>leak %{customdata}<extra></extra>"))
-    fig.add_hline(y=tol, line=dict(color="black", width=1.5, dash="dash"), annotation_text=f"tolerance {tol:.0e}",
-                  annotation_position="top left")
-    fig.update_yaxes(type="log", title_text="leak (log scale)", exponentformat="e")
-    fig.update_xaxes(title_text="where the leak is measured")
-    verdict = "CAUSAL" if report.causal else "LEAKS"
+    """The causality certificate (`causality.CausalityReport`): per block (its mixer alone) and for
+    the whole model (the logits), the largest change of an earlier output relative to the response
+    (log scale), coloured by verdict, with the rounding threshold (floor_factor rounding floors, in
+    the same relative units) as a black tick on each bar. An exact zero sits on the axis' floor."""
+    rows = [(f"block {p.layer} ({p.kind} {p.causal_mode})", p.leak, p.response, p.floor, p.verdict,
+             p.structure.status) for p in report.per_layer]
+    rows.append(("whole model (logits)", report.model_leak, report.model_response, report.floor, report.verdict,
+                 "perturbation"))
+    rel = [leak / resp if resp > 0 and np.isfinite(leak) else (0.0 if leak == 0 else np.nan)
+           for _, leak, resp, *_ in rows]
+    thresh = [report.floor_factor * floor / resp if resp > 0 else np.nan for _, _, resp, floor, *_ in rows]
+    finite = [v for v in rel + thresh if np.isfinite(v) and v > 0]
+    bottom = min(finite, default=1e-12) / 100
+    names = [r[0] for r in rows]
+    shown = [max(v, bottom) if np.isfinite(v) else bottom for v in rel]
+    hover = [f"{r[4]}<br>structure: {r[5]}<br>" + ("leak: NaN/Inf" if not np.isfinite(v) else
+             f"earlier outputs move by {r[1]:.3g} ({v:.3g} of the response {r[2]:.3g})<br>rounding floor {r[3]:.3g}")
+             for r, v in zip(rows, rel)]
+    fig = go.Figure(go.Bar(x=names, y=shown, marker_color=[VERDICT_COLOURS[r[4]] for r in rows],
+                           customdata=hover, hovertemplate="%{x}<br>%{customdata}<extra></extra>", name="leak"))
+    fig.add_scatter(x=names, y=[t if np.isfinite(t) and t > 0 else None for t in thresh], mode="markers",
+                    marker=dict(symbol="line-ew-open", size=28, line=dict(width=3, color="black")),
+                    name=f"{report.floor_factor:g} rounding floors", hovertemplate="threshold %{y:.3g}<extra></extra>")
+    fig.update_yaxes(type="log", title_text="change of earlier outputs / response", exponentformat="e")
+    fig.update_xaxes(title_text="where the change is measured")
+    verdict = report.verdict.upper() + ("" if report.verdict != "causal" or report.model_leak == 0 else
+                                        f" up to {report.precision} rounding")
+    if report.verdict == "cannot certify":
+        verdict += f": NaN/Inf from {esc(report.nonfinite)}"
     return _layout(fig, f"Causality certificate: {verdict}", 420,
-                   f"changing a token moves earlier logits by up to {report.model_leak:.3g} "
-                   f"(tolerance {tol:.0e}); lengths {', '.join(map(str, report.lengths))}")
+                   f"{report.precision}; changing a token moves earlier logits by up to {report.model_leak:.3g} "
+                   f"(rounding floor {report.floor:.2g}); lengths {', '.join(map(str, report.lengths))}")
 
 
 # ---- Parseval energy ---------------------------------------------------------------------------

@@ -87,7 +87,10 @@ class InfluenceMap:
 
     @property
     def upper_rel(self) -> float:
-        """upper_max / scale: 1e-6 and below is (float32 FFT) rounding; 1e-3 and above is a real leak."""
+        """upper_max / scale: 1e-6 and below is (float32 FFT) rounding; 1e-3 and above is a real leak.
+        NaN, never 0, when the map holds NaN/Inf below its last row (nothing can be read from it)."""
+        if not np.isfinite(self.values[:-1]).all() or not np.isfinite([self.upper_max, self.scale]).all():
+            return float("nan")
         return self.upper_max / self.scale if self.scale > 0 else 0.0
 
     def __array__(self, dtype=None, copy=None):

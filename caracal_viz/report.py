@@ -22,7 +22,7 @@ import plotly.io as pio
 import plotly.offline
 
 from . import figures
-from .causality import causality_report
+from .causality import CANNOT, CAUSAL, CausalityReport, causality_report
 from .checkpoint import Checkpoint
 from .energy import parseval_report
 from .filters import data_kernels, fftnet_filters, learned_filters
@@ -60,6 +60,8 @@ pre.text { white-space: pre-wrap; word-break: break-all; background: #f7f7f7; pa
 .verdict { padding: 0.8rem 1rem; border-radius: 6px; font-weight: 600; margin: 0.8rem 0; }
 .causal { background: #e3f4ec; border: 2px solid #009E73; }
 .leaky { background: #fbe6dc; border: 2px solid #D55E00; }
+.cannot { background: #eeeeee; border: 2px solid #888888; }
+.nan { color: #555; background: #eeeeee; padding: 0.4rem 0.6rem; border-left: 4px solid #888888; }
 .note { color: #555; font-size: 0.92rem; }
 nav a { margin-right: 1rem; }
 .figure { margin: 0.6rem 0 1.2rem; }
@@ -123,7 +125,7 @@ def _curve(v) -> list | None:
 
 
 def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFLUENCE_BYTES,
-                 mixing_bytes: int = MIXING_BYTES, certificate_lengths=None) -> Path:
+                 mixing_bytes: int = MIXING_BYTES, certificate: CausalityReport | None = None) -> Path:
     """Write one self-contained, offline HTML report of `ck` on `text` to `path` (replaced
     atomically) and return its Path.
 
@@ -133,7 +135,9 @@ def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFL
     passed energy, dead heads); the causal trick (kernel before/after the mask, mixer impulse
     responses, aliasing); Parseval energy (identity, ESD, gain); token influence (the map on the
     first `influence_bytes` bytes, the row of the worst-predicted byte, per-head mixing matrices
-    on the first `mixing_bytes` bytes). certificate_lengths: passed to `causality_report`.
+    on the first `mixing_bytes` bytes). certificate: the `causality_report(ck)` when the caller
+    has it already (the default computes it). A model whose activations are NaN/Inf still gets
+    its report: the verdict says "cannot certify" and each view that holds NaN says so.
     Raises TextError for bad text; OSError when the file cannot be written.
     """
     ids = encode_text(text)
@@ -141,7 +145,7 @@ def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFL
     page = _Page()
     cfg = ck.config
     tr = run_trace(ck, text)
-    cert = causality_report(ck, lengths=certificate_lengths)
+    cert = certificate if certificate is not None else causality_report(ck)
     view = next_token_view(ck, text, k=TOP_K)
 
     _header(page, ck, text, ids, cert)
@@ -205,8 +209,8 @@ def _header(page: _Page, ck: Checkpoint, text: str, ids: list[int], cert) -> Non
     page.heading(1, f"caracal-viz report: {ck.name}")
     page.para(f"{ck.config.mixer} model, {ck.num_params:,} parameters; a text of {len(ids)} bytes.", "note")
     page.add("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in SECTIONS) + "</nav>")
-    cls = "causal" if cert.causal else "leaky"
-    page.add(f'<div class="verdict {cls}">{"CAUSAL" if cert.causal else "LEAKS"}: {_e(cert.summary)}</div>')
+    cls = {CAUSAL: "causal", CANNOT: "cannot"}.get(cert.verdict, "leaky")
+    page.add(f'<div class="verdict {cls}">{_e(cert.headline.upper())}: {_e(cert.summary)}</div>')
     page.heading(3, "The text")
     page.add(f'<pre class="text">{_e(text)}</pre>')
 
@@ -228,19 +232,21 @@ def _model_card(page: _Page, ck: Checkpoint) -> None:
 
 def _certificate(page: _Page, cert) -> None:
     page.heading(2, "Causality certificate", "certificate")
-    page.para("Proof by perturbation: change one token, measure how much every earlier output moves. "
-              f"Lengths {', '.join(map(str, cert.lengths))}, {cert.trials} random sequences each; "
-              f"tolerance {cert.tolerance:.0e}.")
+    page.para(cert.rule)
+    page.para(f"Covered: {cert.coverage}. Precision: {cert.precision_text}.", "note")
     page.figure(figures.causality_figure(cert))
-    page.table([(f"block {p.layer}", f"{p.kind} ({p.causal_mode})", f"{p.relative_leak:.3g}",
-                 "causal" if p.causal else "LEAKS", p.source) for p in cert.per_layer],
-               header=("block", "mixer", "relative leak", "verdict", "where it comes from"))
+    page.table([(f"block {p.layer}", f"{p.kind} ({p.causal_mode})", p.structure.status, f"{p.relative_leak:.3g}",
+                 f"{p.floor_ratio:.3g}", p.verdict, p.source) for p in cert.per_layer],
+               header=("block", "mixer", "structure", "relative leak", "leak / floor", "verdict", "evidence"))
 
 
 def _predictions(page: _Page, view) -> None:
     page.heading(2, "Next-byte predictions", "predictions")
     page.figure(figures.token_loss_figure(view))
-    if len(view.ids) > 1:
+    if not np.isfinite(view.loss_bits[:-1]).all():
+        page.para("NaN/Inf: the model's activations overflow on this text, so some losses (and the figures "
+                  "built on them) are missing.", "nan")
+    if len(view.ids) > 1 and np.isfinite(view.loss_bits).any():
         worst = int(np.nanargmax(view.loss_bits))
         page.para(f"The worst-predicted byte follows position {worst}: what the model expected there.")
         page.figure(figures.topk_figure(view, worst))
@@ -326,10 +332,13 @@ def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: in
         page.para(f"On the text's first {len(part.encode('utf-8'))} bytes (the map costs one backward pass "
                   "per byte).", "note")
     m = token_influence(ck, part)
+    if np.isnan(m.upper_rel):
+        page.para("NaN/Inf: the influence map holds NaN (the model's activations overflow), so whether a "
+                  "prediction reads a later byte cannot be read from it.", "nan")
     page.figure(figures.influence_figure(m))
     L = len(m.labels)
-    if L > 1:
-        scored = view.loss_bits[: L - 1]
+    scored = view.loss_bits[: L - 1]
+    if L > 1 and np.isfinite(scored).any():
         row = int(np.nanargmax(scored))
         page.figure(figures.influence_strip_figure(m, row))
     part = _prefix(text, min(mixing_bytes, n))

@@ -22,21 +22,25 @@ if not np.isfinite(view.loss_bits[:-1]).all():
     # say where the activations broke instead of plotting gaps silently
     bad = ui.analysis(trace.run_trace, ck, text, spinner="Locating the non-finite activations...").nonfinite
     first = bad[0] if bad else None
-    st.error("The model's activations overflow to NaN/Inf on this text"
-             + (f", first in {first.where} ({first.n_nan} NaN, {first.n_inf} Inf at {len(first.positions)} positions)"
-                if first else "")
-             + ": the losses and figures below are incomplete. The checkpoint's weights are too large for float32.")
+    st.markdown(":gray-background[:material/help: **NaN/Inf**] :gray[The model's activations overflow to NaN/Inf "
+                "on this text"
+                + (f", first in {ui.markdown_literal_text(first.where)} ({first.n_nan} NaN, {first.n_inf} Inf at "
+                   f"{len(first.positions)} positions)" if first else "")
+                + ": the losses and figures below are incomplete. The checkpoint's weights are too large for "
+                  "float32.]")
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Bytes", len(view.ids))
 c2.metric("Bits/byte, this text", "n/a" if np.isnan(view.mean_bits) else f"{view.mean_bits:.3f}")
 bpb = ck.meta.get("val_bits_per_byte")
 c3.metric("Bits/byte, validation", f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "n/a")
-c4.metric("Causal", "yes" if view.causal else "no",
-          help="By construction (the config); the Causal trick page measures it")
-if not view.causal:
-    st.warning("This model is not causal: its prediction for a byte can read that byte and the ones after "
-               "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
+cert = ui.certificate(ck)
+c4.metric("Causality", {"causal": "causal", "leaks": "leaks"}.get(cert.verdict, "cannot certify"),
+          help="The causality certificate (details on The causal trick page)")
+ui.show_certificate(cert, summary=False)
+if cert.verdict == "leaks":
+    st.markdown("This model is not causal: its prediction for a byte can read that byte and the ones after "
+                "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
 ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=640,
                pick="pos")

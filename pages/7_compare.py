@@ -5,12 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import causality, compare, figures, filters, gates
-
-# Certificate lengths here: a short and a medium sequence, 2 trials each (a leak shows at any
-# length; the Causal trick page runs the full certificate up to the training context).
-CERT_LENGTHS = (16, 128)
-CERT_TRIALS = 2
+from caracal_viz import compare, figures, filters, gates
 
 ck_a, text = ui.page_setup(
     "Compare two checkpoints",
@@ -48,8 +43,7 @@ def card(side, ck):
 
 
 def certificate(side, ck):
-    ui.show_certificate(ui.analysis(causality.causality_report, ck, lengths=CERT_LENGTHS, trials=CERT_TRIALS,
-                                    spinner=f"Certifying {side}: perturbing tokens..."))
+    ui.show_certificate(ui.certificate(ck))
 
 
 def _block_filters(ck):
@@ -89,8 +83,8 @@ def gate_map(side, ck):
 
 side_by_side(card)
 st.markdown("##### Causality certificates")
-st.caption(f"Changing one token of random sequences of {' and '.join(map(str, CERT_LENGTHS))} bytes "
-           f"({CERT_TRIALS} trials each): does any earlier prediction move?")
+st.caption("The same certificate as on The causal trick page (same numbers): does changing a token move any "
+           "earlier prediction? Green: causal; red: leaks; grey: cannot certify (NaN/Inf).")
 side_by_side(certificate)
 st.markdown(f"##### Learned filters and gates, block {layer}")
 side_by_side(learned)

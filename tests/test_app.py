@@ -122,10 +122,15 @@ def test_every_page_with_each_sample(sample):
             assert any("dead heads" in a.value.lower() for a in (*at.success, *at.warning))
         if page == "pages/7_compare.py":
             assert at.selectbox("cmp_select").value == sample_b
-            shown = [e.value.split(":")[0] for e in in_order(at.main) if e.value.startswith(("Causal:", "Leaks:"))]
-            assert shown == ["Causal" if s in CAUSAL_SAMPLES else "Leaks" for s in (sample, sample_b)]
+            assert verdicts(at) == ["green" if s in CAUSAL_SAMPLES else "red" for s in (sample, sample_b)]
             assert any(s.startswith("Head by head") for s in (h.value for h in at.subheader))
             assert comparable(sample, sample_b) != any("cannot be compared" in w.value for w in at.warning)
+
+
+def verdicts(at: AppTest) -> list[str]:
+    """The colours of the certificate verdicts on the page, in order (ui.show_certificate)."""
+    lines = [e.value for e in in_order(at.main, ("markdown",)) if isinstance(e.value, str) and e.value.startswith(":")]
+    return [v[1:].split("-background[")[0] for v in lines if "-background[:material/" in v.split("]")[0] + "]"]
 
 
 def _assert_kept(at: AppTest, sample: str, text: str) -> None:
@@ -254,8 +259,7 @@ def test_compare_second_checkpoint_upload():
     assert at.selectbox("cmp_select").value == "Uploaded: periodic.safetensors"
     # 6 blocks of 160 wide against 2 of 64: shown side by side, not head by head
     assert any("cannot be compared" in w.value for w in at.warning)
-    assert [e.value.split(":")[0] for e in in_order(at.main) if e.value.startswith(("Causal:", "Leaks:"))] == \
-        ["Causal", "Causal"]
+    assert verdicts(at) == ["green", "green"]
 
 
 def is_periodic(text: str) -> bool:
