@@ -247,14 +247,13 @@ def causality_report(ck: Checkpoint, *, precision: str = "float32", lengths=None
         for L, n_seq, singles, last in plan:
             for k in range(n_seq):
                 seq = rng.integers(0, 256, size=L)
-                measured, mixer_inputs, bad = _model_perturbations(run, seq, singles, last, rng,
-                                                                   always_floor=not model_parts)
+                measured, cache, bad = _model_perturbations(run, seq, singles, last, rng, always_floor=not model_parts)
                 model_parts.append((L, measured))
                 nonfinite = nonfinite or bad
                 if k == 0:
-                    for i, u in enumerate(mixer_inputs):
-                        if _needs_perturbation(structures[i], L, ck.config.context):
-                            layer_parts[i].append((L, _layer_perturbations(run, i, u, singles, rng)))
+                    for i, s in enumerate(structures):
+                        if _needs_perturbation(s, L, ck.config.context):
+                            layer_parts[i].append((L, _layer_perturbations(run, i, cache, singles, rng)))
         per_layer = [_layer_summary(ck, i, structures[i], layer_parts[i], plan[-1][0], precision)
                      for i in range(len(model.blocks))]
     return _report(ck, precision, plan, model_parts, per_layer, nonfinite, max_len, time.perf_counter() - start)
@@ -398,7 +397,10 @@ def _needs_perturbation(s: Structure, L: int, context: int) -> bool:
 
 # ---- running the model ------------------------------------------------------------------------------
 class _Runner:
-    """Runs the model (and, for floors, a higher-precision copy) one sequence at a time.
+    """Runs the model (and, for floors, a higher-precision copy) one sequence at a time, through
+    its hook points (models/hooks.py): the whole model with a cache of each block's residual
+    stream and mixer input and output, and one block from its cached input with a perturbed mixer
+    input (forward(start_at_layer=k, stop_at_layer=k + 1)).
 
     Each row runs alone, so a perturbed copy and the base round identically wherever the arithmetic
     does not depend on the future (batched matrix products may round a row differently by where it
@@ -408,6 +410,9 @@ class _Runner:
         self.model, self.precision = model, precision
         self.device = next(model.parameters()).device
         self._ref = None
+        n = len(model.blocks)
+        self.names = [f"blocks.{k}.{h}" for k in range(n) for h in ("hook_resid_pre", "hook_mixer_in",
+                                                                   "hook_mixer_out", "hook_resid_post")]
 
     def autocast(self):
         if self.precision == "bf16":
@@ -426,46 +431,33 @@ class _Runner:
         return torch.float32 if self.precision == "bf16" else torch.float64
 
     def logits(self, ids: torch.Tensor, capture: bool = False):
-        """logits (L, V) as float64 for one sequence (L,); with capture also every block's mixer
-        input (1, L, D) and the first block whose output is not finite (or None)."""
-        inputs: list[torch.Tensor] = []
-        bad: list[int] = []
+        """logits (L, V) as float64 for one sequence (L,); with capture also the run's cache (block
+        hook points) and the first block whose output is not finite (or None)."""
         with self.autocast():
-            out = _forward_capturing(self.model, ids[None], inputs if capture else None, bad if capture else None)
-        return out[0].double(), inputs, (bad[0] if bad else None)
+            if not capture:
+                return self.model(ids[None])[0].double(), None, None
+            out, cache = self.model.run_with_cache(ids[None], names_filter=self.names)
+        bad = next((k for k in range(len(self.model.blocks))
+                    if not bool(torch.isfinite(cache[f"blocks.{k}.hook_resid_post"]).all())), None)
+        return out[0].double(), cache, bad
 
     def ref_logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.ref(ids[None])[0].double()
 
-    def mixer(self, i: int, u: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            return self.model.blocks[i].mixer(u).double()
+    def mixer(self, k: int, resid_pre: torch.Tensor, mixer_in: torch.Tensor | None = None) -> torch.Tensor:
+        """Block k's mixer output (L, D) as float64, run from the residual stream entering the block
+        (1, L, D), with its mixer input replaced by `mixer_in` when given."""
+        point = f"blocks.{k}.hook_mixer_out"
+        fwd = [] if mixer_in is None else [(f"blocks.{k}.hook_mixer_in", lambda u, hook: mixer_in)]
+        with self.autocast(), self.model.hooks(fwd):
+            _, cache = self.model.run_with_cache(resid_pre, start_at_layer=k, stop_at_layer=k + 1, names_filter=point)
+        return cache[point][0].double()
 
-    def ref_mixer(self, i: int, u: torch.Tensor) -> torch.Tensor:
-        return self.ref.blocks[i].mixer(u.to(self.ref_dtype)).double()
-
-
-def _forward_capturing(model, ids: torch.Tensor, inputs: list | None, bad: list | None) -> torch.Tensor:
-    """model(ids) that also records, in this thread only (the model is shared between sessions),
-    each block's mixer input and the indices of blocks whose output is not finite."""
-    if inputs is None:
-        return model(ids)
-    me = threading.get_ident()
-    handles = []
-    for k, block in enumerate(model.blocks):
-        def pre(_m, args, k=k):
-            if threading.get_ident() == me:
-                inputs.append(args[0].detach())
-
-        def post(_m, _args, out, k=k):
-            if threading.get_ident() == me and not bool(torch.isfinite(out).all()):
-                bad.append(k)
-        handles += [block.mixer.register_forward_pre_hook(pre), block.register_forward_hook(post)]
-    try:
-        return model(ids)
-    finally:
-        for h in handles:
-            h.remove()
+    def ref_mixer(self, k: int, resid_pre: torch.Tensor) -> torch.Tensor:
+        point = f"blocks.{k}.hook_mixer_out"
+        _, cache = self.ref.run_with_cache(resid_pre.to(self.ref_dtype), start_at_layer=k, stop_at_layer=k + 1,
+                                           names_filter=point)
+        return cache[point][0].double()
 
 
 @dataclass
@@ -512,50 +504,51 @@ def _change(a: torch.Tensor, b: torch.Tensor, first: int) -> tuple[float, float,
 
 def _model_perturbations(run: _Runner, seq: np.ndarray, singles: int, last: bool, rng, always_floor: bool = False):
     """The model-level perturbations of one random sequence: (list of _Measured, floor or None,
-    finite), the base's mixer inputs, and where NaN/Inf first appeared (None if nowhere)."""
+    finite), the base run's cache of block hook points, and where NaN/Inf first appeared (None if
+    nowhere)."""
     dev = run.device
     base_ids = torch.as_tensor(seq, device=dev)
-    base, inputs, bad_block = run.logits(base_ids, capture=True)
+    base, cache, bad_block = run.logits(base_ids, capture=True)
     if bad_block is not None or not torch.isfinite(base).all():
         where = f"block {bad_block}" if bad_block is not None else "the final LayerNorm and head"
-        return ([], None, False), inputs, where
+        return ([], None, False), cache, where
     measured = []
     for c, first, single in _perturbed_copies(seq, singles, last, rng):
         out, _, _ = run.logits(torch.as_tensor(c, device=dev))
         if not torch.isfinite(out).all():
-            return (measured, None, False), inputs, f"a perturbed copy at length {seq.size}"
+            return (measured, None, False), cache, f"a perturbed copy at length {seq.size}"
         leak, resp, d = _change(out, base, first)
         measured.append(_Measured(first, leak, resp, single, d[:first][::-1] if single else None))
     floor = None
     if always_floor or any(m.leak > 0 for m in measured):
         ref = run.ref_logits(base_ids)
         floor = float((base - ref).abs().max()) if torch.isfinite(ref).all() else float("inf")
-    return (measured, floor, True), inputs, None
+    return (measured, floor, True), cache, None
 
 
-def _layer_perturbations(run: _Runner, i: int, u: torch.Tensor, singles: int, rng):
-    """Block i's mixer alone on its real input u (1, L, D), perturbed at single positions by a random
-    vector as large as the input there: (list of _Measured, floor or None, finite)."""
+def _layer_perturbations(run: _Runner, i: int, cache: dict, singles: int, rng):
+    """Block i's mixer alone on its real input u (1, L, D) from the base run's cache, perturbed at
+    single positions by a random vector as large as the input there: (list of _Measured, floor or
+    None, finite)."""
+    p = f"blocks.{i}."
+    resid, u, base = cache[p + "hook_resid_pre"], cache[p + "hook_mixer_in"], cache[p + "hook_mixer_out"]
     L = u.shape[1]
-    if not torch.isfinite(u).all():
+    if not (torch.isfinite(u).all() and torch.isfinite(base).all()):
         return [], None, False
-    base = run.mixer(i, u)[0]
-    if not torch.isfinite(base).all():
-        return [], None, False
-    positions = _single_positions(L, singles, True, rng)
+    base = base[0].double()
     measured = []
-    for t in positions:
-        p = u.clone()
+    for t in _single_positions(L, singles, True, rng):
+        pert = u.clone()
         direction = torch.as_tensor(rng.standard_normal(u.shape[-1]), dtype=u.dtype, device=u.device)
-        p[0, t] += direction * (u[0, t].norm() / direction.norm())
-        out = run.mixer(i, p)[0]
+        pert[0, t] += direction * (u[0, t].norm() / direction.norm())
+        out = run.mixer(i, resid, pert)
         if not torch.isfinite(out).all():
             return measured, None, False
         leak, resp, d = _change(out, base, int(t))
         measured.append(_Measured(int(t), leak, resp, True, d[:t][::-1]))
     floor = None
     if any(m.leak > 0 for m in measured):
-        ref = run.ref_mixer(i, u)[0]
+        ref = run.ref_mixer(i, resid)
         floor = float((base - ref).abs().max()) if torch.isfinite(ref).all() else float("inf")
     return measured, floor, True
 
