@@ -574,6 +574,26 @@ def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwarg
     return run_with_fallback(_fn, *real, **dict(kwargs))
 
 
+def _work_details(fn: Callable, args: tuple) -> str:
+    """What an analysis works on, in words: the function, the checkpoints (name, device) and the
+    length of any text."""
+    parts = [f"`{fn.__name__}`"]
+    parts += [f"{Path(a.name).name} on {a.device}" for a in args if _is_checkpoint(a)]
+    parts += [f"a text of {len(a.encode('utf-8')):,} bytes" for a in args if isinstance(a, str)]
+    return ", ".join(parts) + ". The result is cached: the next visit is immediate."
+
+
+def _with_status(label: str, details: str, work: Callable):
+    """Run `work()` inside an st.status box that says what is being computed (not a bare
+    spinner), removed when the work is done (a cached result flashes it for one render)."""
+    slot = st.empty()
+    with slot.status(label, expanded=True):
+        st.caption(details)
+        out = work()
+    slot.empty()
+    return out
+
+
 def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
              passthrough: tuple[type[BaseException], ...] = (), **kwargs):
     """fn(ck, *args, **kwargs) through st.cache_data, keyed by fn's qualified name, each
@@ -586,8 +606,9 @@ def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
     all_args = (ck, *args)
     cks = tuple(a for a in all_args if _is_checkpoint(a))
     keyed = tuple((_SLOT, a.sha256, str(a.device)) if _is_checkpoint(a) else a for a in all_args)
-    with guard(passthrough), st.spinner(spinner or f"Computing {fn.__name__.replace('_', ' ')}..."):
-        done = _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())))
+    with guard(passthrough):
+        done = _with_status(spinner or f"Computing {fn.__name__.replace('_', ' ')}...", _work_details(fn, all_args),
+                            lambda: _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items()))))
     if done.message:
         st.info(done.message)
     return done.value
