@@ -10,6 +10,9 @@
   attribute CKPT --text-file F --position I [--methods grad_norm,occlusion,...] [--json] [--out F.npz]
       attribution methods side by side for the prediction after byte I, with deletion/insertion
       curves, AOPC and rank correlations (caracal_viz.attribution.attribute)
+  ablate CKPT --text-file F [--layer K] [--head H] [--band LO HI] [--json] | --sweep --out F.csv
+      bits/byte before and after an intervention (caracal_viz.interventions), or the whole
+      layer x head x band sweep as CSV
 
 Exit codes: 0 success (check: the checkpoint is certified causal), 1 check found a leak,
 2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure,
@@ -105,7 +108,7 @@ def _byte(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python3 -m caracal_viz",
                      description="caracal-viz: the spectral microscope for Fourier-mixing language models")
-    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute}")
+    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute,ablate}")
     sub.required = True
 
     def common(p: argparse.ArgumentParser, text_required: bool) -> None:
@@ -143,6 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the byte put in by occlusion, the curves and the IG baseline (0..255; default 32, a space)")
     attr.add_argument("--json", action="store_true", help="print every score, curve and AOPC as JSON")
     attr.add_argument("--out", default=None, help="also write every array to this .npz file")
+
+    ablate = sub.add_parser("ablate", help="bits/byte before and after ablating a head or a band (or --sweep)")
+    common(ablate, text_required=True)
+    ablate.add_argument("--layer", type=int, help="block index (0-based); alone: every head of its mixer zeroed")
+    ablate.add_argument("--head", type=int, help="head index (0-based) within the block")
+    ablate.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="stop this band (cycles/token, 0..0.5) of the head's learned spectrum")
+    ablate.add_argument("--stream", choices=("spectrum", "gate"), default="spectrum",
+                        help="with --band: the learned spectrum (keeps causality) or the gate stream")
+    ablate.add_argument("--pass-band", action="store_true", help="with --band: keep only the band instead")
+    ablate.add_argument("--mode", choices=("zero", "mean"), default="zero", help="head ablation: zero or the mean")
+    ablate.add_argument("--circular", action="store_true", help="switch block --layer to causal_mode circular")
+    ablate.add_argument("--position", type=int, help="position of the top-k lists (default: largest change)")
+    ablate.add_argument("--json", action="store_true", help="print the result as JSON")
+    ablate.add_argument("--sweep", action="store_true", help="ablate every head and every band of every block")
+    ablate.add_argument("--bands", type=_positive_int, default=8, help="with --sweep: log-spaced bands per head")
+    ablate.add_argument("--out", help="with --sweep: the CSV file to write")
     return parser
 
 
@@ -152,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         ck = _load(args.checkpoint, args.device)
         return {"check": _check, "report": _report, "analyze": _analyze,
-                "attribute": _attribute}[args.command](ck, args)
+                "attribute": _attribute, "ablate": _ablate}[args.command](ck, args)
     except (UsageError, CheckpointError, TextError, CompareError, ValueError) as e:
         return _fail(str(e), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
@@ -376,6 +396,83 @@ def _attribution_text(ck: Checkpoint, rep: AttributionReport) -> str:
     for n in rep.deletion:
         lines.append(f"  {METHOD_NAMES[n]:<24} {rep.aopc_deletion[n]:>14.4f} {rep.aopc_insertion[n]:>15.4f}")
     return "\n".join(lines)
+# ---- ablate -----------------------------------------------------------------------------------
+def _ablate(ck: Checkpoint, args) -> int:
+    from . import interventions as iv
+
+    text = _read_text(args.text_file)
+    if args.sweep:
+        return _sweep(ck, text, args, iv)
+    if args.out:
+        raise UsageError("--out goes with --sweep (a single intervention prints its result)")
+    if args.layer is None:
+        raise UsageError("give --layer K (and --head H, --band LO HI), or --sweep --out F.csv")
+    if args.circular:
+        res = iv.switch_to_circular(ck, text, args.layer, position=args.position)
+    elif args.band is not None:
+        if args.head is None:
+            raise UsageError("--band needs --head: a band is stopped in one head's spectrum")
+        res = iv.filter_band(ck, text, args.layer, args.head, tuple(args.band), stream=args.stream,
+                             mode="pass" if args.pass_band else "stop", position=args.position)
+    elif args.head is not None:
+        res = iv.ablate_head(ck, text, args.layer, args.head, args.mode, position=args.position)
+    else:
+        hooks = [h for head in range(ck.config.n_heads) for h in iv.head_hooks(ck, args.layer, head, args.mode, text)]
+        res = iv.run_intervention(ck, text, hooks, f"block {args.layer} mixer {args.mode}-ablated (every head)",
+                                  position=args.position)
+    summary = {
+        "checkpoint": ck.name, "intervention": res.description, "text_bytes": len(res.labels),
+        "bits_per_byte_before": res.bits_before, "bits_per_byte_after": res.bits_after, "change": res.delta_bits,
+        "position": res.position, "topk_before": [{"byte": lab, "probability": p} for lab, p in res.topk_before],
+        "topk_after": [{"byte": lab, "probability": p} for lab, p in res.topk_after],
+        "causal_after": None if res.certificate is None else res.certificate.causal,
+        "certificate": None if res.certificate is None else res.certificate.summary,
+    }
+    if args.json:
+        print(json.dumps(_jsonable(summary), indent=2, allow_nan=False))
+        return EXIT_OK
+    top = lambda pairs: ", ".join(f"{lab!r} {p:.3f}" for lab, p in pairs)  # noqa: E731
+    print(f"{ck.name}: {res.description}")
+    print(f"bits/byte: before {res.bits_before:.4f}, after {res.bits_after:.4f} (change {res.delta_bits:+.4f}) "
+          f"on {len(res.labels)} bytes")
+    print(f"position {res.position}: top-{len(res.topk_before)} before {top(res.topk_before)}")
+    print(f"position {res.position}: top-{len(res.topk_after)} after  {top(res.topk_after)}")
+    if res.certificate is not None:
+        print(f"certificate of the intervened model: {res.certificate.summary}")
+    return EXIT_OK
+
+
+def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
+    import csv
+
+    if not args.out:
+        raise UsageError("--sweep needs --out F.csv (the file to write the sweep to)")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
+    start = time.perf_counter()
+    result = iv.sweep(ck, text, n_bands=args.bands)
+    seconds = time.perf_counter() - start
+    rows = result.rows()
+    try:
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.out!r}: {e.strerror}") from None
+    worst = sorted((r for r in rows if np.isfinite(r["delta_bits_per_byte"])),
+                   key=lambda r: -r["delta_bits_per_byte"])[:5]
+    if args.json:
+        print(json.dumps(_jsonable({"checkpoint": ck.name, "bits_per_byte": result.bits_clean, "rows": len(rows),
+                                    "out": str(out), "seconds": seconds, "largest": worst}), indent=2, allow_nan=False))
+        return EXIT_OK
+    print(f"{ck.name}: {result.bits_clean:.4f} bits/byte on {len(text.encode())} bytes; wrote {len(rows)} rows "
+          f"to {out} in {seconds:.2f} s")
+    for r in worst:
+        band = "" if r["band_lo"] == "" else f" band {r['band_lo']:.4g}..{r['band_hi']:.4g} cycles/token"
+        print(f"  block {r['layer']} head {r['head']}{band}: {r['delta_bits_per_byte']:+.4f} bits/byte")
+    return EXIT_OK
 
 
 def _arrays_of(prefix: str, rec) -> dict[str, np.ndarray]:
