@@ -14,7 +14,7 @@ This is the only module (with app.py and pages/) that imports Streamlit. Pages u
 
 Public API (stable; other engineers' pages import it):
 - `SAMPLE_NAMES`, `DEFAULT_SAMPLE`, `EXAMPLE_TEXTS` (sample name -> example text), `example_text(name)`.
-- `PAGE_FILES`, `pages()`: the seven page files, listed explicitly, as st.Page objects for
+- `PAGE_FILES`, `pages()`: the eight page files, listed explicitly, as st.Page objects for
   `st.navigation`; `set_page_config()`: title, icon, wide layout.
 - `sidebar()`: render the shared sidebar (checkpoint, text, device, model card). app.py calls it
   once per run, before the page runs; pages never call it (page_setup does, if app.py did not run).
@@ -322,6 +322,7 @@ PAGE_FILES = (
     ("pages/5_parseval_energy.py", "Parseval energy"),
     ("pages/6_token_influence.py", "Token influence"),
     ("pages/7_compare.py", "Compare"),
+    ("pages/8_interventions.py", "Interventions"),
 )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,8 @@ class InterventionResult:
     certificate:   caracal_viz.causality.CausalityReport of the intervened model, or None when it
                    was not measured (the intervention keeps the model's causality, or the model
                    was not causal to begin with).
+    before, after: the whole predict.NextTokenView without and with the intervention (top-k at
+                   every position: `topk_change(i)`).
     """
 
     description: str
@@ -69,6 +72,13 @@ class InterventionResult:
     topk_before: list[tuple[str, float]]
     topk_after: list[tuple[str, float]]
     certificate: object | None = None
+    before: NextTokenView | None = None
+    after: NextTokenView | None = None
+
+    def topk_change(self, i: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """The top-k (label, probability) pairs at position i before and after."""
+        i = _check_index("position", i, len(self.labels))
+        return _pairs(self.before, i), _pairs(self.after, i)
 
     @property
     def loss_change(self) -> np.ndarray:
@@ -187,6 +197,21 @@ def period_band(shortest: float, longest: float) -> tuple[float, float]:
         raise ValueError(f"periods {shortest:g}..{longest:g} tokens: give 2 <= shortest < longest "
                          "(2 tokens is the Nyquist period)")
     return 1.0 / longest, 1.0 / shortest
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """A band typed by a user: "LO HI" in cycles/token (e.g. "0.1 0.15"), or "T SHORTEST LONGEST"
+    as periods in tokens (e.g. "T 7 9"; "inf" for no longest). Commas and dashes between the
+    numbers are allowed. Raises ValueError with a one-line message."""
+    raw = str(text).strip()
+    periods = raw[:1] in ("T", "t", "p", "P")
+    values = [float(x) for x in re.findall(r"inf|\d*\.?\d+(?:e[-+]?\d+)?", raw.lower())]
+    if re.search(r"(^|[\s,])-\s*\d", raw):
+        raise ValueError(f"{raw[:40]!r}: frequencies and periods cannot be negative")
+    if len(values) != 2 or re.search(r"[^\d\s.,\-einfaprodtTP]", raw):
+        raise ValueError(f"cannot read a band from {raw[:40]!r}: type two frequencies such as '0.1 0.15' "
+                         "(cycles/token) or 'T 7 9' (periods in tokens)")
+    return period_band(*values) if periods else check_band(values)
 
 
 def _bins(freqs: np.ndarray, band: tuple[float, float], what: str) -> np.ndarray:
@@ -356,7 +381,8 @@ def run_intervention(ck: Checkpoint, text: str, fwd_hooks: list, description: st
         bits_before=before.mean_bits, bits_after=after.mean_bits, position=position,
         topk_ids_before=before.topk_ids[position], topk_probs_before=before.topk_probs[position],
         topk_ids_after=after.topk_ids[position], topk_probs_after=after.topk_probs[position],
-        topk_before=_pairs(before, position), topk_after=_pairs(after, position), certificate=cert)
+        topk_before=_pairs(before, position), topk_after=_pairs(after, position), certificate=cert,
+        before=before, after=after)
 
 
 def _pairs(view: NextTokenView, i: int) -> list[tuple[str, float]]:
