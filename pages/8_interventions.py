@@ -1,6 +1,8 @@
 """Interventions: change a head, a frequency band or a gate and see what the prediction does; the
 sweep over every head and band; activation patching between a clean and a corrupted text."""
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
@@ -39,11 +41,14 @@ def _freq(f: float) -> str:
 def _apply_sweep_cell() -> None:
     """A click on the sweep heatmap: that cell's ablation becomes the page's intervention."""
     event = ss.get("iv_sweep_fig")
-    points = event.selection.points if event else []
-    data = points[0].get("customdata") if points else None
+    cells = [p.get("customdata") for p in (event.selection.points if event else [])]
+    cells = [c for c in cells if isinstance(c, (list, tuple, dict)) and len(c) >= 3]  # the pick layer's points
     sweep_result = ss.get("iv_sweep_last")
-    if not isinstance(data, (list, tuple)) or len(data) < 3 or sweep_result is None:
+    if not cells or sweep_result is None:
         return
+    data = cells[0]
+    if isinstance(data, dict):  # a row of customdata arrives as {"0": .., "1": .., "2": ..}
+        data = [data[str(i)] for i in range(len(data))]
     layer, head, band = (int(v) for v in data[:3])
     ss.update(iv_layer=layer, iv_head=head, iv_mode="zero", iv_band_text="")
     if band < 0:
@@ -160,14 +165,13 @@ if len(clean.encode("utf-8")) > PATCH_MAX_BYTES:
     clean = clean.encode("utf-8")[:PATCH_MAX_BYTES].decode("utf-8", "ignore")
     st.info(f"Patching runs every block x position: this section uses the first {len(clean.encode('utf-8'))} bytes.")
 raw = clean.encode("utf-8")
-if ss.get("iv_corrupt_for") != clean:  # a new text brings a new default corruption: one byte in the middle
-    mid = len(raw) // 2
-    swapped = raw[:mid] + bytes([ord("z") if raw[mid:mid + 1] != b"z" else ord("q")]) + raw[mid + 1:]
-    ss["iv_corrupt"] = swapped.decode("utf-8", "replace")
-    ss["iv_corrupt_for"] = clean
+mid = len(raw) // 2  # the default corruption: the middle byte changed
+swapped = (raw[:mid] + (b"q" if raw[mid:mid + 1] == b"z" else b"z") + raw[mid + 1:]).decode("utf-8", "replace")
 st.markdown("Run the *corrupted* text with one activation (one block, one position) taken from the *clean* run "
             "(the sidebar's text), and see how much of the clean prediction comes back.")
-corrupted = st.text_area("Corrupted text (same length in bytes)", key="iv_corrupt", height=80)
+# keyed by the clean text, so that a new text brings its own default corruption
+corrupted = st.text_area("Corrupted text (same length in bytes)", value=swapped, height=80,
+                         key=f"iv_corrupt_{hashlib.sha256(raw).hexdigest()[:12]}")
 p1, p2 = st.columns(2)
 hook = p1.selectbox("Patch", iv.PATCH_HOOKS, key="iv_patch_hook",
                     format_func=lambda h: {"resid_pre": "the residual stream entering the block",

@@ -19,10 +19,11 @@ CHECKPOINT = ROOT / "sample_checkpoints" / "caracal-periodic.safetensors"
 TEXT = "abcabcabcabcabc qwertyuiqwertyui thequickbrownfoxjump"  # the periodic model's kind of text
 SHOTS = ROOT / "artifacts" / "screenshots"
 WIDTH, HEIGHT = 1400, 1000
-N_PAGES = 7
+N_PAGES = 8
 # one data download per page of ours, checked for its header: (page title, button, CSV header start)
 DOWNLOADS = {"The causal trick": ("Both outputs (CSV)", "t,x,exact_causal,circular_output"),
-             "Token influence": ("This prediction's row (CSV)", "input_position,byte,label,influence")}
+             "Token influence": ("This prediction's row (CSV)", "input_position,byte,label,influence"),
+             "Interventions": ("Sweep (CSV)", "layer,head,band_lo,band_hi")}
 
 
 def settle(page) -> None:
