@@ -20,23 +20,11 @@ import torch
 
 from _util import ROOT, header, save, sync, table
 from analysis_latency import text_of
+from generation import timed
 
 from caracal_viz import interventions as iv
 from caracal_viz import load_checkpoint
 from models.mhf import fft_options
-
-
-def timed(fn, device: str, reps: int) -> tuple[float, object]:
-    """(median seconds over reps, the last result), after one warm-up run."""
-    out = fn()
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def unbatched(ck, text: str, n_bands: int) -> float:
@@ -82,6 +70,7 @@ def main() -> None:
         n_variants = sum(ck.config.n_heads * (1 + args.bands) for k in range(ck.config.n_layers)
                          if ck.config.layer_kind(k) != "swa")
         with torch.no_grad():
+            iv.sweep(ck, text, n_bands=args.bands)  # warm-up
             t64, s64 = timed(lambda: iv.sweep(ck, text, n_bands=args.bands), dev, args.reps)
             with fft_options(torch.float32):
                 t32, s32 = timed(lambda: iv.sweep(ck, text, n_bands=args.bands), dev, args.reps)
