@@ -5,7 +5,7 @@ run one forward pass each through run_with_hooks (the unbatched way). The MHF FF
 their default float64, and in float32 (mhf.fft_options); the float32 sweep's largest difference
 from the float64 one is printed.
 
-    python3 benchmarks/interventions.py [--device cuda] [--length 4096] [--samples caracal-shakespeare]
+    python3 benchmarks/interventions.py [--device cuda] [--length 4096] [--samples caracal-shakespeare] [--threads 1]
 
 Targets (issue 11): the sweep at 512 bytes on the 2-core CPU < 20 s; at 4,096 bytes on the GPU < 2 s.
 """
@@ -59,7 +59,10 @@ def main() -> None:
     ap.add_argument("--bands", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-unbatched", action="store_true", help="skip the one-pass-per-ablation baseline")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = args.device
     L = args.length or (4096 if dev == "cuda" else 512)
     text = text_of(L)
