@@ -37,6 +37,7 @@ from .text import TextError, encode_text
 TOP_K = 5
 SWEEP_BANDS = 8
 CERT_TRIALS = 2  # random sequences per length for the intervened model's certificate
+CERT_MAX_LENGTH = 512
 _SWEEP_ELEMENTS = 1 << 27  # floats of the widest activation (B * L * mlp width) per sweep batch
 
 
@@ -391,7 +392,10 @@ def _pairs(view: NextTokenView, i: int) -> list[tuple[str, float]]:
 
 def _certificate(ck: Checkpoint):
     from .causality import causality_report  # cert's module: its public entry point only
-    return causality_report(ck, trials=CERT_TRIALS)
+    # perturbation at 16 bytes and the training context (the structure of every MHF block is
+    # checked at every length either way): the default plan reaches 4,096 bytes on the CPU
+    lengths = sorted({16, min(ck.config.context, CERT_MAX_LENGTH)})
+    return causality_report(ck, lengths=lengths, trials=CERT_TRIALS)
 
 
 def _auto_certify(ck: Checkpoint, certify: bool | None, can_break: bool) -> bool:

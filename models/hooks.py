@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Callable, Iterable
 
 import torch
@@ -25,25 +26,30 @@ HookFn = Callable[[torch.Tensor, "HookPoint"], torch.Tensor | None]
 # name or predicate on the name, and the function
 FwdHook = tuple[str | Callable[[str], bool], HookFn]
 
-# HookPoint -> the functions attached to it in this context, outermost first
+# HookPoint key -> the functions attached to it in this context, outermost first. The key is an
+# int that copy.deepcopy keeps, so a copy of a model (e.g. a float64 one to measure rounding
+# against) runs the hooks attached to the original, as its hook points are the same points.
 _ACTIVE: contextvars.ContextVar[dict] = contextvars.ContextVar("caracal_hooks", default={})
+_KEYS = itertools.count()
 
 
 class HookPoint(nn.Module):
     """Identity on a tensor, unless hooks are attached in this thread: then each hook in turn
-    (outer `hooks` blocks first) sees the tensor and may replace it."""
+    (outer `hooks` blocks first) sees the tensor and may replace it. A deep copy of the point
+    (of its model) shares its hooks."""
 
     def __init__(self):
         super().__init__()
         self.name = ""  # set by name_hook_points(): the dotted name in the model
+        self.key = next(_KEYS)
 
     @property
     def active(self) -> bool:
         """True when a hook is attached to this point in the calling thread."""
-        return self in _ACTIVE.get()
+        return self.key in _ACTIVE.get()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for fn in _ACTIVE.get().get(self, ()):
+        for fn in _ACTIVE.get().get(self.key, ()):
             out = fn(x, self)
             if out is not None:
                 if out.shape != x.shape:
@@ -100,7 +106,7 @@ def hooks(root: nn.Module, fwd_hooks: Iterable[FwdHook] = ()):
     add their hooks after the outer ones. Removed on leaving the block, also on an exception."""
     active = {k: list(v) for k, v in _ACTIVE.get().items()}
     for point, fn in _resolve(root, fwd_hooks):
-        active.setdefault(point, []).append(fn)
+        active.setdefault(point.key, []).append(fn)
     token = _ACTIVE.set(active)
     try:
         yield root

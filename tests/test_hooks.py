@@ -307,3 +307,16 @@ def test_the_shared_forward_pass_is_not_shared_under_hooks():
     with ck.model.hooks([("blocks.1.hook_mixer_out", lambda x, h: x * 0)]):
         hooked = next_token_view(ck, text).mean_bits
     assert hooked != clean and next_token_view(ck, text).mean_bits == clean
+
+
+def test_a_deep_copy_of_the_model_runs_the_hooks_attached_to_the_original():
+    """A float64 copy made to measure rounding (the certificate does) must see the same intervention."""
+    model = small()
+    ids = torch.randint(0, 256, (1, 20))
+    twin = copy.deepcopy(model).double()
+    with torch.no_grad(), model.hooks([("blocks.0.hook_mixer_out", lambda x, h: x * 0)]):
+        hooked, hooked_twin = model(ids), twin(ids)
+    with torch.no_grad():
+        clean_twin = twin(ids)
+    torch.testing.assert_close(hooked_twin.float(), hooked, rtol=1e-4, atol=1e-4)
+    assert (clean_twin.float() - hooked).abs().max() > 1e-3
