@@ -43,7 +43,8 @@ def one(sample: str, device: str, precision: str) -> dict:
         out[f"{key}_wall_s"] = round(time.perf_counter() - t, 3)
         out[f"{key}_cpu_s"] = round(time.process_time() - c, 3)
         out.update(verdict=r.verdict, headline=r.headline, model_leak=r.model_leak, floor=r.floor,
-                   floor_ratio=r.floor_ratio, lengths=r.lengths, perturbations=r.perturbations)
+                   floor_ratio=r.floor_ratio, lengths=r.lengths, perturbations=r.perturbations,
+                   leak_by_length=r.leak_by_length, floor_by_length=r.floor_by_length)
     return out
 
 
@@ -74,6 +75,9 @@ def main() -> None:
                   f"{r['again_wall_s']:>9.2f}s {r['again_cpu_s']:>8.2f}s  {r['headline']} "
                   f"({r['model_leak']:.3g}, floor {r['floor']:.2g}; lengths {r['lengths']}, "
                   f"{r['perturbations']} perturbations, {r['threads']} threads)")
+            print(f"{'':<24} {'':<8} by length: " + ", ".join(
+                f"{L}: leak {v:.3g} floor " + ("-" if r['floor_by_length'][L] is None else f"{r['floor_by_length'][L]:.2g}")
+                for L, v in r["leak_by_length"].items()))
     print(f"# load average after: {os.getloadavg()}")
 
 
