@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--one", nargs=2, metavar=("SAMPLE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], args.device, args.one[1])))
+        print(json.dumps([one(args.one[0], args.device, prec) for prec in args.one[1].split(",")]))
         return
     precisions = (args.precision or ("float32,bf16" if args.device == "cuda" else "float32")).split(",")
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -64,13 +64,14 @@ def main() -> None:
     print(f"{'sample':<24} {'precision':<8} {'first wall':>10} {'first cpu':>9} {'again wall':>10} "
           f"{'again cpu':>9}  verdict (earlier-logit change, floor)")
     for sample in args.samples.split(","):
-        for prec in precisions:
-            res = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", sample, prec],
-                                 cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            if res.returncode:
-                print(f"{sample:<24} {prec:<8} failed: {res.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+        # one process per sample: its first precision meets the checkpoint cold, the next ones after it
+        res = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", sample, ",".join(precisions)],
+                             cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if res.returncode:
+            print(f"{sample:<24} failed: {res.stderr.strip().splitlines()[-1:]}")
+            continue
+        for r in json.loads(res.stdout.strip().splitlines()[-1]):
+            prec = r["precision"]
             print(f"{sample:<24} {prec:<8} {r['first_wall_s']:>9.2f}s {r['first_cpu_s']:>8.2f}s "
                   f"{r['again_wall_s']:>9.2f}s {r['again_cpu_s']:>8.2f}s  {r['headline']} "
                   f"({r['model_leak']:.3g}, floor {r['floor']:.2g}; lengths {r['lengths']}, "
