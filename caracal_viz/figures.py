@@ -12,19 +12,23 @@ Conventions for every figure:
 - Figures set a height and never a width (they fill their container); each has a title and axis
   titles with units.
 - Token axes are numeric positions with the labels as tick text (a category axis would merge
-  repeated bytes); the hover always names the position and the byte.
+  repeated bytes); the hover always names the position and the byte, in one wording: "position
+  i" for where a byte is, "byte value 0x4F 'O'" for what it is (`byte_value`).
 """
 
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .spectral import upper_triangle_maxima
+from .text import utf8_spans
 
 MAGNITUDE = "Cividis"
 SIGNED = "RdBu"
@@ -70,12 +74,85 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def cell_label(label: str) -> str:
     """A byte label that fits one cell of a text view: one glyph for a newline, tab or carriage
-    return, a middle dot for any other escaped byte (control or non-ASCII: the hover names it);
-    a two- or four-character escape would spill into the next cell."""
+    return, a middle dot for any other escaped byte (a control byte: the hover names it); a two-
+    or four-character escape would spill into the next cell. (The text views draw a non-ASCII
+    character once over its bytes: `char_glyph`.)"""
     glyph = {"\\n": "↵", "\\t": "⇥", "\\r": "␍"}.get(label)
     if glyph:
         return glyph
     return "·" if label.startswith("\\x") else show_label(label)
+
+
+def byte_value(b: int) -> str:
+    """A byte value in the one wording every view uses: 0x4F 'O' (printable ASCII), 0x0A
+    (newline) for the three whitespace controls, 0xC3 otherwise. Positions are "position i"."""
+    b = int(b)
+    if 0x20 <= b < 0x7F:
+        return f"0x{b:02X} '{esc(chr(b))}'"
+    named = {0x0A: "newline", 0x09: "tab", 0x0D: "carriage return"}.get(b)
+    return f"0x{b:02X} ({named})" if named else f"0x{b:02X}"
+
+
+def char_glyph(ch: str | None) -> str:
+    """One visible glyph for a character drawn over its bytes in a text view: the marks of
+    `cell_label` for newline, tab, carriage return and space; a combining mark on a dotted circle
+    (alone it would sit on nothing); a middle dot for other invisible characters (controls,
+    format characters such as a zero-width joiner: the hover names them); U+FFFD for a byte
+    that spells no character; otherwise the character itself, escaped."""
+    if ch is None:
+        return "\ufffd"
+    if ch in "\n\t\r ":
+        return {"\n": "↵", "\t": "⇥", "\r": "␍", " ": "␣"}[ch]
+    cat = unicodedata.category(ch)
+    if cat.startswith("M"):
+        return "◌" + ch
+    if cat[0] in "CZ":
+        return "·"
+    return esc(ch)
+
+
+def char_hover(ids: Sequence[int], start: int, end: int, ch: str | None) -> str:
+    """The hover line of a character spanning bytes start..end-1: the character, its code point
+    and name, its positions and byte values; for a multi-byte character also its word in
+    context, isolated so that right-to-left text reads in its own direction."""
+    values = " ".join(f"0x{int(b):02X}" for b in ids[start:end])
+    if ch is None:
+        return f"position {start}: byte value {values}, not part of a complete UTF-8 character"
+    where = f"position {start}" if end - start == 1 else f"positions {start}–{end - 1}"
+    name = unicodedata.name(ch, "unnamed")
+    return f"{char_glyph(ch)} U+{ord(ch):04X} {esc(name.lower())}: {where}, bytes {values}"
+
+
+def _ink(v: Sequence[float], zmin: float | None, zmax: float | None, all_values: np.ndarray,
+         signed: bool = False) -> list[str]:
+    """Black or white text over heatmap cells of values v (the colour Plotly's heatmap picks for
+    its own cell text): white on dark cells, black on light and on empty ones. MAGNITUDE, or
+    with `signed` the reversed SIGNED scale centred at 0, as `_text_heatmap` draws them."""
+    finite = np.asarray(all_values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    lo = zmin if zmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = zmax if zmax is not None else (float(finite.max()) if finite.size else 1.0)
+    if signed and zmin is None and zmax is None:
+        lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
+    out = []
+    for x in v:
+        if not np.isfinite(x):
+            out.append("black")
+            continue
+        t = float(np.clip((x - lo) / (hi - lo), 0, 1)) if hi > lo else 0.5
+        scale = plotly.colors.get_colorscale(SIGNED if signed else MAGNITUDE)
+        r, g, b = plotly.colors.unlabel_rgb(plotly.colors.sample_colorscale(scale, [1 - t if signed else t])[0])
+        out.append("white" if 0.299 * r + 0.587 * g + 0.114 * b < 140 else "black")
+    return out
+
+
+def _context(text: str, at: int, width: int = 8) -> str:
+    """Up to `width` characters either side of text[at] on its line, isolated (U+2068..U+2069)
+    so a right-to-left word keeps its direction inside a left-to-right hover."""
+    lo, hi = max(0, at - width), min(len(text), at + width + 1)
+    piece = text[lo:hi].split("\n")
+    before = text[lo:at].count("\n")
+    return "\u2068" + esc(piece[before]) + "\u2069"
 
 
 def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None, gap: int = 0,
@@ -721,40 +798,62 @@ def add_pick_layer(fig: go.Figure, x, y, values, hover: Sequence[str] | None = N
     return fig
 
 
-
-def _text_grid(labels: Sequence[str], width: int = TEXT_WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """Lay tokens out like text: a new line after a newline byte or `width` tokens.
+def _text_grid(labels: Sequence[str], width: int = TEXT_WIDTH,
+               spans: Sequence[tuple[int, int, str | None]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lay tokens out like text: a new line after a newline byte or `width` tokens, never inside
+    a character's bytes (`spans`, from `text.utf8_spans`; default one byte each).
     Returns (row, col) of each token."""
     rows, cols = np.zeros(len(labels), dtype=int), np.zeros(len(labels), dtype=int)
     r = c = 0
-    for i, lab in enumerate(labels):
-        rows[i], cols[i] = r, c
-        c += 1
-        if lab == "\\n" or c >= width:
+    for start, end, _ in spans if spans is not None else [(i, i + 1, None) for i in range(len(labels))]:
+        if c and c + (end - start) > width:
+            r, c = r + 1, 0
+        for i in range(start, end):
+            rows[i], cols[i] = r, c
+            c += 1
+        if labels[end - 1] == "\\n" or c >= width:
             r, c = r + 1, 0
     return rows, cols
 
 
 def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str], colourbar: str,
                   zmin: float | None = None, zmax: float | None = None, marked: Sequence[int] = (),
-                  signed: bool = False) -> go.Figure:
+                  signed: bool = False, ids: Sequence[int] | None = None) -> go.Figure:
     """Tokens as cells of a text-shaped grid coloured by values (L,) (NaN: uncoloured); `signed`:
-    a diverging scale centred at 0 (red positive, blue negative)."""
-    rows, cols = _text_grid(labels)
+    a diverging scale centred at 0 (red positive, blue negative). With the
+    byte `ids`, a character of several UTF-8 bytes is drawn once, centred over its bytes' cells
+    (which keep their own colours), and each of those cells' hovers starts with the character,
+    its positions and byte values (`char_hover`) and its word in context."""
+    spans = utf8_spans(ids) if ids is not None else [(i, i + 1, None) for i in range(len(labels))]
+    rows, cols = _text_grid(labels, spans=spans)
     R, W = int(rows.max()) + 1, int(cols.max()) + 1
     z = np.full((R, W), np.nan)
     text = np.full((R, W), "", dtype=object)
-    tips = np.full((R, W), "", dtype=object)
     z[rows, cols] = values
     text[rows, cols] = [cell_label(s) for s in labels]
-    tips[rows, cols] = list(hover)
+    tips = list(hover)
+    wide = [(a, b, ch) for a, b, ch in spans if ids is not None and (b - a > 1 or ch is None)]
+    if wide:
+        decoded = "".join(ch or "\ufffd" for _, _, ch in spans)
+        at = {a: k for k, (a, _, _) in enumerate(spans)}
+        for a, b, ch in wide:
+            text[rows[a], cols[a]:cols[a] + (b - a)] = ""
+            line = char_hover(ids, a, b, ch) + (f"<br>in context: {_context(decoded, at[a])}" if ch else "")
+            for i in range(a, b):
+                tips[i] = f"{line}<br>{tips[i]}"
     rows_px = max(90, 30 * R)
     fig = go.Figure(go.Heatmap(
         z=_round(z, 4), text=text, texttemplate="%{text}", textfont=dict(size=13, family="monospace"),
         hoverinfo="skip", colorscale=SIGNED if signed else MAGNITUDE, reversescale=signed,
         zmid=0.0 if signed else None, zmin=zmin, zmax=zmax, xgap=1, ygap=1,
         colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=rows_px, thickness=14)))
-    add_pick_layer(fig, cols, rows, np.arange(len(labels)), list(hover))
+    if wide:  # drawn once over the bytes they span; each byte's pick point keeps its hover
+        fig.add_scatter(x=[cols[a] + (b - a - 1) / 2 for a, b, _ in wide], y=[int(rows[a]) for a, _, _ in wide],
+                        mode="text", text=[char_glyph(ch) for _, _, ch in wide], hoverinfo="skip", showlegend=False,
+                        textfont=dict(size=13, family="monospace", color=_ink(
+                            [np.nanmean(values[a:b]) if np.isfinite(values[a:b]).any() else np.nan
+                             for a, b, _ in wide], zmin, zmax, values, signed)), name="characters")
+    add_pick_layer(fig, cols, rows, np.arange(len(labels)), tips)
     for i in marked:
         fig.add_shape(type="rect", x0=cols[i] - 0.5, x1=cols[i] + 0.5, y0=rows[i] - 0.5, y1=rows[i] + 0.5,
                       line=dict(color=FUTURE, width=3))
@@ -773,7 +872,7 @@ def token_loss_figure(view) -> go.Figure:
     values[1:] = view.loss_bits[:-1]
     hover = []
     for t in range(L):
-        head = f"position {t}: {show_label(view.labels[t])} (byte {int(view.ids[t])})"
+        head = f"position {t}: byte value {byte_value(view.ids[t])}"
         if t == 0:
             hover.append(head + "<br>first byte: nothing before it to predict it from")
             continue
@@ -782,7 +881,7 @@ def token_loss_figure(view) -> go.Figure:
                      f"<br>expected: {guesses}")
     finite = values[np.isfinite(values)]
     fig = _text_heatmap(view.labels, values, hover, "loss (bits)", zmin=0.0,
-                        zmax=float(max(8.0, finite.max())) if finite.size else 8.0)
+                        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, ids=view.ids)
     mean = "n/a" if not np.isfinite(view.mean_bits) else f"{view.mean_bits:.3f} bits/byte"
     note = "" if view.causal else "; NOT causal: these predictions read the future"
     return _layout(fig, "Loss per byte", fig.layout.height, f"mean {mean} over {max(L - 1, 0)} predictions{note}",
@@ -797,7 +896,7 @@ def topk_figure(view, pos: int) -> go.Figure:
         raise ValueError(f"pos must be in 0..{L - 1}, got {pos}")
     ids, probs = view.topk_ids[pos], view.topk_probs[pos]
     actual = int(view.ids[pos + 1]) if pos + 1 < L else None
-    names = [f"{show_label(lab)} (byte {int(i)})" for lab, i in zip(view.topk_labels[pos], ids)]
+    names = [byte_value(i) for i in ids]
     colours = [OK if actual is not None and int(i) == actual else HEADS[0] for i in ids]
     fig = go.Figure(go.Bar(x=probs, y=list(range(len(ids))), orientation="h", marker_color=colours,
                            customdata=names, hovertemplate="%{customdata}<br>p = %{x:.3g}<extra></extra>",
@@ -808,9 +907,9 @@ def topk_figure(view, pos: int) -> go.Figure:
     if actual is None:
         sub = "the last position: the text has no next byte"
     else:
-        sub = (f"actual next byte {show_label(view.labels[pos + 1])}: p = {view.target_prob[pos]:.3g}, "
+        sub = (f"actual next byte {byte_value(view.ids[pos + 1])}: p = {view.target_prob[pos]:.3g}, "
                f"loss {view.loss_bits[pos]:.2f} bits")
-    return _layout(fig, f"Top {len(ids)} next bytes after position {pos} ({show_label(view.labels[pos])})",
+    return _layout(fig, f"Top {len(ids)} next bytes after position {pos} ({byte_value(view.ids[pos])})",
                    140 + 34 * len(ids), sub)
 
 
@@ -882,21 +981,21 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
     L = values.shape[0]
     pooled, f = pool_max(values)
     z, zmin, zmax = _log_influence(pooled)  # log10 is increasing: the log of a block's max is its max log
-    labels = [show_label(s) for s in m.labels]
     # %{x:.0f}, not %{x}: on an axis with tick text, %{x} shows the tick's label instead of the position
-    cells = dict(hovertemplate="prediction after byte %{y:.0f} ← byte %{x:.0f}<br>log10 influence %{z:.2f}"
+    cells = dict(hovertemplate="prediction after position %{y:.0f} ← position %{x:.0f}<br>log10 influence %{z:.2f}"
                                "<extra></extra>")
     if f > 1:
         centres = _block_centres(L, f)
         cells = dict(x=centres, y=centres,
-                     hovertemplate=f"predictions after bytes {_block_span('y', f)} ← bytes {_block_span('x', f)}"
+                     hovertemplate=f"predictions after positions {_block_span('y', f)} ← positions {_block_span('x', f)}"
                                    f"<br>largest log10 influence of the {f} × {f} block: %{{z:.2f}}<extra></extra>")
     elif L <= 128:
+        labels = [byte_value(b) for b in m.ids]
         row = np.array(labels, dtype=object)[:, None].repeat(L, 1)
         col = np.array(labels, dtype=object)[None, :].repeat(L, 0)
         raw = np.vectorize(lambda v: "no next byte" if not np.isfinite(v) else f"{v:.3g}", otypes=[object])(values)
         cells = dict(customdata=np.stack([row, col, raw], axis=-1),
-                     hovertemplate="prediction after byte %{y:.0f} (%{customdata[0]}) ← byte %{x:.0f} "
+                     hovertemplate="prediction after position %{y:.0f} (%{customdata[0]}) ← position %{x:.0f} "
                                    "(%{customdata[1]})<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
     fig = go.Figure(go.Heatmap(z=_round(z, 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
                                colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖", side="right")), **cells))
@@ -905,12 +1004,12 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
     # a click on the diagonal selects that row's prediction (heatmap cells report no clicks)
     rows = _block_centres(L, f) if f > 1 else np.arange(L)
     add_pick_layer(fig, rows, rows, np.rint(rows).astype(int),
-                   [f"prediction after byte {int(round(r))}: click to select it" for r in rows])
+                   [f"prediction after position {int(round(r))}: click to select it" for r in rows])
     # spikes: hovering a cell marks its row and column down to the byte labels on the axes
     spikes = dict(showspikes=True, spikemode="across", spikesnap="cursor", spikethickness=1, spikedash="solid",
                   spikecolor="#888888")
-    fig.update_xaxes(title_text="input byte j (position)", range=[-0.5, L - 0.5], **_token_ticks(m.labels), **spikes)
-    fig.update_yaxes(title_text="prediction made after byte i (of byte i+1)", range=[L - 0.5, -0.5],
+    fig.update_xaxes(title_text="input position j", range=[-0.5, L - 0.5], **_token_ticks(m.labels), **spikes)
+    fig.update_yaxes(title_text="prediction after position i (of position i+1)", range=[L - 0.5, -0.5],
                      **_token_ticks(m.labels), **spikes)
     where = "the input embeddings" if m.layer is None else f"the residual stream entering block {m.layer}"
     sub = f"gradient of each prediction w.r.t. {where}<br>{influence_verdict(m.upper_max, m.scale, '<br>')}"
@@ -921,24 +1020,24 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
 
 
 def influence_strip_figure(m, row: int) -> go.Figure:
-    """One row of the influence map over the text: how much each byte j moves the prediction made
-    after byte `row` (of byte row+1), colour log10 of the gradient norm; the predicting position
+    """One row of the influence map over the text: how much the byte at each position j moves the
+    prediction made after position `row` (of position row+1), colour log10 of the gradient norm; the predicting position
     is outlined. Bytes after it should be (near) zero in a causal model."""
     values = np.asarray(m.values)
     L = values.shape[0]
     if not 0 <= row < L:
         raise ValueError(f"row must be in 0..{L - 1}, got {row}")
     z, zmin, zmax = _log_influence(values[:-1] if L > 1 else values)
-    hover = [f"byte {j}: {show_label(m.labels[j])}<br>‖∂ log p / ∂e‖ = "
+    hover = [f"position {j}: byte value {byte_value(m.ids[j])}<br>‖∂ log p / ∂e‖ = "
              + ("n/a" if not np.isfinite(values[row, j]) else f"{values[row, j]:.3g}") for j in range(L)]
     line = z[row] if row < z.shape[0] else np.full(L, np.nan)
-    fig = _text_heatmap(m.labels, line, hover, "log10 influence", zmin=zmin, zmax=zmax, marked=[row])
+    fig = _text_heatmap(m.labels, line, hover, "log10 influence", zmin=zmin, zmax=zmax, marked=[row], ids=m.ids)
     if row + 1 < L:
-        sub = (f"the prediction of byte {row + 1} ({show_label(m.labels[row + 1])}); the outlined byte is the last one "
-               "a causal model may read")
+        sub = (f"the prediction of position {row + 1} ({byte_value(m.ids[row + 1])}); the outlined byte is the last "
+               "one a causal model may read")
     else:
         sub = "the last byte has no next byte to predict"
-    return _layout(fig, f"What the prediction after byte {row} ({show_label(m.labels[row])}) depends on",
+    return _layout(fig, f"What the prediction after position {row} ({byte_value(m.ids[row])}) depends on",
                    fig.layout.height, sub, bottom=20)
 
 

@@ -63,3 +63,27 @@ def encode_text(text: str, max_bytes: int | None = None) -> list[int]:
         raise TextError(f"the text is {len(ids)} bytes, over the limit of {limit} bytes: shorten it "
                         "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
     return ids
+
+
+def utf8_spans(ids) -> list[tuple[int, int, str | None]]:
+    """The characters of a byte sequence as UTF-8 spells them: (start, end, char) with bytes
+    start..end-1 spelling `char`, in order, covering every byte once. A byte that starts no
+    well-formed character (a stray continuation byte, a character cut off by the end of the
+    bytes, an overlong form) is a span of its own with char None."""
+    data = bytes(int(b) for b in ids)
+    spans, i = [], 0
+    while i < len(data):
+        lead = data[i]
+        n = 1 if lead < 0x80 else 2 if 0xC2 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else \
+            4 if 0xF0 <= lead < 0xF5 else 0
+        try:
+            ch = data[i:i + n].decode("utf-8") if n else None
+        except UnicodeDecodeError:  # a bad continuation, a surrogate or an overlong form
+            ch = None
+        if ch is None or len(ch) != 1:
+            spans.append((i, i + 1, None))
+            i += 1
+        else:
+            spans.append((i, i + n, ch))
+            i += n
+    return spans

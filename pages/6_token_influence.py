@@ -13,8 +13,8 @@ MAX_CSV_ENTRIES = 4 * 1024 * 1024
 ck, text = ui.page_setup(
     "Token influence",
     "Which earlier bytes does each prediction depend on? Row *i* of the map below is the model's prediction "
-    "of byte *i + 1*; column *j* is an input byte; the colour is how much that prediction's log-probability "
-    "changes when byte *j*'s embedding is nudged (the gradient's size). In a causal model everything above "
+    "of the byte at position *i + 1*; column *j* is the input byte at position *j*; the colour is how much that "
+    "prediction's log-probability changes when the embedding at position *j* is nudged (the gradient's size). In a causal model everything above "
     "the diagonal, the future, is zero; a model that reads the future lights up there. Below the map: one "
     "prediction in detail, then each mixer head's own token-to-token matrix.")
 
@@ -71,7 +71,7 @@ with c2:
 st.subheader("One prediction")
 shown = [s if s != " " else "␣" for s in labels]
 position = ui.linked("pos", "ti_pos", range(L - 1), lambda k: st.select_slider(
-    "Prediction after byte", list(range(L - 1)), key=k, format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'"),
+    "Prediction after position", list(range(L - 1)), key=k, format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'"),
     default=(L - 1) // 2)
 row = imap.values[position]
 ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
@@ -79,7 +79,7 @@ ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
 top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
 st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
            "outlined byte is the last one the prediction may read). Strongest: "
-           + ui.md_escape(", ".join(f"'{shown[j]}' at {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
+           + ui.md_escape(", ".join(f"'{shown[j]}' at position {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
                                     for j in top))
            + ".")
 ui.download_csv("This prediction's row (CSV)",

@@ -79,7 +79,7 @@ def test_user_derived_names_show_literally_not_as_markdown():
     at.switch_page("pages/6_token_influence.py").run()
     assert not at.exception
     strongest = next(c for c in shown(at.main.caption) if "Strongest:" in c)
-    assert re.search(r"'[*_]' at \d+", strongest), strongest
+    assert re.search(r"'[*_]' at position \d+", strongest), strongest
 
 
 def test_text_uploader_states_the_text_limit():
@@ -90,3 +90,18 @@ def test_text_uploader_states_the_text_limit():
     assert "4,096 bytes" in txt_up.proto.label
     assert txt_up.proto.max_upload_size_mb == 1
     assert ck_up.proto.max_upload_size_mb == 90
+
+
+def test_pages_word_positions_and_byte_values_one_way():
+    """Item 9: "position i" for where, "byte value 0x4F 'O'" for what, on the pages as drawn (the
+    charts' JSON as AppTest receives it, and the widgets' labels)."""
+    at = start("OK, Olé!\n")
+    spec = "\n".join(c.proto.spec for c in at.get("plotly_chart"))
+    assert "byte value 0x4F 'O'" in spec and "(byte 79)" not in spec
+    assert "U+00E9 latin small letter e with acute: positions 6–7, bytes 0xC3 0xA9" in spec
+    at.switch_page("pages/6_token_influence.py").run()
+    assert not at.exception
+    assert at.select_slider(key="ti_pos").label == "Prediction after position"
+    assert any(re.search(r"' at position \d+ \(", c) for c in shown(at.main.caption))
+    spec = "\n".join(c.proto.spec for c in at.get("plotly_chart"))
+    assert not re.search(r"\bbytes? (\d+(?![\dx])|%\{)", spec)

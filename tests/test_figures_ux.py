@@ -1,0 +1,116 @@
+"""Issue 13 items 3-6 and 9 at the figure level: real analyses of the shipped checkpoints in,
+the Plotly figure's own JSON read back (what the browser is given to draw). What only the
+browser shows (where a label lands, how long a colour bar is drawn) is in tests/test_e2e_ux.py."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import numpy as np
+import pytest
+
+from caracal_viz import figures
+from caracal_viz.influence import token_influence
+from caracal_viz.predict import next_token_view
+from tests.conftest import load_sample
+
+# Arabic (right to left), a combining acute accent, an emoji with a zero-width joiner, a snowman,
+# CJK, and ASCII with a newline: every length of UTF-8 character
+MIXED = "Hi مرحبا e\u0301 😀\u200d☃ 漢字\nok"
+
+
+def glyphs(fig) -> list[tuple[float, int, str]]:
+    """(x, row, glyph) of every character drawn on a text view: heatmap cell text and text marks."""
+    out = []
+    for tr in fig.data:
+        if tr.type == "heatmap":
+            for r, row in enumerate(tr.text):
+                out += [(float(c), r, g) for c, g in enumerate(row) if g]
+        elif tr.type == "scatter" and tr.mode == "text":
+            out += [(float(x), int(y), g) for x, y, g in zip(tr.x, tr.y, tr.text)]
+    return sorted(out, key=lambda t: (t[1], t[0]))
+
+
+def expected_glyph(ch: str) -> str:
+    if ch in "\n ":
+        return {"\n": "↵", " ": "␣"}[ch]
+    if unicodedata.category(ch).startswith("M"):
+        return "◌" + ch
+    return "·" if unicodedata.category(ch)[0] in "CZ" else ch
+
+
+@pytest.fixture(scope="module")
+def views():
+    ck = load_sample("caracal-periodic")
+    return next_token_view(ck, MIXED, k=3), token_influence(ck, MIXED)
+
+
+def test_each_utf8_character_is_drawn_once_over_its_bytes(views):
+    """Item 5: one glyph per character (not one dot per byte), centred over the cells of its
+    bytes, in text order; a character's bytes never split over two rows."""
+    view, imap = views
+    data = MIXED.encode("utf-8")
+    for fig in (figures.token_loss_figure(view), figures.influence_strip_figure(imap, 5)):
+        drawn = glyphs(fig)
+        assert [html.unescape(g) for _, _, g in drawn] == [expected_glyph(c) for c in MIXED]
+        rows, cols = figures._text_grid(view.labels, spans=figures.utf8_spans(view.ids))
+        start = 0
+        for (x, r, _), ch in zip(drawn, MIXED):
+            n = len(ch.encode("utf-8"))
+            assert set(rows[start:start + n]) == {r}, ch
+            assert x == pytest.approx(cols[start:start + n].mean()), ch
+            start += n
+        assert start == len(data)
+        assert sum(g == "·" for _, _, g in drawn) == 1  # the zero-width joiner only
+
+
+def test_a_characters_hover_gives_its_positions_and_byte_values(views):
+    view, imap = views
+    fig = figures.token_loss_figure(view)
+    (points,) = [t for t in fig.data if t.name == "pick"]  # the hover of each byte (heatmaps skip theirs)
+    tips = [html.unescape(t) for t in points.text]
+    at = MIXED.encode("utf-8").index("م".encode("utf-8"))
+    for i in (at, at + 1):
+        tip = tips[i]
+        assert f"U+0645 arabic letter meem: positions {at}–{at + 1}, bytes 0xD9 0x85" in tip, tip
+        assert f"position {i}: byte value 0x{view.ids[i]:02X}" in tip, tip
+        assert "in context: \u2068" in tip and "مرحبا" in tip  # the word, in its own direction
+    acute = MIXED.encode("utf-8").index("\u0301".encode("utf-8"))
+    tip = tips[acute]
+    assert "combining acute accent" in tip and "e\u0301" in tip
+    # a character cut off by the end of the bytes is one replacement mark per byte, said so
+    cut = figures.utf8_spans(list("a☃".encode())[:-1])
+    assert cut == [(0, 1, "a"), (1, 2, None), (2, 3, None)]
+
+
+POSITION_AS_BYTE = re.compile(r"\bbytes? (\d+(?![\dx])|%\{)|\(byte \d+\)")  # "byte 0x4F" is a value
+
+
+def strings(obj) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in strings(v)]
+    if isinstance(obj, (list, tuple)):
+        return [s for v in obj for s in strings(v)]
+    return []
+
+
+def test_one_wording_for_positions_and_byte_values(views):
+    """Item 9: "position i" for where a byte is, "byte value 0x4F 'O'" for what it is; never
+    "byte 79" or "byte %{y}" in any title, axis, tick, hover or subtitle of the text views."""
+    view, imap = views
+    figs = {"loss": figures.token_loss_figure(view), "topk": figures.topk_figure(view, 1),
+            "map": figures.influence_figure(imap), "strip": figures.influence_strip_figure(imap, 1)}
+    for name, fig in figs.items():
+        bad = [s for s in strings(fig.to_plotly_json()) if POSITION_AS_BYTE.search(s)]
+        assert not bad, (name, bad[:3])
+    assert figures.byte_value(0x4F) == "0x4F 'O'" and figures.byte_value(10) == "0x0A (newline)"
+    assert figures.byte_value(0xC3) == "0xC3"
+    ticks = figs["topk"].layout.yaxis.ticktext
+    assert all(re.fullmatch(r"0x[0-9A-F]{2}( '.'| \(\w[\w ]*\))?", html.unescape(t)) for t in ticks), ticks
+    assert "position 1" in figs["topk"].layout.title.text
+    assert "byte value 0x48 'H'" in next(t for t in figs["loss"].data if t.name == "pick").text[0]
+    assert figs["map"].layout.xaxis.title.text == "input position j"
