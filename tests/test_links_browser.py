@@ -128,14 +128,14 @@ def test_a_click_on_a_byte_or_a_map_row_selects_that_position_on_every_page(tmp_
         assert params(page)["pos"] == "5"
         assert chart_title(page, "Top").startswith("Top 5 next bytes after position 5 ")
         go_to(page, "Token influence")
-        assert chart_title(page, "What the prediction after byte").startswith("What the prediction after byte 5 ")
+        assert chart_title(page, "What the prediction after position").startswith("What the prediction after position 5 ")
 
         # a click on the influence map's row 12 (its diagonal) selects position 12 ...
         click_point(page, chart_index(page, "Token influence map"), 12, 12)
         assert params(page)["pos"] == "12"
-        assert chart_title(page, "What the prediction after byte").startswith("What the prediction after byte 12 ")
+        assert chart_title(page, "What the prediction after position").startswith("What the prediction after position 12 ")
         # ... and a click on a byte of the strip selects that byte's position
-        click_point(page, chart_index(page, "What the prediction after byte"), 3, 0)
+        click_point(page, chart_index(page, "What the prediction after position"), 3, 0)
         assert params(page)["pos"] == "3"
         go_to(page, "Overview")
         assert chart_title(page, "Top").startswith("Top 5 next bytes after position 3 ")
