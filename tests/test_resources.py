@@ -155,7 +155,7 @@ def test_the_app_reports_overflowing_activations(tmp_path, server_like_navigatio
     at.text_area("text_box").input(TEXT).run()
     assert not at.exception
     assert at.selectbox("ck_select").value.endswith(path.name)
-    said = [e.value for e in at.error] + [w.value for w in at.warning]
+    said = [e.value for e in at.error] + [w.value for w in at.warning] + [m.value for m in at.markdown]
     assert any(re.search(r"NaN|Inf|non-?finite|overflow", m) for m in said), \
         f"the overview does not report the NaN/Inf activations: {said}"
 
