@@ -58,14 +58,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")  # prog: the command, or the command and its subcommand
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+def _int_at_least(minimum: int, expected: str):
+    """An argparse type: an integer >= minimum, else a one-line error naming what was expected."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return n
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_nonnegative_int = _int_at_least(0, "a byte position (an integer >= 0)")
 
 
 def _lengths(value: str) -> list[int]:
@@ -76,16 +83,6 @@ def _lengths(value: str) -> list[int]:
     if not out or min(out) < 2:
         raise argparse.ArgumentTypeError(f"every length must be an integer >= 2, got {value!r}")
     return out
-
-
-def _nonnegative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a byte position (an integer >= 0), got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a byte position (an integer >= 0), got {value!r}")
-    return n
 
 
 def _methods(value: str) -> tuple[str, ...]:

@@ -174,3 +174,18 @@ def server_like_navigation(monkeypatch):
             PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(app_test_module, "PagesManager", ServerPagesManager)
+
+
+def open_link(page: str, **query):
+    """AppTest of the app opened at `page` with `query` as its URL's query parameters, as a shared
+    link opens it; fails on any exception the run raised."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

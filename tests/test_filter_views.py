@@ -13,8 +13,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from caracal_viz import energy, figures, filters
-from tests.conftest import ROOT, load_sample
-from tests.security_helpers import server_like_navigation
+from tests.conftest import load_sample
+from tests.security_helpers import open_link, server_like_navigation
 
 __all__ = ["server_like_navigation"]
 PERIODIC_TEXT = "abc" * 12 + "qwertyui" * 6 + "thequickbrownfoxjump" * 3
@@ -142,15 +142,6 @@ def test_esd_small_multiples_put_each_head_in_its_own_panel():
     assert len({t.xaxis for t in figures.esd_figure(rep.layers[0], 2).data}) == 1
 
 
-def app(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def figure_json(at: AppTest, key: str) -> str:
     """The figure with widget key `key`, as plain JSON text (Plotly's own escapes undone)."""
     spec = next(c.proto.spec for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
@@ -159,7 +150,7 @@ def figure_json(at: AppTest, key: str) -> str:
 
 @pytest.mark.usefixtures("server_like_navigation")
 def test_filters_page_offers_the_axes_and_labels_the_periodic_samples_periods():
-    at = app("pages/2_spectral_filters.py", ck="caracal-periodic")
+    at = open_link("pages/2_spectral_filters.py", ck="caracal-periodic")
     assert at.radio("sf_axis").options == list(figures.FREQ_AXES)
     assert any("3, 8, 20 tokens" in c.value for c in at.caption)
     assert '"period 8"' in figure_json(at, "sf_heat") and "lag 8" in figure_json(at, "sf_kernel")
@@ -168,20 +159,20 @@ def test_filters_page_offers_the_axes_and_labels_the_periodic_samples_periods():
     assert not at.exception and "re the head's peak" in figure_json(at, "sf_heat")
     assert "period 1/f (tokens" in figure_json(at, "sf_detail")
     assert "Every block and head" in figure_json(at, "sf_grid")
-    at = app("pages/2_spectral_filters.py", ck="caracal-shakespeare")
+    at = open_link("pages/2_spectral_filters.py", ck="caracal-shakespeare")
     assert not any("tokens; see sample_checkpoints" in c.value for c in at.caption)
 
 
 @pytest.mark.usefixtures("server_like_navigation")
 def test_compare_draws_both_filters_on_one_db_range():
-    at = app("pages/7_compare.py", ck="caracal-shakespeare")
+    at = open_link("pages/7_compare.py", ck="caracal-shakespeare")
     a, b = (json.loads(figure_json(at, f"cmp_heat_{s}"))["data"][0] for s in "AB")
     assert (a["zmin"], a["zmax"]) == (b["zmin"], b["zmax"])
 
 
 @pytest.mark.usefixtures("server_like_navigation")
 def test_parseval_page_shows_where_the_energy_goes():
-    at = app("pages/5_parseval_energy.py", ck="caracal-periodic")
+    at = open_link("pages/5_parseval_energy.py", ck="caracal-periodic")
     spec = figure_json(at, "pe_bands")
     assert "Where the energy goes" in spec and "2 to 4 tokens" in spec
     assert any("keeps its energy" in c.value for c in at.caption)

@@ -8,24 +8,13 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from caracal_viz import app_support
-from tests.conftest import ROOT
-from tests.security_helpers import server_like_navigation
+from tests.security_helpers import open_link, server_like_navigation
 
 __all__ = ["server_like_navigation"]
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
 TEXT = "abcabcabcabc qwertyuiqwertyui"
-
-
-def open_link(page: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_a_link_sets_up_the_session_and_the_app_writes_it_back():
