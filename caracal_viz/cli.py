@@ -8,7 +8,7 @@
   analyze CKPT --text-file F --out DIR [--device D]
       every analysis array as DIR/analysis.npz plus DIR/summary.json
   attribute CKPT --text-file F --position I [--methods grad_norm,occlusion,...] [--json] [--out F.npz]
-      attribution methods side by side for the prediction after byte I, with deletion/insertion
+      attribution methods side by side for the prediction after position I, with deletion/insertion
       curves, AOPC and rank correlations (caracal_viz.attribution.attribute)
   ablate CKPT --text-file F [--layer K] [--head H] [--band LO HI] [--json] | --sweep --out F.csv
       bits/byte before and after an intervention (caracal_viz.interventions), or the whole
@@ -381,8 +381,8 @@ def attribution_summary(ck: Checkpoint, rep: AttributionReport) -> dict:
 
 def _attribution_text(ck: Checkpoint, rep: AttributionReport) -> str:
     lab = rep.labels
-    lines = [f"{ck.name} on {ck.device}: the prediction after byte {rep.position} ({lab[rep.position]!r}) of "
-             f"{lab[rep.position + 1]!r}: log p {rep.logp:.4f} nats (baseline text of byte {rep.baseline_byte}: "
+    lines = [f"{ck.name} on {ck.device}: the prediction after position {rep.position} ({lab[rep.position]!r}) of "
+             f"{lab[rep.position + 1]!r}: log p {rep.logp:.4f} nats (baseline text of byte value {rep.baseline_byte}: "
              f"{rep.logp_baseline:.4f})"]
     for n, a in rep.methods.items():
         top = order_of(a.ranking)[:5].tolist()

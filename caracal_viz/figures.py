@@ -1146,7 +1146,7 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
     signed = method not in UNSIGNED
     values = a.signed if signed else a.absolute
     top = float(np.max(np.abs(values))) or 1.0
-    hover = [f"byte {j}: {show_label(rep.labels[j])}<br>{'score' if signed else 'magnitude'} {values[j]:.3g} "
+    hover = [f"position {j}: {show_label(rep.labels[j])}<br>{'score' if signed else 'magnitude'} {values[j]:.3g} "
              f"({a.unit})<br>share of the row {a.normalised[j]:.1%}" for j in range(len(rep.labels))]
     fig = _text_heatmap(rep.labels, values, hover, "score" if signed else "magnitude",
                         zmin=-top if signed else 0.0, zmax=top, marked=[rep.position], signed=signed)
@@ -1157,7 +1157,7 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
     if a.delta is not None:
         sub += (f"; completeness: sum {np.sum(a.signed):.4g} vs f(x) − f(baseline) "
                 f"{rep.logp - rep.logp_baseline:.4g}, Captum's delta {a.delta:.2g} ({a.steps} steps)")
-    return _layout(fig, f"{METHOD_NAMES[method].capitalize()}: prediction after byte {rep.position}",
+    return _layout(fig, f"{METHOD_NAMES[method].capitalize()}: prediction after position {rep.position}",
                    fig.layout.height, sub, bottom=20)
 
 
@@ -1187,8 +1187,8 @@ def faithfulness_figure(rep) -> go.Figure:
     fig.update_xaxes(title_text="bytes replaced or restored, most important first",
                      tickmode="array", tickvals=x[::step].tolist(), ticktext=[str(k) for k in ks[::step]])
     fig.update_yaxes(title_text="log p(target byte) (nats)")
-    sub = (f"target {show_label(rep.labels[rep.position + 1])} after byte {rep.position}; baseline byte "
-           f"{show_label(rep.baseline_label)}: "
+    sub = (f"target {show_label(rep.labels[rep.position + 1])} after position {rep.position}; baseline byte value "
+           f"{byte_value(rep.baseline_byte)}: "
            f"log p {rep.logp:.3f} on the text, {rep.logp_baseline:.3f} on the baseline text. "
            "Solid: deletion, dashed: insertion. A faithful method's deletion curve falls fastest and its "
            "insertion curve rises fastest")

@@ -107,7 +107,7 @@ if not chosen:
     st.info("Choose at least one method.")
 else:
     rep = ui.analysis(attribution.attribute, ck, text, position, tuple(chosen), baseline_byte=baseline,
-                      spinner=f"Attributing the prediction after byte {position} by {len(chosen)} method(s)...")
+                      spinner=f"Attributing the prediction after position {position} by {len(chosen)} method(s)...")
     if "linear_path" in chosen and "linear_path" not in rep.methods:
         st.caption("No linear path: block 0 is not an MHF mixer, so its mixing is not one fixed kernel.")
     for name in rep.methods:

@@ -48,7 +48,7 @@ def test_methods_section_in_a_real_browser_with_every_sample(tmp_path):
                         if m != "linear_path" or load_sample(sample).config.layer_kind(0) == "mhf"]
             titles = page.evaluate(TITLES_JS)
             for m in expected:
-                assert f"{attribution.METHOD_NAMES[m].capitalize()}: prediction after byte {POSITION}" in titles, \
+                assert f"{attribution.METHOD_NAMES[m].capitalize()}: prediction after position {POSITION}" in titles, \
                     (sample, m, titles)
             assert "Deletion and insertion curves" in titles
             # the AOPC table: one row per method and the random order (Streamlit draws it on a canvas; its
@@ -77,7 +77,7 @@ def test_methods_section_in_a_real_browser_with_every_sample(tmp_path):
                 page.set_viewport_size({"width": 1280, "height": 900})
                 settle(page)
                 # a click on byte 5 of the occlusion strip selects position 5 for the whole page
-                click_point(page, chart_index(page, "Occlusion: prediction after byte"), 5, 0)
+                click_point(page, chart_index(page, "Occlusion: prediction after position"), 5, 0)
                 assert params(page)["pos"] == "5"
-                assert "Occlusion: prediction after byte 5" in page.evaluate(TITLES_JS)
+                assert "Occlusion: prediction after position 5" in page.evaluate(TITLES_JS)
                 assert error_texts(page) == []

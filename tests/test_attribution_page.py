@@ -40,7 +40,7 @@ def title(spec: dict) -> str:
 
 def section(at: AppTest) -> tuple[list[dict], dict]:
     specs = charts(at)
-    strips = [s for s in specs if ": prediction after byte" in title(s)]
+    strips = [s for s in specs if ": prediction after position" in title(s)]
     curves = next(s for s in specs if title(s) == "Deletion and insertion curves")
     return strips, curves
 
@@ -54,7 +54,7 @@ def test_methods_section_with_every_sample(sample):
     strips, curves = section(at)
     names = [attribution.METHOD_NAMES[m].capitalize() for m in expected]
     assert [title(s).split(":")[0] for s in strips] == names
-    assert all(f"after byte {position}" in title(s) for s in strips)
+    assert all(f"after position {position}" in title(s) for s in strips)
     # one deletion and one insertion trace per method and for the random order, on one plot
     traces = [(t["name"], t["line"]["dash"]) for t in curves["data"]]
     assert traces == [(attribution.METHOD_NAMES[m], dash) for m in [*expected, "random"] for dash in ("solid", "dash")]
@@ -87,7 +87,7 @@ def test_choosing_methods_and_the_baseline_byte():
     at.selectbox(key="ti_baseline").set_value(0x00).run()
     assert not at.exception and not at.error
     assert at.dataframe[0].value["deletion AOPC (nats)"].tolist() != before
-    assert "baseline byte \\x00" in section(at)[1]["layout"]["title"]["subtitle"]["text"].replace("<br>", " ")
+    assert "baseline byte value 0x00" in section(at)[1]["layout"]["title"]["subtitle"]["text"].replace("<br>", " ")
     at.multiselect(key="ti_methods").set_value([]).run()
     assert any("Choose at least one method" in i.value for i in at.info)
-    assert not [s for s in charts(at) if ": prediction after byte" in title(s)]
+    assert not [s for s in charts(at) if ": prediction after position" in title(s)]
