@@ -11,7 +11,9 @@ copy bandwidth (bytes read plus written). Columns, all timed in the same run:
   cufft      the cuFFT pipeline (models.fourier._fft_conv_triton, five passes) at its 2,3,5-smooth N
   hopper     the tensor-core kernel of models.fftconv_triton (three passes) at its own N
   fast       the module's fast path as dispatched (models.fourier.fft_conv "auto")
-plus each pipeline's passes one by one (time, bytes, TB/s), errors against a float64
+plus each pipeline's passes one by one (time, bytes, TB/s), the backward's stages one by one
+(models.fourier._fft_conv_grads, what FFTConvFunction.backward runs, with their bytes against
+the backward's floor: read v, g, dy once and write dv, dg once, 10 bytes per element), errors against a float64
 oracle (the plain path in float64), and with --variants the kernel's row lengths, intermediate
 dtypes and block sizes. The two ceilings (copy bandwidth, dense bf16/tf32 matrix products) come first.
 
@@ -86,6 +88,34 @@ def stages(m, v, g, n):
     return {"pack": pack, "fft": fft, "product": product, "ifft": ifft, "unpack": unpack}, nb
 
 
+def backward_stages(m, v, g, n):
+    """The backward's stages (models.fourier._fft_conv_grads, dk included) as separate callables,
+    with the bytes each must move (read + write of the tensors it takes and makes)."""
+    B, L, D = v.shape
+    H = m.n_heads
+    with torch.no_grad():
+        k_buf = m.kernel_buffer(L, n)[0].float()
+    dy = torch.randn_like(v)
+    F = n // 2 + 1
+    e = B * L * D  # elements of one (B, L, D) stream
+    c = 8 * B * F * D  # bytes of one complex64 (B, F, D) spectrum
+    Kf = torch.fft.rfft(k_buf, n=n, dim=-1).transpose(-1, -2)[..., None]
+    spec = lambda x: torch.fft.rfft(x.float(), n=n, dim=-2).reshape(B, F, H, D // H)  # noqa: E731
+    V, G, DY = spec(v), spec(g), spec(dy)
+    P = DY * torch.conj_physical(G * Kf)
+    fns = {
+        "rfft x3": lambda: (spec(v), spec(g), spec(dy)),
+        "products x2": lambda: (DY * torch.conj_physical(G * Kf), DY * torch.conj_physical(V * Kf)),
+        "irfft x2": lambda: (torch.fft.irfft(P.reshape(B, F, D), n=n, dim=-2)[:, :L].to(v.dtype),
+                             torch.fft.irfft(P.reshape(B, F, D), n=n, dim=-2)[:, :L].to(v.dtype)),
+        "dk": lambda: torch.fft.irfft((DY * torch.conj_physical(V * G)).sum(dim=(0, -1)).transpose(-1, -2), n=n, dim=-1),
+        "whole": lambda: fourier._fft_conv_grads(dy, v, g, k_buf, n, torch.float32, need_dk=True),
+    }
+    nbytes = {"rfft x3": 3 * (2 * e + c), "products x2": 2 * (3 * c), "irfft x2": 2 * (c + 2 * e),
+              "dk": 3 * c + 8 * F * H + 4 * H * k_buf.shape[-1], "whole": 10 * e}
+    return fns, nbytes
+
+
 def matmul_rate(device, dtype, n=8192) -> float:
     """Dense matrix-product rate in FLOP/s through torch (random operands)."""
     a = torch.randn(n, n, device=device).to(dtype)
@@ -124,7 +154,7 @@ def hopper_variants(L, C):
     return out
 
 
-def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows):
+def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows, back_rows):
     g_ = torch.Generator(device=dev).manual_seed(L + B)
     D = args.width
     v = torch.randn(B, L, D, device=dev, generator=g_).to(torch.bfloat16)
@@ -183,6 +213,20 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows
             crow["bytes_over_floor"] = sum(nbytes.values()) / (6 * v.numel())
             cufft_rows.append(crow)
             print(crow, flush=True)
+        except Exception as e:  # noqa: BLE001
+            if not is_oom(e):
+                raise
+        torch.cuda.empty_cache()
+        try:
+            fns, nbytes = backward_stages(m, v, g, n)
+            brow = {"B": B, "L": L, "N": n, "floor_ms": 10 * v.numel() / bw * 1e3}
+            for name, fn in fns.items():
+                brow[name + "_ms"] = bench(fn, dev)["median_ms"]
+                brow[name + "_TBs"] = nbytes[name] / (brow[name + "_ms"] / 1e3) / 1e12
+            brow["over_floor"] = brow["whole_ms"] / brow["floor_ms"]
+            brow["bytes_over_floor"] = sum(b for k, b in nbytes.items() if k != "whole") / nbytes["whole"]
+            back_rows.append(brow)
+            print(brow, flush=True)
         except Exception as e:  # noqa: BLE001
             if not is_oom(e):
                 raise
@@ -253,13 +297,14 @@ def main() -> None:
     print(f"ceilings: copy {bw / 1e12:.3f} TB/s (read + write); dense matmul bf16 {bf16 / 1e12:.0f} TFLOP/s, "
           f"tf32 {tf32 / 1e12:.0f} TFLOP/s (8192^3, torch)", flush=True)
     m = make_mixer(args.width, args.heads, args.context, dev)
-    rows, stage_rows, variant_rows, cufft_rows = [], [], [], []
+    rows, stage_rows, variant_rows, cufft_rows, back_rows = [], [], [], [], []
     for B in args.batch:
         for L in args.lengths:
-            run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows)
+            run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows, back_rows)
             torch.cuda.empty_cache()
     save("fft_floor", {"copy_bw_Bps": bw, "bf16_flops": bf16, "tf32_flops": tf32, "rows": rows,
-                       "cufft_stages": cufft_rows, "stages": stage_rows, "variants": variant_rows})
+                       "cufft_stages": cufft_rows, "stages": stage_rows, "variants": variant_rows,
+                       "backward_stages": back_rows})
     print()
     print(header("FFT-convolution path vs the bandwidth floor (bf16 in/out, float32 FFTs)", dev))
     print(f"ceilings: copy {bw / 1e12:.3f} TB/s, bf16 matmul {bf16 / 1e12:.0f} TFLOP/s, tf32 {tf32 / 1e12:.0f} TFLOP/s; "
@@ -278,6 +323,13 @@ def main() -> None:
                              ("sum_ms", "sum ms"), ("pack_TBs", "pack TB/s"), ("fft_TBs", "fft TB/s"),
                              ("product_TBs", "product TB/s"), ("ifft_TBs", "ifft TB/s"), ("unpack_TBs", "unpack TB/s"),
                              ("bytes_over_floor", "bytes moved / floor bytes")]))
+    print()
+    print("backward (models.fourier._fft_conv_grads, dk included; floor: 10 bytes per element):")
+    print(table(back_rows, [("B", "B"), ("L", "L"), ("N", "N"), ("floor_ms", "floor ms"), ("whole_ms", "whole ms"),
+                            ("over_floor", "whole/floor"), ("rfft x3_ms", "3 rfft ms"), ("products x2_ms", "2 products ms"),
+                            ("irfft x2_ms", "2 irfft ms"), ("dk_ms", "dk ms"), ("rfft x3_TBs", "rfft TB/s"),
+                            ("products x2_TBs", "products TB/s"), ("irfft x2_TBs", "irfft TB/s"), ("dk_TBs", "dk TB/s"),
+                            ("bytes_over_floor", "stage bytes / floor bytes")]))
     print()
     print(table(stage_rows, [("B", "B"), ("L", "L"), ("N", "N"), ("N1", "N1"), ("N2", "N2"),
                              ("columns_ms", "columns ms"), ("rows_ms", "rows ms"), ("inverse_ms", "inverse ms"),

@@ -64,21 +64,34 @@ def run_one(module, x, passes: str, device: str, grad_out=None, budget_s: float 
         return bench(step, device, after=clear, **kw)
 
 
-def profile_forward(mhf, L: int, D: int, device: str) -> None:
+def profile_pass(mhf, L: int, D: int, device: str, backward: bool = False) -> None:
+    """Print the top operators (self device time) of 10 fast MHF passes at B=1, length L: the
+    forward under no_grad, or with `backward` a forward+backward into the input and every
+    parameter, as training runs it."""
     from torch.profiler import ProfilerActivity, profile
-    x = torch.randn(1, L, D, device=device)
-    mhf.eval()
+    x = torch.randn(1, L, D, device=device, requires_grad=backward)
+    mhf.train(backward)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+
+    def once():
+        y = mhf(x)
+        if backward:
+            y.backward(torch.randn_like(y))
+            x.grad = None
+            for p in mhf.parameters():
+                p.grad = None
+
+    with torch.set_grad_enabled(backward), torch.autocast(device_type=device, dtype=torch.bfloat16,
+                                                          enabled=device == "cuda"):
         for _ in range(3):
-            mhf(x)
+            once()
         sync(device)
         with profile(activities=acts) as p:
             for _ in range(10):
-                mhf(x)
+                once()
             sync(device)
     key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-    print(f"MHF forward, B=1, L={L}, D={D}, 10 runs:")
+    print(f"MHF {'forward+backward' if backward else 'forward'}, B=1, L={L}, D={D}, 10 runs:")
     print(p.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70))
 
 
@@ -96,11 +109,12 @@ def main() -> None:
     ap.add_argument("--no-plain", action="store_true", help="skip the plain reference path")
     ap.add_argument("--profile", type=int, default=0, metavar="L",
                     help="only profile the fast MHF forward (B=1, length L) and print its top operators")
+    ap.add_argument("--profile-backward", action="store_true", help="with --profile: forward+backward")
     args = ap.parse_args()
     dev = args.device
     mhf, attn = build(args.width, args.heads, args.context, dev)
     if args.profile:
-        profile_forward(mhf, args.profile, args.width, dev)
+        profile_pass(mhf, args.profile, args.width, dev, args.profile_backward)
         return
     rows = []
     for passes in args.passes:
