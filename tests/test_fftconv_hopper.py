@@ -35,6 +35,7 @@ HOPPER_ARGS = dict(device_type="cuda", capability=(9, 0), have_triton=True, B=1,
 
 @pytest.fixture
 def enabled(monkeypatch):
+    """The kernel switched on, so that mixers pick FFT sizes the kernel splits (m.fft_size)."""
     monkeypatch.setattr(fftconv_triton, "ENABLED", True)
 
 
@@ -134,7 +135,7 @@ def inputs(B, L, D, seed):
 
 @needs_hopper
 @pytest.mark.parametrize("B, L, D, H, C", [(1, 4096, 32, 2, 48), (3, 5000, 32, 4, 512), (2, 8192, 16, 1, 2048)])
-def test_kernel_equals_float64_oracle_within_bf16_rounding(B, L, D, H, C):
+def test_kernel_equals_float64_oracle_within_bf16_rounding(B, L, D, H, C, enabled):
     m = mixer("cuda", D=D, H=H, C=C)
     v, g = inputs(B, L, D, L)
     n = m.fft_size(L)
@@ -160,7 +161,7 @@ def test_kernel_equals_float64_oracle_within_bf16_rounding(B, L, D, H, C):
 
 @needs_hopper
 @pytest.mark.parametrize("mode", ["two_sided", "circular"])
-def test_kernel_in_the_leaky_modes_equals_the_plain_path(mode):
+def test_kernel_in_the_leaky_modes_equals_the_plain_path(mode, enabled):
     m = mixer("cuda", D=32, H=2, C=512, causal_mode=mode)
     L = 8192
     v, g = inputs(2, L, 32, 7)
@@ -177,7 +178,7 @@ def test_kernel_in_the_leaky_modes_equals_the_plain_path(mode):
 
 
 @needs_hopper
-def test_kernel_chunks_channels(monkeypatch):
+def test_kernel_chunks_channels(monkeypatch, enabled):
     m = mixer("cuda", D=64, H=4, C=256)
     L = 4096
     v, g = inputs(3, L, 64, 3)
