@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--driver", choices=("browser", "apptest"), default="browser",
                     help="the real server in Chromium, or AppTest in this process (no browser)")
     ap.add_argument("--device", default="auto", help="the sidebar's device choice (apptest driver)")
+    ap.add_argument("--profile", action="store_true",
+                    help="apptest driver: print each cold visit's top functions by cumulative time (cProfile)")
     args = ap.parse_args()
 
     text = (ROOT / "data" / "tinyshakespeare.txt").read_bytes()[: args.bytes].decode("utf-8", "ignore")
@@ -132,9 +134,19 @@ def apptest_rows(text: str, args) -> list[dict]:
     rows = []
 
     def timed(at, label: str, what: str, rnd: int) -> None:
+        prof = None
+        if args.profile and what != "warm":
+            prof = _thread_profiler()
         t = time.perf_counter()
         at.run()
         s = time.perf_counter() - t
+        if prof is not None:
+            import pstats
+            import threading
+            threading.setprofile(None)
+            prof.disable()
+            print(f"--- profile: {label} ({what}, {s:.2f} s), the project's functions by cumulative time")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(r"caracal_viz|models|pages", 14)
         problems = [e.value for e in at.error] + ([str(at.exception)] if at.exception else [])
         rows.append({"round": rnd, "page": label, "what": what, "s": s, "spinner_s": 0.0,
                      **({"note": f"error: {problems[0][:80]}"} if problems else {})})
@@ -154,6 +166,22 @@ def apptest_rows(text: str, args) -> list[dict]:
                 at.switch_page(path)
                 timed(at, title, what, rnd)
     return rows
+
+
+def _thread_profiler():
+    """A cProfile.Profile that sees AppTest's script thread: from Python 3.12 cProfile records every
+    thread (sys.monitoring); before, it is enabled from inside the next thread that starts."""
+    import cProfile
+    import threading
+    prof = cProfile.Profile()
+    if sys.version_info >= (3, 12):
+        prof.enable()
+    else:
+        def start(*_):
+            sys.setprofile(None)
+            prof.enable()
+        threading.setprofile(start)
+    return prof
 
 
 def browser_rows(text: str, args) -> list[dict]:
