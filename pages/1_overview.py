@@ -72,19 +72,31 @@ st.markdown("The model continues your prompt one byte at a time. "
                "streams, no FFT." if ck.config.is_causal else
                "This model is not causal, so it cannot decode incrementally: it re-runs the whole "
                "sequence for every new byte (slow)."))
-if st.session_state.get("gen_prompt_for") != text:  # a new text brings a new default prompt
-    st.session_state["gen_prompt"] = text[-200:]
-    st.session_state["gen_prompt_for"] = text
-    st.session_state.pop("gen_result", None)
+# The generation box's inputs live in "gen_kept", copied into the widgets on every run: Streamlit
+# forgets a widget's value on a run that does not draw it (a visit to another page).
+ss = st.session_state
+kept = ss.setdefault("gen_kept", {"gen_n": 160, "gen_temp": 0.8, "gen_topk": 0, "gen_seed": 0})
+if ss.get("gen_prompt_for") != text:  # a new text brings a new default prompt
+    kept["gen_prompt"] = text[-200:]
+    ss["gen_prompt_for"] = text
+    ss.pop("gen_result", None)
+ss.update(kept)
+
+
+def _keep(*keys: str) -> None:
+    kept.update({k: ss[k] for k in keys})
+
+
+# outside the form, so a prompt typed and not yet generated from is kept too
+prompt = st.text_area("Prompt", height=100, key="gen_prompt", on_change=_keep, args=("gen_prompt",))
 with st.form("generate"):
-    prompt = st.text_area("Prompt", height=100, key="gen_prompt")
     g1, g2, g3, g4 = st.columns(4)
-    n_new = g1.slider("New bytes", 16, 512, 160, step=16, key="gen_n")
-    temperature = g2.slider("Temperature", 0.0, 1.5, 0.8, step=0.05, key="gen_temp",
+    n_new = g1.slider("New bytes", 16, 512, step=16, key="gen_n")
+    temperature = g2.slider("Temperature", 0.0, 1.5, step=0.05, key="gen_temp",
                             help="0 always picks the most likely byte")
-    top_k = g3.slider("Top-k (0: all 256)", 0, 64, 0, key="gen_topk")
-    seed = g4.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-    go = st.form_submit_button("Generate")
+    top_k = g3.slider("Top-k (0: all 256)", 0, 64, key="gen_topk")
+    seed = g4.number_input("Seed", 0, 2**31 - 1, key="gen_seed")
+    go = st.form_submit_button("Generate", on_click=_keep, args=("gen_n", "gen_temp", "gen_topk", "gen_seed"))
 with st.container(border=True):
     if go:
         with ui.guard():  # the prompt and settings are checked before the first byte

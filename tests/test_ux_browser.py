@@ -1,0 +1,36 @@
+"""What only a browser shows of issue 13's rough edges: input kept across pages (item 1), where
+Plotly draws the threshold labels on log axes (item 3) and how tall colour bars are (item 4),
+in the real app in a real headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import error_texts
+from tests.test_links_browser import app_page, go_to, settle
+
+PROMPT = "ZQ: a prompt of my own, typed and not generated from"
+
+
+@pytest.mark.timeout(400)
+def test_the_generation_prompt_and_settings_survive_a_visit_to_another_page(tmp_path):
+    with app_page(tmp_path, "/") as (page, _):
+        main = page.locator('[data-testid="stMain"]')
+        box = main.get_by_label("Prompt")
+        box.scroll_into_view_if_needed()
+        box.fill(PROMPT)
+        box.press("Tab")  # the text area sends its value when it loses the focus
+        settle(page)
+        seed = main.get_by_label("Seed")
+        seed.fill("7")
+        seed.press("Tab")
+        main.get_by_role("button", name="Generate").click()
+        settle(page)
+
+        go_to(page, "Spectral filters")
+        go_to(page, "Overview")
+        box = main.get_by_label("Prompt")
+        box.scroll_into_view_if_needed()
+        assert box.input_value() == PROMPT
+        assert main.get_by_label("Seed").input_value() == "7"
+        assert error_texts(page) == []
