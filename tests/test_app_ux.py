@@ -13,11 +13,11 @@ import io
 import re
 import sys
 
-import pytest
 import torch
 from markdown_it import MarkdownIt
 
 from tests.conftest import sample_path
+from tests.security_helpers import open_link
 from tests.test_app import SHORT_TEXT, server_like_navigation, start  # noqa: F401 -- the fixture runs app.py
 
 OCTET = "application/octet-stream"
@@ -105,3 +105,13 @@ def test_pages_word_positions_and_byte_values_one_way():
     assert any(re.search(r"' at position \d+ \(", c) for c in shown(at.main.caption))
     spec = "\n".join(c.proto.spec for c in at.get("plotly_chart"))
     assert not re.search(r"\bbytes? (\d+(?![\dx])|%\{)", spec)
+
+
+def test_the_layer_box_names_the_new_checkpoints_blocks_after_a_switch(server_like_navigation):  # noqa: F811
+    """Item 2: the Layer box's labels come from the checkpoint shown, not the one before."""
+    at = open_link("pages/2_spectral_filters.py", ck="caracal-shakespeare", layer="1")
+    assert at.selectbox("sf_layer").options[at.selectbox("sf_layer").index] == "block 1 (mhf)"
+    at.selectbox("ck_select").set_value("fftnet-shakespeare").run()
+    box = at.selectbox("sf_layer")
+    assert box.options == [f"block {i} (fftnet)" for i in range(4)] and box.options[box.index] == "block 1 (fftnet)"
+    assert at.subheader[0].value == "Block 1: every head's filter" and not at.error

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import error_texts
-from tests.test_links_browser import app_page, go_to, settle
+from tests.test_links_browser import app_page, go_to, selectbox_text, settle
 
 PROMPT = "ZQ: a prompt of my own, typed and not generated from"
 
@@ -33,4 +33,16 @@ def test_the_generation_prompt_and_settings_survive_a_visit_to_another_page(tmp_
         box.scroll_into_view_if_needed()
         assert box.input_value() == PROMPT
         assert main.get_by_label("Seed").input_value() == "7"
+        assert error_texts(page) == []
+
+
+@pytest.mark.timeout(400)
+def test_the_layer_box_shows_the_new_checkpoints_block_kind_after_a_switch(tmp_path):
+    """Item 2 as the browser draws it: the Layer box's text, not only the options it was sent."""
+    with app_page(tmp_path, "/spectral_filters?ck=caracal-shakespeare") as (page, _):
+        assert selectbox_text(page, "Layer") == "block 0 (mhf)"
+        page.locator('input[role="combobox"][aria-label="Checkpoint"]').first.click()
+        page.get_by_role("option", name="fftnet-shakespeare").click()
+        settle(page)
+        assert selectbox_text(page, "Layer") == "block 0 (fftnet)"
         assert error_texts(page) == []
