@@ -149,6 +149,12 @@ class LayerLeak:
     def causal(self) -> bool:
         return self.verdict == CAUSAL
 
+    @property
+    def relative_threshold(self) -> float:
+        """The change above which this block leaks, relative to its response (the units of
+        relative_leak and leak_by_offset / response): FLOOR_FACTOR floors; NaN without a response."""
+        return FLOOR_FACTOR * self.floor / self.response if self.response > 0 else float("nan")
+
 
 @dataclass
 class CausalityReport:

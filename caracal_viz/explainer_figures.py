@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .explainer import PaddingDemo
+from .figures import threshold_line
 
 EXACT = "#2ca02c"
 FFT = "#1f77b4"
@@ -168,15 +169,17 @@ def leak_vs_padding_figure(sizes: np.ndarray, fractions: np.ndarray, n_fft: int,
 def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float | None = None) -> go.Figure:
     """Per block, the largest change of an earlier mixer output, relative to the block's own
     response, when the input d tokens later is perturbed, against d (log scale).
-    leaks: (name, (Lmax,) relative leak by offset d; index 0 is unused)."""
+    leaks: (name, (Lmax,) relative leak by offset d; index 0 is unused); tolerance: the relative
+    change that rounding alone can cause (drawn as a line, labelled at it), or None."""
     fig = go.Figure()
     for i, (name, by_offset) in enumerate(leaks):
         d = np.arange(1, len(by_offset))
         fig.add_scatter(x=d, y=np.maximum(by_offset[1:], 1e-30), mode="lines", name=name,
                         line=dict(color=HEAD_COLOURS[i % len(HEAD_COLOURS)]),
                         hovertemplate="offset %{x}<br>relative change %{y:.3g}<extra>" + name + "</extra>")
-    if tolerance is not None:
-        fig.add_hline(y=tolerance, line=dict(color=MUTED, dash="dash"), annotation_text="rounding tolerance")
     fig.update_xaxes(title_text="how far ahead the changed token lies (tokens)")
     fig.update_yaxes(type="log", title_text="relative change of an earlier output")
-    return _layout(fig, "Where the leak reaches: change of earlier outputs by offset", 360)
+    _layout(fig, "Where the leak reaches: change of earlier outputs by offset", 360)
+    if tolerance is not None:
+        threshold_line(fig, tolerance, "rounding tolerance", MUTED, log=True, dash="dash")
+    return fig

@@ -27,6 +27,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .gates import DEAD_OPEN_FRACTION
 from .spectral import upper_triangle_maxima
 from .text import utf8_spans
 
@@ -176,6 +177,21 @@ def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None
     return fig
 
 
+def threshold_line(fig: go.Figure, y: float, text: str, colour: str, log: bool = False,
+                   dash: str = "dot") -> go.Figure:
+    """A horizontal threshold at `y` (data units) across the plot, labelled in the right margin at
+    the line's height, so the label sits at its line and never over the data. Plotly reads a
+    shape's y on a log axis as the value but an annotation's y as log10 of it (`log`: the y axis is
+    logarithmic). The right margin grows to fit the label."""
+    fig.add_hline(y=y, line=dict(color=colour, width=1.5, dash=dash))
+    fig.add_annotation(text=text, xref="paper", x=1.0, xanchor="left", xshift=4, yref="y",
+                       y=float(np.log10(y)) if log else y, yanchor="middle", showarrow=False,
+                       font=dict(color=colour, size=11), name="threshold")
+    right = fig.layout.margin.r if fig.layout.margin.r is not None else 30
+    fig.update_layout(margin=dict(r=max(right, 12 + 6 * len(text))))
+    return fig
+
+
 def _head_colour(h: int) -> str:
     return HEADS[h % len(HEADS)]
 
@@ -246,13 +262,16 @@ def mark_periods(fig: go.Figure, periods: Sequence[float], axis: str = "frequenc
                  label: bool = True, **where) -> go.Figure:
     """Vertical dashed lines labelled "period p" at the task's known periods: at f = 1/p on a
     frequency axis (or p on a period axis), at lag p on a kernel's lag axis (`lag_axis`)."""
+    log = not lag_axis and axis != "frequency"  # an annotation's x on a log axis is log10 of the value
     for n, p in enumerate(periods):
         x = float(p) if lag_axis else _period_x(p, axis)
-        # short labels on the lag axis, where small periods sit a few pixels apart; alternate sides
-        text = dict(annotation_text=f"{p:g}" if lag_axis else f"period {p:g}",
-                    annotation_position="top left" if lag_axis and n % 2 == 0 else "top right" if lag_axis else "top",
-                    annotation_font=dict(color=OK, size=11)) if label else {}
-        fig.add_vline(x=x, line=dict(color=OK, width=1.5, dash="dash"), **text, **where)
+        fig.add_vline(x=x, line=dict(color=OK, width=1.5, dash="dash"), **where)
+        if label:
+            # short labels on the lag axis, where small periods sit a few pixels apart; alternate sides
+            fig.add_annotation(text=f"{p:g}" if lag_axis else f"period {p:g}", x=float(np.log10(x)) if log else x,
+                               y=1.0, yref="y domain", yanchor="bottom", showarrow=False,
+                               xanchor=("right" if n % 2 == 0 else "left") if lag_axis else "center",
+                               font=dict(color=OK, size=11), **where)
     return fig
 
 
@@ -551,13 +570,12 @@ def gate_summary_figure(report: Sequence) -> go.Figure:
     if any(p is not None for p in passed):
         fig.add_scatter(x=xs, y=passed, mode="markers", name="energy passed", marker=dict(color="black", size=9,
                         symbol="diamond"), hovertemplate="%{x}<br>%{y:.0%} of the energy passes<extra></extra>")
-    fig.add_hline(y=0.05, line=dict(color=FUTURE, width=1, dash="dot"), annotation_text="dead below 5%",
-                  annotation_position="top left")
     fig.update_xaxes(title_text="block and head")
     fig.update_yaxes(title_text="fraction", tickformat=".0%")
     n_dead = sum(c == FUTURE for c in colours)
-    return _layout(fig, "modReLU gates: open fraction per head", 380,
-                   f"{n_dead} dead head(s) in vermilion" if n_dead else "no dead heads")
+    _layout(fig, "modReLU gates: open fraction per head", 380,
+            f"{n_dead} dead head(s) in vermilion" if n_dead else "no dead heads")
+    return threshold_line(fig, DEAD_OPEN_FRACTION, f"dead below {DEAD_OPEN_FRACTION:.0%}", FUTURE)
 
 
 # ---- the causal trick: kernels, impulses, aliasing, certificate --------------------------------

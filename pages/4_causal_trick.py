@@ -277,11 +277,14 @@ with st.expander("Per-layer details: the evidence for each block", expanded=repo
 leaky = [p for p in report.per_layer if p.verdict == causality.LEAKS and p.response > 0]
 if leaky:
     curves = [(f"layer {p.layer}", p.leak_by_offset / p.response) for p in leaky]
-    ui.show_figure(xf.leak_by_offset_figure(curves), key="ct_fig_offsets", file_name="leak_by_offset")
+    tolerance = max((p.relative_threshold for p in leaky if p.relative_threshold > 0), default=None)
+    ui.show_figure(xf.leak_by_offset_figure(curves, tolerance), key="ct_fig_offsets", file_name="leak_by_offset")
     st.caption("For each leaking layer: how much an earlier output moves (relative to the layer's normal "
                "response) when the token d steps later is changed. A circular mixer leaks from tokens up to "
                "the kernel's reach ahead; a global (FFTNet) mixer from everywhere; a two-sided kernel from its "
-               "future lags.")
+               "future lags. Grey dashed: the rounding tolerance, the largest of these layers' "
+               f"{report.floor_factor:g} rounding floors relative to its response: above it, every layer's change "
+               "is a leak.")
     ui.download_npz("Leak by offset (NPZ)",
                     lambda: ui.npz_bytes(**{f"layer{p.layer}_leak_by_offset": p.leak_by_offset for p in leaky},
                                          **{f"layer{p.layer}_response": p.response for p in leaky}),

@@ -11,7 +11,9 @@ import unicodedata
 import numpy as np
 import pytest
 
-from caracal_viz import figures
+from caracal_viz import explainer_figures as xf
+from caracal_viz import figures, filters
+from caracal_viz.gates import gate_report
 from caracal_viz.influence import token_influence
 from caracal_viz.predict import next_token_view
 from tests.conftest import load_sample
@@ -71,7 +73,7 @@ def test_a_characters_hover_gives_its_positions_and_byte_values(views):
     fig = figures.token_loss_figure(view)
     (points,) = [t for t in fig.data if t.name == "pick"]  # the hover of each byte (heatmaps skip theirs)
     tips = [html.unescape(t) for t in points.text]
-    at = MIXED.encode("utf-8").index("م".encode("utf-8"))
+    at = MIXED.encode("utf-8").index("م".encode())
     for i in (at, at + 1):
         tip = tips[i]
         assert f"U+0645 arabic letter meem: positions {at}–{at + 1}, bytes 0xD9 0x85" in tip, tip
@@ -114,3 +116,42 @@ def test_one_wording_for_positions_and_byte_values(views):
     assert "position 1" in figs["topk"].layout.title.text
     assert "byte value 0x48 'H'" in next(t for t in figs["loss"].data if t.name == "pick").text[0]
     assert figs["map"].layout.xaxis.title.text == "input position j"
+
+
+def _annotation(fig, text: str):
+    found = [a for a in fig.layout.annotations if a.text == text]
+    assert len(found) == 1, [a.text for a in fig.layout.annotations]
+    return found[0]
+
+
+def test_threshold_labels_sit_at_their_lines_on_log_and_linear_axes():
+    """Item 3: Plotly reads an annotation's coordinate on a log axis as log10 of the value (a shape's
+    as the value): a label given the value itself lands decades away from its line."""
+    d = np.arange(64)
+    fig = xf.leak_by_offset_figure([("layer 0", 10.0 ** -(d / 8.0))], tolerance=3e-5)
+    line = next(s for s in fig.layout.shapes if s.y0 == s.y1)
+    label = _annotation(fig, "rounding tolerance")
+    assert fig.layout.yaxis.type == "log" and line.y0 == 3e-5
+    assert label.yref == "y" and label.y == pytest.approx(np.log10(3e-5))
+    assert label.xref == "paper" and label.x >= 1 and label.xanchor == "left"  # in the margin, off the data
+    assert fig.layout.margin.r >= 6 * len("rounding tolerance")
+
+    gates = figures.gate_summary_figure(gate_report(load_sample("caracal-shakespeare")))
+    dead = _annotation(gates, "dead below 5%")
+    assert gates.layout.yaxis.type != "log" and dead.y == 0.05 and dead.xref == "paper" and dead.x >= 1
+
+
+@pytest.mark.parametrize("axis", ["log frequency", "period"])
+def test_period_marks_are_labelled_at_their_lines_on_log_axes(axis):
+    ck = load_sample("caracal-periodic")
+    f = next(x for x in filters.learned_filters(ck) if x is not None)
+    periods = filters.task_periods(ck)
+    assert periods
+    for fig in (figures.filter_heatmap(f.freqs, f.magnitude_db, axis=axis, periods=periods),
+                figures.filter_detail(f, 0, axis, periods)):
+        for p in periods:
+            x = p if axis == "period" else 1.0 / p
+            lines = [s for s in fig.layout.shapes if s.x0 == pytest.approx(x) and s.x0 == s.x1]
+            assert lines, f"no line at {x}"
+            labels = [a for a in fig.layout.annotations if a.text == f"period {p:g}"]
+            assert labels and all(a.x == pytest.approx(np.log10(x)) for a in labels), [a.x for a in labels]

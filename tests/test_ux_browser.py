@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import error_texts
-from tests.test_links_browser import app_page, go_to, selectbox_text, settle
+from tests.test_links_browser import app_page, chart_index, go_to, selectbox_text, settle
 
 PROMPT = "ZQ: a prompt of my own, typed and not generated from"
 
@@ -45,4 +45,62 @@ def test_the_layer_box_shows_the_new_checkpoints_block_kind_after_a_switch(tmp_p
         page.get_by_role("option", name="fftnet-shakespeare").click()
         settle(page)
         assert selectbox_text(page, "Layer") == "block 0 (fftnet)"
+        assert error_texts(page) == []
+
+
+# Each line (a shape across the plot) at its pixel position, from its data value, and each
+# annotation's box, in the n-th chart of the page. Plotly's l2p takes a log axis's log10 value.
+LINES_JS = """([n]) => { const gd = document.querySelectorAll('.js-plotly-plot')[n], r = gd.getBoundingClientRect();
+  const px = (ax, v) => ax._offset + ax.l2p(ax.type === 'log' ? Math.log10(v) : v);
+  const fl = gd._fullLayout, lines = [];
+  for (const s of fl.shapes) {
+    const ax = (id) => fl[id.replace(' domain', '').replace(/^x/, 'xaxis').replace(/^y/, 'yaxis')];
+    if (s.y0 === s.y1 && !s.yref.endsWith('domain')) lines.push(['h', r.top + px(ax(s.yref), s.y0)]);
+    if (s.x0 === s.x1 && !s.xref.endsWith('domain')) lines.push(['v', r.left + px(ax(s.xref), s.x0)]);
+  }
+  const labels = [...gd.querySelectorAll('.annotation')].map(a => { const b = a.getBoundingClientRect();
+    return [a.textContent, b.left, b.top, b.right, b.bottom]; });
+  return {lines, labels, plotRight: r.left + fl._size.l + fl._size.w}; }"""
+
+
+def labels_at_lines(page, chart: int, texts: list[str], kind: str) -> dict:
+    """For each label text: the distance (px) from its box's centre to the nearest line of `kind`
+    ("h": horizontal, compared in y; "v": vertical, compared in x)."""
+    got = page.evaluate(LINES_JS, [chart])
+    lines = [p for k, p in got["lines"] if k == kind]
+    out = {}
+    for text in texts:
+        boxes = [b for t, *b in got["labels"] if t == text]
+        assert boxes, f"no label {text!r} among {[t for t, *_ in got['labels']]}"
+        left, top, right, bottom = boxes[0]
+        centre = (top + bottom) / 2 if kind == "h" else (left + right) / 2
+        out[text] = (min(abs(centre - p) for p in lines), left - got["plotRight"])
+    return out
+
+
+@pytest.mark.timeout(500)
+def test_threshold_and_period_labels_are_drawn_at_their_lines(tmp_path):
+    """Item 3: a label on a log axis given its value instead of log10 of it lands decades away."""
+    with app_page(tmp_path, "/causal_trick?ck=caracal-circular-leaky") as (page, _):
+        chart = chart_index(page, "Where the leak reaches")
+        page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
+        (dist, beyond), = labels_at_lines(page, chart, ["rounding tolerance"], "h").values()
+        assert dist < 8 and beyond >= 0, (dist, beyond)  # at its line, right of the plot (off the curves)
+
+        go_to(page, "modReLU gates")
+        (dist, beyond), = labels_at_lines(page, chart_index(page, "modReLU gates: open"), ["dead below 5%"],
+                                          "h").values()
+        assert dist < 8 and beyond >= 0, (dist, beyond)  # not behind the bars
+
+        go_to(page, "Spectral filters")
+        page.locator('[data-testid="stSidebar"] input[role="combobox"][aria-label="Checkpoint"]').first.click()
+        page.get_by_role("option", name="caracal-periodic").click()
+        settle(page)
+        for axis in ("log frequency", "period"):
+            page.locator('[data-testid="stMain"] label').filter(has_text=axis).first.click()
+            settle(page)
+            chart = chart_index(page, "|H(f)| in dB")
+            page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
+            for text, (dist, _) in labels_at_lines(page, chart, ["period 3", "period 8", "period 20"], "v").items():
+                assert dist < 4, (axis, text, dist)
         assert error_texts(page) == []
