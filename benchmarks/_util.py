@@ -19,8 +19,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def machine(device: str) -> str:
@@ -102,9 +100,15 @@ def save(name: str, payload: dict) -> None:
     (folder / f"{name}.json").write_text(json.dumps(payload, indent=1, default=str))
 
 
+def command() -> str:
+    """The command line that runs this benchmark, as typed from the repository root."""
+    return f"python3 -m benchmarks.{Path(sys.argv[0]).stem} {' '.join(sys.argv[1:])}".rstrip()
+
+
 def header(title: str, device: str) -> str:
+    """A markdown heading for a result table: title, machine, date (UTC) and command."""
     return (f"## {title}\nmachine: {machine(device)}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-            f"command: python3 {' '.join(sys.argv)}\n")
+            f"command: {command()}\n")
 
 
 def copy_bandwidth(device: str, gib: float = 2.0) -> float:
@@ -113,5 +117,4 @@ def copy_bandwidth(device: str, gib: float = 2.0) -> float:
     a = torch.randn(n, device=device)
     b = torch.empty_like(a)
     t = bench(lambda: b.copy_(a), device, warmup=3, min_reps=10, budget_s=1.0)
-    del a, b
     return 2 * n * 4 / (t["median_ms"] / 1e3)

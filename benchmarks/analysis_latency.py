@@ -13,7 +13,7 @@ usual case). Functions that do not read the text (filters, impulses, certificate
 anyway, though the app computes them once per checkpoint. --profile prints the top operators of
 the slowest one.
 
-    python3 benchmarks/analysis_latency.py [--device cpu|cuda] [--lengths 256 1024 4096] [--reps 3]
+    python3 -m benchmarks.analysis_latency [--device cpu|cuda] [--lengths 256 1024 4096] [--reps 3]
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import time
 
 import torch
 
-from _util import ROOT, header, save, sync, table
-
+from benchmarks._util import ROOT, header, save, sync, table
 from caracal_viz import causality, energy, filters, gates, impulse, influence, load_checkpoint, predict
 from caracal_viz.text import TextError
 

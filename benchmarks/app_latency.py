@@ -11,8 +11,8 @@ A page is "ready" when Streamlit's script run has ended, no spinner, status widg
 shows, and every Plotly chart has drawn; the time is taken at the first moment that held for
 `QUIET_S` without change (the quiet time itself is not counted).
 
-    python3 benchmarks/app_latency.py [--bytes 1024] [--rounds 1]
-    python3 benchmarks/app_latency.py --driver apptest --device cuda --bytes 4096
+    python3 -m benchmarks.app_latency [--bytes 1024] [--rounds 1]
+    python3 -m benchmarks.app_latency --driver apptest --device cuda --bytes 4096
 
 `--driver apptest` runs the same visits through `streamlit.testing.v1.AppTest` instead (the real
 app.py and pages in this process, no server and no browser: the time is the script run, analyses
@@ -30,14 +30,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks._util import save, table  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, RUNNING_SELECTORS, free_port  # noqa: E402
+from benchmarks._util import ROOT, command, save, table
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, RUNNING_SELECTORS, free_port
 
 QUIET_S = 0.5
 TARGETS = {"start": 8.0, "cold": 3.0, "warm": 0.5, "spinner": 2.0}
@@ -106,7 +101,7 @@ def main() -> None:
         r["met"] = "yes" if r["s"] <= r["target_s"] and r["spinner_s"] <= TARGETS["spinner"] else \
             r.get("note", "no")
     print(f"\nload before: {load_before}\nload after:  {uptime()}")
-    print(f"command: python3 {' '.join(sys.argv)}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"command: {command()}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(table(rows, [("round", "round"), ("page", "page"), ("what", "visit"), ("s", "ready (s)"),
                        ("target_s", "target (s)"), ("spinner_s", "longest bare spinner (s)"), ("met", "met")]))
     save("app_latency", {"rows": rows, "load_before": load_before, "load_after": uptime(), "bytes": args.bytes,

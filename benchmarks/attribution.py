@@ -7,7 +7,7 @@ ran (occlusion: one per byte not equal to the baseline byte; curves: one per dis
 text). The prediction is the text's last (position L-2: the whole text is read). The machine's
 load average is printed before and after each sample: the 2-core CPU is shared.
 
-    python3 benchmarks/attribution.py [--device cpu|cuda] [--length 1024] [--samples caracal-shakespeare ...] [--threads 1]
+    python3 -m benchmarks.attribution [--device cpu|cuda] [--length 1024] [--samples caracal-shakespeare ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import time
 
 import torch
 
-from _util import ROOT, header, save, table
-from analysis_latency import text_of
-
+from benchmarks._util import ROOT, header, save, table
+from benchmarks.analysis_latency import text_of
 from caracal_viz import load_checkpoint
 from caracal_viz.attribution import attribute
 

@@ -6,7 +6,7 @@ plans included), then once more in the same process with another seed (a later c
 config already seen). Prints wall and CPU seconds, the verdict and the floor; on CUDA also bf16.
 The CPU machine of this project is shared: the load average is printed before and after.
 
-    python benchmarks/certificate.py [--device cpu|cuda] [--precision float32,bf16] [--samples a,b]
+    python -m benchmarks.certificate [--device cpu|cuda] [--precision float32,bf16] [--samples a,b]
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def main() -> None:
           f"{'again cpu':>9}  verdict (earlier-logit change, floor)")
     for sample in args.samples.split(","):
         # one process per sample: its first precision meets the checkpoint cold, the next ones after it
-        res = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", sample, ",".join(precisions)],
-                             cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        res = subprocess.run([sys.executable, "-m", "benchmarks.certificate", "--device", args.device, "--one", sample, ",".join(precisions)],
+                             cwd=ROOT, capture_output=True, text=True)
         if res.returncode:
             print(f"{sample:<24} failed: {res.stderr.strip().splitlines()[-1:]}")
             continue

@@ -17,7 +17,7 @@ the backward's floor: read v, g, dy once and write dv, dg once, 10 bytes per ele
 oracle (the plain path in float64), and with --variants the kernel's row lengths, intermediate
 dtypes and block sizes. The two ceilings (copy bandwidth, dense bf16/tf32 matrix products) come first.
 
-    python3 benchmarks/fft_floor.py [--device cuda] [--batch 1 8] [--lengths ...] [--variants]
+    python3 -m benchmarks.fft_floor [--device cuda] [--batch 1 8] [--lengths ...] [--variants]
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import argparse
 
 import torch
 
-from _util import bench, copy_bandwidth, header, is_oom, save, table
-
+from benchmarks._util import bench, copy_bandwidth, header, is_oom, save, table
 from models import fftconv_triton, fourier
 from models.config import ModelConfig
 from models.mhf import MultiHeadFourier
@@ -275,7 +274,7 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows
                     variant_rows.append(vr)
                     print(vr, flush=True)
                     torch.cuda.empty_cache()
-        del ref
+        ref = None  # free the oracle's memory before the next size
     rows.append(row)
     print(row, flush=True)
 

@@ -16,7 +16,7 @@ step (the naive loop itself is timed only up to --naive-max bytes). Also the pro
 one prefill pass against stepping through it. On CUDA the first call (graph capture) is timed
 on its own.
 
-    python3 benchmarks/generation.py [--device cpu|cuda] [--tokens 256 1024] [--threads N]
+    python3 -m benchmarks.generation [--device cpu|cuda] [--tokens 256 1024] [--threads N]
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import time
 
 import torch
 
-from _util import ROOT, header, save, sync, table
-
+from benchmarks._util import ROOT, header, save, sync, table
 from caracal_viz import load_checkpoint, predict
 from models import decoding
 

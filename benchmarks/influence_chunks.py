@@ -5,7 +5,7 @@ vmap over a vjp pullback, the MHF's FFT products in float32. Timed here: rows pe
 (as shipped) against every row on the whole text. Every variant is checked against the
 shipped default's values. Peak GPU memory per variant on CUDA.
 
-    python3 benchmarks/influence_chunks.py [--device cuda] [--length 4096] [--chunks 16 64 256]
+    python3 -m benchmarks.influence_chunks [--device cuda] [--length 4096] [--chunks 16 64 256]
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import time
 import numpy as np
 import torch
 
-from _util import ROOT, header, save, sync, table
-from analysis_latency import text_of
-
+from benchmarks._util import ROOT, header, save, sync, table
+from benchmarks.analysis_latency import text_of
 from caracal_viz import influence, load_checkpoint
 
 

@@ -3,7 +3,7 @@ costs in error. Variants of influence._gradient_norms: float32 (as shipped), TF3
 float16 / bfloat16 autocast over the pullback's forward. Errors against the float32 map,
 relative to its scale; plus a leaky checkpoint's upper triangle.
 
-    python3 benchmarks/influence_probe.py [--device cuda] [--length 4096]
+    python3 -m benchmarks.influence_probe [--device cuda] [--length 4096]
 """
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import time
 import numpy as np
 import torch
 
-from _util import ROOT, header, save, sync, table
-from analysis_latency import text_of
-
+from benchmarks._util import ROOT, header, save, sync, table
+from benchmarks.analysis_latency import text_of
 from caracal_viz import influence, load_checkpoint
 from models.mhf import MultiHeadFourier, fft_options
 

@@ -5,7 +5,7 @@ run one forward pass each through run_with_hooks (the unbatched way). The MHF FF
 their default float64, and in float32 (mhf.fft_options); the float32 sweep's largest difference
 from the float64 one is printed.
 
-    python3 benchmarks/interventions.py [--device cuda] [--length 4096] [--samples caracal-shakespeare] [--threads 1]
+    python3 -m benchmarks.interventions [--device cuda] [--length 4096] [--samples caracal-shakespeare] [--threads 1]
 
 Targets (issue 11): the sweep at 512 bytes on the 2-core CPU < 20 s; at 4,096 bytes on the GPU < 2 s.
 """
@@ -18,10 +18,9 @@ import time
 import numpy as np
 import torch
 
-from _util import ROOT, header, save, sync, table
-from analysis_latency import text_of
-from generation import timed
-
+from benchmarks._util import ROOT, header, save, sync, table
+from benchmarks.analysis_latency import text_of
+from benchmarks.generation import timed
 from caracal_viz import interventions as iv
 from caracal_viz import load_checkpoint
 from models.mhf import fft_options

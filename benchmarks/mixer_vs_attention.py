@@ -8,7 +8,7 @@ under bf16 autocast as training runs them: the MHF's FFTs in float32, everything
 fwd runs under torch.no_grad in eval mode; fwd+bwd backpropagates a random output gradient into
 the input and every parameter. Times are medians of repeated runs after warm-up (CUDA events).
 
-    python3 benchmarks/mixer_vs_attention.py [--device cuda] [--batch 1 8] [--lengths 1024 4096 ...]
+    python3 -m benchmarks.mixer_vs_attention [--device cuda] [--batch 1 8] [--lengths 1024 4096 ...]
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import math
 
 import torch
 
-from _util import bench, header, is_oom, save, sync, table
-
+from benchmarks._util import bench, header, is_oom, save, sync, table
 from models.attention import CausalSelfAttention
 from models.config import ModelConfig
 from models.mhf import MultiHeadFourier

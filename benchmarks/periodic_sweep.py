@@ -4,7 +4,7 @@ texts of a random lowercase pattern of period P repeated to 240 bytes, then, on 
 head's band 1/P +- 10% stopped against the same width at a control frequency (1.3/P, or 0.7/P
 where that would pass 0.5). The numbers behind sample_checkpoints/README.md.
 
-    python3 benchmarks/periodic_sweep.py
+    python3 -m benchmarks.periodic_sweep
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import string
 
 import numpy as np
 
-from _util import ROOT
-
+from benchmarks._util import ROOT
 from caracal_viz import interventions as iv
 from caracal_viz import load_checkpoint
 

@@ -83,7 +83,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -471,7 +471,7 @@ def sidebar() -> None:
     c2.button("Example text", on_click=_on_example_text, help="Load an example that suits the checkpoint")
     # Streamlit states an uploader's limit in whole MB; the text limit is in bytes, so the label
     # says it and the MB line is hidden (the server still refuses anything over 1 MB unread)
-    sb.html(f"<style>.st-key-text_upload [data-testid='stFileUploaderDropzoneInstructions'] small "
+    sb.html("<style>.st-key-text_upload [data-testid='stFileUploaderDropzoneInstructions'] small "
             "{display: none}</style>")
     sb.file_uploader(f"Or upload a .txt file (at most {max_text_bytes():,} bytes)", type=["txt"], key="text_upload",
                      on_change=_on_text_upload, max_upload_size=1)

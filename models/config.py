@@ -99,7 +99,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: object) -> "ModelConfig":
+    def from_dict(cls, d: object) -> ModelConfig:
         """Build a config from untrusted JSON data, checking keys and types strictly."""
         if not isinstance(d, dict):
             raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")

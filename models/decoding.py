@@ -32,7 +32,7 @@ from . import hooks as _hooks
 from .mhf import MultiHeadFourier
 
 _ROUND = 256  # capacities are rounded up to this, so CUDA graphs are reused across calls
-_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> StaticDecoder (CUDA)
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> StaticDecoder (CUDA)
 _CACHE_LOCK = threading.Lock()
 
 
@@ -119,7 +119,7 @@ class _Layer:
         """x (B, D) residual stream at position t -> the block's output. `win(buf, start, n)`
         reads n columns of buf from column `start` (views on the CPU, gathers in a graph);
         `put(buf, col, value)` is in `win.put`."""
-        B, D, H, dh, C, T = x.shape[0], self.D, self.H, self.dh, self.C, self.T
+        D, C, T = self.D, self.C, self.T
         a = F.layer_norm(x, (D,), *self.ln1[:2], self.ln1[2])
         w0, w1, w2 = self.conv_w
         u = torch.addcmul(self.s1, a, w2)

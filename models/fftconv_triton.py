@@ -97,7 +97,8 @@ def split(n: int, L: int, N2: int | None = None) -> Plan | None:
     """The Plan for an FFT of size n at length L (row length N2, default row_length(L) and then
     the others), or None if n does not split as the kernel needs."""
     first = N2 or row_length(L)
-    for N2 in (first,) + (() if N2 else tuple(s for s in _ROW_SPLITS if s != first)):
+    candidates = (first,) + (() if N2 else tuple(s for s in _ROW_SPLITS if s != first))
+    for N2 in candidates:
         if n % N2 or (n // N2) % 2 or n < L:
             continue
         N1 = n // N2

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 import torch
 import torch.nn as nn
@@ -29,7 +30,7 @@ FwdHook = tuple[str | Callable[[str], bool], HookFn]
 # HookPoint key -> the functions attached to it in this context, outermost first. The key is an
 # int that copy.deepcopy keeps, so a copy of a model (e.g. a float64 one to measure rounding
 # against) runs the hooks attached to the original, as its hook points are the same points.
-_ACTIVE: contextvars.ContextVar[dict] = contextvars.ContextVar("caracal_hooks", default={})
+_ACTIVE: contextvars.ContextVar[Mapping] = contextvars.ContextVar("caracal_hooks", default=MappingProxyType({}))
 _KEYS = itertools.count()
 
 

@@ -1,9 +1,14 @@
 """Probe the lent GPU: CUDA forward/backward of every mixer under bf16 autocast, causality and
-incremental decoding on CUDA, and training speed of each preset (steps per second)."""
-import sys, time, torch
-sys.path.insert(0, ".")
+incremental decoding on CUDA, and training speed of each preset (steps per second).
+
+    python3 -m scripts.gpu_probe      (from the repository root, or anywhere after `pip install -e .`)
+"""
+import time
+
+import torch
+
 from models import ByteLM, ModelConfig
-from models.train import PRESETS, train
+from models.train import train
 
 print(torch.__version__, torch.cuda.get_device_name(0))
 dev = torch.device("cuda")
@@ -12,14 +17,16 @@ for kw in [dict(), dict(causal_mode="circular"), dict(mixer="fftnet"), dict(mixe
     ids = torch.randint(0, 256, (2, 200), device=dev)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         lo = m(ids)
-    ids2 = ids.clone(); ids2[:, 120] ^= 1
+    ids2 = ids.clone()
+    ids2[:, 120] ^= 1
     with torch.autocast("cuda", dtype=torch.bfloat16):
         lo2 = m(ids2)
-    f32 = m(ids); f32b = m(ids2)
+    f32, f32b = m(ids), m(ids2)
     leak = (f32[:, :120] - f32b[:, :120]).abs().max().item()
     inc = None
     if m.supports_incremental:
-        last, _ = m.stream_logits(ids[:, :150]); inc = (last - m(ids[:, :150])[:, -1]).abs().max().item()
+        last, _ = m.stream_logits(ids[:, :150])
+        inc = (last - m(ids[:, :150])[:, -1]).abs().max().item()
     print(kw, "bf16 dtype", lo.dtype, "leak f32", leak, "incremental", inc)
 for name in ["caracal-shakespeare", "caracal-circular-leaky", "fftnet-shakespeare", "transformer-shakespeare", "caracal-hybrid-shakespeare", "caracal-periodic"]:
     t = time.perf_counter()

@@ -137,7 +137,7 @@ def _assert_kept(at: AppTest, sample: str, text: str) -> None:
     assert at.selectbox("ck_select").value == sample
     assert at.session_state["text"] == text
     assert at.text_area("text_box").value == text
-    assert f"**sha256**: " in model_card(at)
+    assert "**sha256**: " in model_card(at)
 
 
 def test_bad_checkpoint_uploads_keep_checkpoint_and_text():
@@ -204,7 +204,7 @@ def test_text_file_upload():
     assert any("not valid UTF-8" in e for e in errors(at))
     assert at.session_state["text"] == SHORT_TEXT
 
-    at.get("file_uploader")[1].set_value(("ok.txt", "To be, or not to be\n".encode(), "text/plain"))
+    at.get("file_uploader")[1].set_value(("ok.txt", b"To be, or not to be\n", "text/plain"))
     at.run()
     assert errors(at) == []
     assert at.session_state["text"] == "To be, or not to be\n"

@@ -236,8 +236,11 @@ def test_cli_attribute_json_text_npz_and_errors(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text(PERIODIC)
     npz = tmp_path / "a.npz"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "caracal_viz", "attribute", str(sample_path("caracal-periodic")),
-                                     "--device", "cpu", *a], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "caracal_viz", "attribute", str(sample_path("caracal-periodic")),
+                               "--device", "cpu", *a], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
     p = run("--text-file", str(f), "--position", str(POSITION), "--json", "--out", str(npz),
             "--methods", "occlusion,grad_norm")
     assert p.returncode == 0, p.stderr

@@ -16,6 +16,8 @@ from tests.browser import ROOT, error_texts, wait_until_idle
 from tests.conftest import SAMPLE_NAMES, load_sample
 from tests.test_links_browser import TITLES_JS, app_page, chart_index, click_point, params
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 TEXT = "abcabcabcabc qwertyuiqwertyui"
 POSITION = 19
 SHOTS = ROOT / "artifacts" / "screenshots"

@@ -15,6 +15,8 @@ from playwright.sync_api import sync_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, error_texts, streamlit_server, wait_until_idle
 
+pytestmark = pytest.mark.browser
+
 CHECKPOINT = ROOT / "sample_checkpoints" / "caracal-periodic.safetensors"
 TEXT = "abcabcabcabcabc qwertyuiqwertyui thequickbrownfoxjump"  # the periodic model's kind of text
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -41,6 +43,7 @@ def screenshot(page, path) -> None:
     page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_every_page_renders_without_errors_in_a_real_browser(tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -289,6 +289,7 @@ _BOXES_JS = """async ([fig, width]) => {
 }"""
 
 
+@pytest.mark.browser
 def test_titles_and_subtitles_never_run_into_the_plot_in_a_browser(built, tmp_path):
     """Every figure drawn by Plotly in Chromium at a page's width (790 px) and a narrow column's
     (430 px): the subtitle, however many lines it wraps to (the energy spectral density's wraps

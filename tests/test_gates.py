@@ -47,7 +47,7 @@ def test_mhf_passed_energy_against_parseval():
     with torch.no_grad():
         _, recs = ck.model(ids, return_internals=True)
     H = ck.config.n_heads
-    for block, rec, g in zip(ck.model.blocks, recs, gate_report(ck, TEXT)):
+    for rec, g in zip(recs, gate_report(ck, TEXT)):
         v = rec.fft_input[0].double().numpy()
         head_energy = (v**2).reshape(v.shape[0], H, -1).sum(axis=(0, 2))
         np.testing.assert_allclose(g.token_energy.sum(-1), head_energy, rtol=1e-9)

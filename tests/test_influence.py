@@ -83,7 +83,7 @@ def test_bad_arguments_and_the_length_limit(monkeypatch):
 def _jacobian_head(mixer, v, g, head, n_heads):
     """RMS over head `head`'s channels of d y[:, c] / d v[:, c], y = mixer.mix(v, g), by autograd
     (the mixer alone, the other heads' channels held fixed)."""
-    L, D = v.shape[1], v.shape[2]
+    D = v.shape[2]
     cols = slice(head * D // n_heads, (head + 1) * D // n_heads)
 
     def f(v_head):
@@ -170,7 +170,7 @@ def test_fftnet_mixing_matrices_match_finite_differences():
     mats = mixing_matrices(ck, text)
     with torch.no_grad():
         _, internals = ck.model(torch.tensor([list(text.encode())]), return_internals=True)
-    H, dh = ck.config.n_heads, ck.config.head_dim
+    dh = ck.config.head_dim
     layer, h = 1, 2
     rec, mixer = internals[layer], ck.model.blocks[layer].mixer
     cols = slice(h * dh, (h + 1) * dh)

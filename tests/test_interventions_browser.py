@@ -14,6 +14,8 @@ from caracal_viz import interventions as iv
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, error_texts, streamlit_server, wait_until_idle
 from tests.conftest import SAMPLE_NAMES, load_sample
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 SHOTS = ROOT / "artifacts" / "screenshots"
 TEXTS = {name: "First Citizen:\nBefore we proceed any further, hear me speak.\n" for name in SAMPLE_NAMES}
 TEXTS["caracal-periodic"] = "abc" * 8 + "qwertyui" * 4 + "thequickbrownfoxjump" * 2

@@ -14,6 +14,8 @@ from playwright.sync_api import sync_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, error_texts, streamlit_server, wait_until_idle
 
+pytestmark = pytest.mark.browser
+
 TEXT = "abcabcabcabc qwertyuiqwertyui thequickbrownfox"
 # Streamlit's frontend looks for its server under the page's own path before the root (upstream
 # issue streamlit/streamlit#7074): on a page's URL these two probes answer 404, then the root ones

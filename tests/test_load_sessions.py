@@ -66,6 +66,8 @@ def settle_all(pages) -> None:
         wait_until_idle(page, timeout_s=150)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_eight_sessions_each_see_their_own_checkpoint_and_text(tmp_path):
     small = [save_checkpoint(tmp_path / f"random-{s}.safetensors", small_model(seed=s), {"steps": 0}) for s in (11, 12)]
@@ -126,6 +128,7 @@ def test_eight_sessions_each_see_their_own_checkpoint_and_text(tmp_path):
             browser.close()
 
 
+@pytest.mark.browser
 @pytest.mark.timeout(180)
 def test_typing_right_after_an_upload_keeps_the_upload(tmp_path):
     """A user who uploads a checkpoint and types at once: the rerun for the text interrupts the run

@@ -113,7 +113,7 @@ def test_causal_kernel_is_masked_irfft_of_modrelu_spectrum():
 
 def test_circular_mode_is_circular_convolution():
     mixer = small(causal_mode="circular").blocks[0].mixer
-    L, D, H = 24, 32, 4
+    L, D = 24, 32
     v, g = torch.randn(1, L, D), torch.randn(1, L, D)
     y, n, _ = mixer.mix(v, g)
     assert n == L

@@ -59,6 +59,7 @@ def report(tmp_path_factory):
     return path, _open(path)
 
 
+@pytest.mark.browser
 def test_report_renders_offline_without_console_errors(report):
     path, (facts, console, errors, requests) = report
     assert errors == [] and console == []
@@ -70,6 +71,7 @@ def test_report_renders_offline_without_console_errors(report):
     assert "CAUSAL" in facts["verdict"]
 
 
+@pytest.mark.browser
 def test_hostile_text_name_and_record_execute_nothing(report):
     _, (facts, *_rest) = report
     assert facts["pwned"] is None
