@@ -56,7 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.mhf import MultiHeadFourier, fft_options
+from models.mhf import MultiHeadFourier
+from models.precision import fft_options
 
 from .checkpoint import Checkpoint
 from .text import max_text_bytes

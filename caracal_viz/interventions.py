@@ -354,8 +354,7 @@ def circular_copy(ck: Checkpoint, layer: int) -> Checkpoint:
         raise ValueError(f"block {k} is already circular")
     model = copy.deepcopy(ck.model)
     m = model.blocks[k].mixer
-    m.cfg = dataclasses.replace(m.cfg, causal_mode="circular")
-    m._spectrum_cache = {}
+    m.cfg = dataclasses.replace(m.cfg, causal_mode="circular")  # its kernel-spectrum cache keys on the mode
     return dataclasses.replace(ck, model=model, sha256=f"{ck.sha256}+circular{k}",
                                name=f"{ck.name} (block {k} circular)")
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from models import MixerInternals, mhf
+from models import MixerInternals
 from models import hooks as model_hooks
+from models.precision import fft_options_in_effect
 
 from .checkpoint import Checkpoint
 from .text import encode_text
@@ -147,10 +148,10 @@ _cache_lock = threading.Lock()
 def _model_state(ck: Checkpoint) -> tuple:
     """What the forward pass depends on besides the text: the model object, its weights (storage
     and in-place version counters: editing or reloading a weight misses), its mode, paths and
-    FFT options (models.mhf.fft_options)."""
+    FFT options (models.precision.fft_options)."""
     model = ck.model
     return (id(model), ck.sha256, str(ck.device), model.training, torch.is_autocast_enabled(ck.device.type),
-            mhf.fft_options_in_effect(), tuple(getattr(b.mixer, "fast", None) for b in model.blocks),
+            fft_options_in_effect(), tuple(getattr(b.mixer, "fast", None) for b in model.blocks),
             tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())))
 
 

@@ -13,52 +13,28 @@ Hook points (models/hooks.py; shapes in ByteLM's docstring), in the order the fo
 hook_v, hook_g (the streams, head as its own axis), hook_gate (the modReLU factor), hook_spectrum
 (S'_h after modReLU), hook_kernel (the causal kernel as applied), hook_product (the FFT product,
 plain path only), hook_mixed (after the inverse FFT and truncation, before Linear_O).
+
+The FFT product's dtype and least size can be chosen for a block of code with
+`models.precision.fft_options` (re-exported here); the model itself holds no such setting.
 """
 
 from __future__ import annotations
-
-import contextlib
-import contextvars
-import threading
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cache import BoundedCache
 from .config import ModelConfig
 from .fourier import (FFTConvFunction, causal_fft_size, causal_kernel_lags, exact_conv_fft_size, fft_conv, modrelu,
                       modrelu_scale, place_two_sided)
 from .hooks import HookPoint, run_with_cache
 from .internals import MixerInternals, detach32
+from .precision import fft_options, fft_options_in_effect
 
-_CACHE_LOCK = threading.Lock()  # models are shared between Streamlit sessions (threads)
-_CACHE_ENTRIES = 8
-# A per-thread (per-context) choice of the FFT product's dtype and least size, so that one caller
-# can trade precision for speed, or share one FFT size between calls, without touching a model
-# that other sessions share.
-_FFT_OPTIONS: contextvars.ContextVar[tuple[torch.dtype | None, int]] = contextvars.ContextVar(
-    "mhf_fft_options", default=(None, 0))
+__all__ = ["MultiHeadFourier", "fft_options", "fft_options_in_effect"]
 
-
-@contextlib.contextmanager
-def fft_options(dtype: torch.dtype | None = None, min_size: int = 0):
-    """Inside the block, in this thread only, every MHF FFT product runs in `dtype` (torch.float32
-    or torch.float64; None keeps the default: float32 under autocast, float64 otherwise, see
-    MultiHeadFourier.forward) with an FFT size N of at least `min_size` (causal modes "pad" and
-    "two_sided"; "circular" keeps N = L, which is what defines it). A larger N leaves the product
-    exact (it only adds zero padding) and lets calls at different lengths share one FFT plan."""
-    if dtype not in (None, torch.float32, torch.float64):
-        raise ValueError(f"fft_options takes dtype torch.float32 or torch.float64, got {dtype}")
-    token = _FFT_OPTIONS.set((dtype, int(min_size)))
-    try:
-        yield
-    finally:
-        _FFT_OPTIONS.reset(token)
-
-
-def fft_options_in_effect() -> tuple[torch.dtype | None, int]:
-    """(dtype, min_size) of the innermost `fft_options` block in this thread; (None, 0) outside."""
-    return _FFT_OPTIONS.get()
+_CACHE_ENTRIES = 8  # kernel spectra kept per mixer: (length, FFT size, dtype, device) combinations
 
 
 class MultiHeadFourier(nn.Module):
@@ -69,7 +45,7 @@ class MultiHeadFourier(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self._spectrum_cache: dict = {}
+        self._spectrum_cache = BoundedCache(_CACHE_ENTRIES)
         D, H, C = cfg.d_model, cfg.n_heads, cfg.context
         self.cfg = cfg
         self.n_heads, self.head_dim, self.context = H, D // H, C
@@ -149,7 +125,7 @@ class MultiHeadFourier(nn.Module):
             return L
         n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1,
                                 device=self.w_v.weight.device)
-        return max(n, _FFT_OPTIONS.get()[1])
+        return max(n, fft_options_in_effect().min_size)
 
     def plain_fft_size(self, L: int) -> int:
         """N of the plain path `mix_reference`: L in "circular" mode, else N >= 3L - 2 (2L - 1
@@ -199,10 +175,7 @@ class MultiHeadFourier(nn.Module):
         k_buf, k_applied = self.kernel_buffer(L, n)
         K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
         if cacheable:
-            with _CACHE_LOCK:
-                if len(self._spectrum_cache) >= _CACHE_ENTRIES:
-                    self._spectrum_cache.pop(next(iter(self._spectrum_cache)))
-                self._spectrum_cache[key] = (K, k_applied)
+            self._spectrum_cache.put(key, (K, k_applied))
         return K, k_applied
 
     def mix(self, v: torch.Tensor, g: torch.Tensor, dtype: torch.dtype | None = None,
@@ -257,7 +230,7 @@ class MultiHeadFourier(nn.Module):
         # future ones included, onto every output; through six layers that reaches ~4e-5 in the
         # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
         autocast = torch.is_autocast_enabled(x.device.type)
-        fft_dtype = _FFT_OPTIONS.get()[0] or (torch.float32 if autocast else torch.float64)
+        fft_dtype = fft_options_in_effect().dtype or (torch.float32 if autocast else torch.float64)
         # y goes straight to the dtype Linear_O computes in; a hook on it sees x's precision
         out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and not self.hook_mixed.active else x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
