@@ -44,6 +44,8 @@ LOG_DECADES = 6.0  # influence maps show six decades below their maximum
 MAX_MATRIX_SIDE = 512
 # The group delay is drawn where |H| is within this many dB of the head's peak (1% of its amplitude).
 GROUP_DELAY_FLOOR_DB = 40.0
+TEXT_BOX_PX = 640  # a text view taller than this scrolls inside a box this high (pages: show_figure's max_height)
+CBAR_MIN_PX = 160  # a colour bar (its title and padding included) shorter than this shows one or two ticks
 SUBTITLE_WIDTH = 90  # characters a line: a figure in a 430 px column (a 900 px window) shows about this many
 
 
@@ -860,11 +862,15 @@ def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str
             for i in range(a, b):
                 tips[i] = f"{line}<br>{tips[i]}"
     rows_px = max(90, 30 * R)
+    # the colour bar hangs from the top of the grid, at least CBAR_MIN_PX long (a one-row text
+    # would squash it: the bottom margin grows instead), and at most what a TEXT_BOX_PX box shows
+    # of a long text (a bar as tall as the whole grid would show one tick in the box)
+    bar = int(np.clip(rows_px, CBAR_MIN_PX, TEXT_BOX_PX - 140))
     fig = go.Figure(go.Heatmap(
         z=_round(z, 4), text=text, texttemplate="%{text}", textfont=dict(size=13, family="monospace"),
         hoverinfo="skip", colorscale=SIGNED if signed else MAGNITUDE, reversescale=signed,
         zmid=0.0 if signed else None, zmin=zmin, zmax=zmax, xgap=1, ygap=1,
-        colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=rows_px, thickness=14)))
+        colorbar=dict(title=dict(text=colourbar), lenmode="pixels", len=bar, y=1.0, yanchor="top", thickness=14)))
     if wide:  # drawn once over the bytes they span; each byte's pick point keeps its hover
         fig.add_scatter(x=[cols[a] + (b - a - 1) / 2 for a, b, _ in wide], y=[int(rows[a]) for a, _, _ in wide],
                         mode="text", text=[char_glyph(ch) for _, _, ch in wide], hoverinfo="skip", showlegend=False,
@@ -877,7 +883,8 @@ def _text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str
                       line=dict(color=FUTURE, width=3))
     fig.update_xaxes(visible=False, range=[-0.5, W - 0.5])
     fig.update_yaxes(visible=False, autorange="reversed")
-    fig.update_layout(height=90 + 20 + rows_px)
+    bottom = 20 + max(0, bar - rows_px)
+    fig.update_layout(height=90 + bottom + rows_px, margin=dict(b=bottom))
     return fig
 
 
@@ -903,7 +910,7 @@ def token_loss_figure(view) -> go.Figure:
     mean = "n/a" if not np.isfinite(view.mean_bits) else f"{view.mean_bits:.3f} bits/byte"
     note = "" if view.causal else "; NOT causal: these predictions read the future"
     return _layout(fig, "Loss per byte", fig.layout.height, f"mean {mean} over {max(L - 1, 0)} predictions{note}",
-                   bottom=20)
+                   bottom=fig.layout.margin.b)
 
 
 def topk_figure(view, pos: int) -> go.Figure:
@@ -1056,7 +1063,7 @@ def influence_strip_figure(m, row: int) -> go.Figure:
     else:
         sub = "the last byte has no next byte to predict"
     return _layout(fig, f"What the prediction after position {row} ({byte_value(m.ids[row])}) depends on",
-                   fig.layout.height, sub, bottom=20)
+                   fig.layout.height, sub, bottom=fig.layout.margin.b)
 
 
 def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
@@ -1176,7 +1183,7 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
         sub += (f"; completeness: sum {np.sum(a.signed):.4g} vs f(x) − f(baseline) "
                 f"{rep.logp - rep.logp_baseline:.4g}, Captum's delta {a.delta:.2g} ({a.steps} steps)")
     return _layout(fig, f"{METHOD_NAMES[method].capitalize()}: prediction after position {rep.position}",
-                   fig.layout.height, sub, bottom=20)
+                   fig.layout.height, sub, bottom=fig.layout.margin.b)
 
 
 def faithfulness_figure(rep) -> go.Figure:
@@ -1237,7 +1244,7 @@ def loss_change_figure(res) -> go.Figure:
                         marked=[res.position])
     return _layout(fig, "Loss change per byte", fig.layout.height,
                    f"{esc(res.description)}: {res.bits_before:.3f} -> {res.bits_after:.3f} bits/byte "
-                   f"({res.delta_bits:+.3f}); boxed: position {res.position}", bottom=20)
+                   f"({res.delta_bits:+.3f}); boxed: position {res.position}", bottom=fig.layout.margin.b)
 
 
 def topk_change_figure(before: Sequence, after: Sequence, pos: int, label: str) -> go.Figure:

@@ -42,7 +42,7 @@ if cert.verdict == "leaks":
     st.markdown("This model is not causal: its prediction for a byte can read that byte and the ones after "
                 "it, so a low loss here is cheating, not understanding (see **The causal trick**).")
 
-ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=640,
+ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=figures.TEXT_BOX_PX,
                pick="pos")
 st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
            "predict it from, so it stays uncoloured. Click a byte to select its position on every page.")

@@ -121,7 +121,7 @@ if result is not None:
                   help="This intervention keeps the model's causality by construction (it is not re-measured); "
                        "band filters of the gate stream and circular blocks are measured")
     ui.show_figure(figures.loss_change_figure(result), key="iv_fig_loss", file_name=f"{ui.stem(ck)}_loss_change",
-                   max_height=640, pick="pos")
+                   max_height=figures.TEXT_BOX_PX, pick="pos")
     st.caption("Colour: change of each byte's loss in bits (red: the intervention made it harder to predict, "
                "blue: easier). Click a byte to see the top guesses there.")
     L = len(result.labels)

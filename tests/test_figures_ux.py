@@ -155,3 +155,24 @@ def test_period_marks_are_labelled_at_their_lines_on_log_axes(axis):
             assert lines, f"no line at {x}"
             labels = [a for a in fig.layout.annotations if a.text == f"period {p:g}"]
             assert labels and all(a.x == pytest.approx(np.log10(x)) for a in labels), [a.x for a in labels]
+
+
+@pytest.mark.parametrize("n_bytes", [5, 100, 4000])
+def test_a_text_views_colour_bar_fits_what_is_shown(n_bytes):
+    """Item 4: the colour bar hangs from the top of the grid, at least CBAR_MIN_PX long for a text
+    of one to three rows (inside the figure: the bottom margin grows), at most what the
+    TEXT_BOX_PX scroll box shows of a long text."""
+    ck = load_sample("caracal-shakespeare")
+    text = ("to be or not to be, " * 200)[:n_bytes]
+    fig = figures.token_loss_figure(next_token_view(ck, text))
+    (heat,) = [t for t in fig.data if t.type == "heatmap"]
+    bar, lay = heat.colorbar, fig.layout
+    plot_px = lay.height - lay.margin.t - lay.margin.b
+    rows = heat.z.shape[0]
+    assert bar.lenmode == "pixels" and bar.y == 1 and bar.yanchor == "top"
+    assert figures.CBAR_MIN_PX <= bar.len <= figures.TEXT_BOX_PX - lay.margin.t
+    assert bar.len <= plot_px + lay.margin.b - 10  # inside the figure
+    if rows <= 3:
+        assert plot_px < figures.CBAR_MIN_PX == bar.len  # longer than the grid, not squashed to it
+    if rows > 30:
+        assert lay.height > figures.TEXT_BOX_PX and bar.len < plot_px

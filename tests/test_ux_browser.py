@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import error_texts
-from tests.test_links_browser import app_page, chart_index, go_to, selectbox_text, settle
+from tests.test_links_browser import (
+    app_page,
+    chart_index,
+    go_to,
+    selectbox_text,
+    settle,
+)
 
 PROMPT = "ZQ: a prompt of my own, typed and not generated from"
 
@@ -103,4 +109,42 @@ def test_threshold_and_period_labels_are_drawn_at_their_lines(tmp_path):
             page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
             for text, (dist, _) in labels_at_lines(page, chart, ["period 3", "period 8", "period 20"], "v").items():
                 assert dist < 4, (axis, text, dist)
+        assert error_texts(page) == []
+
+
+# The n-th chart's colour bar: its fill's box, the tick labels' boxes, and the box of the
+# scrolling container the chart sits in (the window when none)
+CBAR_JS = """([n]) => { const gd = document.querySelectorAll('.js-plotly-plot')[n];
+  const box = (el) => { const b = el.getBoundingClientRect(); return [b.top, b.bottom]; };
+  let c = gd.parentElement; while (c && !(c.scrollHeight > c.clientHeight + 2 &&
+    ['auto', 'scroll'].includes(getComputedStyle(c).overflowY))) c = c.parentElement;
+  return {fill: box(gd.querySelector('.colorbar .cbfill')),
+          ticks: [...gd.querySelectorAll('.colorbar .cbaxis text')].map(box),
+          view: c ? box(c) : [0, window.innerHeight]}; }"""
+
+
+def colour_bar(page, title: str) -> tuple[float, int]:
+    """(length of the colour bar in px, number of its tick labels inside the visible box)."""
+    chart = chart_index(page, title)
+    page.locator(".js-plotly-plot").nth(chart).scroll_into_view_if_needed()
+    got = page.evaluate(CBAR_JS, [chart])
+    top, bottom = got["view"]
+    (a, b) = got["fill"]
+    assert top - 1 <= a and b <= bottom + 1, (got["fill"], got["view"])  # all of it in view
+    return b - a, sum(top <= t and u <= bottom for t, u in got["ticks"])
+
+
+@pytest.mark.timeout(500)
+@pytest.mark.parametrize("text", ["One short line.", ("to be or not to be, that is the question. " * 100)[:4000]],
+                         ids=["one row", "4000 bytes"])
+def test_the_loss_grids_colour_bar_is_readable_in_its_box(tmp_path, text):
+    """Item 4: a long text scrolls inside a 640 px box; its colour bar spanned the whole grid (one
+    tick in view). One to three rows squashed it to 90 px."""
+    with app_page(tmp_path, "/") as (page, _):
+        box = page.locator('[data-testid="stSidebar"] textarea').first
+        box.fill(text)
+        box.press("Tab")
+        settle(page)
+        length, ticks = colour_bar(page, "Loss per byte")
+        assert length >= 110 and ticks >= 3, (length, ticks)
         assert error_texts(page) == []
