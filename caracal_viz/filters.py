@@ -195,19 +195,8 @@ def _layer_filters(rec: LayerTrace | None) -> LayerFilters | None:
     return LayerFilters(
         kind=rec.kind, freqs=np.fft.rfftfreq(n), spectrum=spectrum, gated_spectrum=gated, response=response,
         magnitude_db=spectral.magnitude_db(response), phase=spectral.unwrapped_phase(response),
-        group_delay=exact_group_delay(kernel, lags, n), kernel=kernel, lags=lags,
+        group_delay=spectral.group_delay(kernel, n, lags), kernel=kernel, lags=lags,
     )
-
-
-def exact_group_delay(kernel: np.ndarray, lags: np.ndarray, n: int) -> np.ndarray:
-    """Group delay (..., n//2 + 1) in tokens of a kernel (..., K) whose index i has lag lags[i]:
-    Re(DTFT(m h[m]) / DTFT(h)) on the rfft grid of size n (scipy.signal.group_delay's formula);
-    0 where |H| <= 1e-10 max |H| (the phase is undefined there)."""
-    kernel = np.asarray(kernel, dtype=np.float64)
-    num = np.fft.rfft(kernel * lags, n=n)
-    den = np.fft.rfft(kernel, n=n)
-    ok = np.abs(den) > 1e-10 * np.max(np.abs(den), axis=-1, keepdims=True)
-    return np.real(np.divide(num, den, out=np.zeros_like(den), where=ok))
 
 
 def data_kernels(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[DataKernels | None]:

@@ -186,14 +186,8 @@ def aliasing(ck: Checkpoint, layer: int, length: int, n_fft: int) -> Aliasing:
     k2 = rec.kernel_two_sided.astype(np.float64)
     K = min(k2.shape[-1] // 2, L)
     k = k2[:, :K]  # (H, K): the causal kernel's lags that can reach L outputs
-    t = np.arange(L)
-    exact = np.zeros((k.shape[0], L))
-    exact[:, :K] = k
-    diff = t[:, None] - t[None, :]
-    T = np.where(diff >= 0, exact[:, np.clip(diff, 0, L - 1)], 0.0)  # (H, L, L)
-    wrapped = np.zeros((k.shape[0], n_fft))
-    np.add.at(wrapped, (slice(None), np.arange(K) % n_fft), k)
-    M = wrapped[:, diff % n_fft]
+    T = spectral.causal_toeplitz(k, L)  # (H, L, L) the exact causal convolution
+    M = spectral.padded_conv_matrix(k, L, n_fft)  # (H, L, L) what an FFT of size n_fft computes
     alias = M - T
     exact_energy = np.sum(T**2, axis=(-2, -1))
     total = np.sum(M**2, axis=(-2, -1))

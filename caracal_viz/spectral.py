@@ -13,36 +13,24 @@ Conventions, for every function here:
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
-
-
-def fast_fft_size(n: int) -> int:
-    """Smallest size >= n that the FFT handles fast (only small prime factors)."""
-    return int(scipy.fft.next_fast_len(max(1, int(n)), real=True))
-
-
-def causal_fft_size(L: int, n_factors: int = 2) -> int:
-    """Smallest fast FFT size for which the product of `n_factors` causal length-L spectra is an
-    exact linear convolution on outputs 0..L-1: N >= n_factors * (L - 1) + 1. Two factors (signal
-    and kernel) need N >= 2L - 1, three (signal, gate kernel, learned kernel) N >= 3L - 2."""
-    return fast_fft_size(n_factors * (L - 1) + 1)
 
 
 def causal_fft_conv(x: np.ndarray, *kernels: np.ndarray, n_fft: int | None = None) -> np.ndarray:
     """The frequency-domain causal trick: pad right, FFT, multiply, inverse FFT, keep the first L.
 
     x: (..., L) signal; kernels: each (..., K) causal kernels by lag (broadcast against x).
-    n_fft: FFT size; default `causal_fft_size(L, 1 + len(kernels))`, which makes the result
-    exactly y_t = sum_{j<=t} x_j (h1 * h2 * ...)_{t-j}. A smaller n_fft wraps late terms around
-    onto early outputs (the leak `wraparound_leak` measures). Returns (..., L) float64.
+    n_fft: FFT size; default `min_causal_fft_size(L, *(K of each kernel))`, the least size that
+    makes the result exactly y_t = sum_{j<=t} x_j (h1 * h2 * ...)_{t-j} (the models' own choice
+    of a fast size above it is `models.fourier.causal_fft_size`). A smaller n_fft wraps late terms
+    around onto early outputs (the leak `wraparound_leak` measures). Returns (..., L) float64.
     """
     x = np.asarray(x, dtype=np.float64)
     L = x.shape[-1]
-    n = n_fft or causal_fft_size(L, 1 + len(kernels))
+    # lags >= L cannot reach outputs 0..L-1; keeping them would wrap them onto early outputs
+    kernels = [np.asarray(h, dtype=np.float64)[..., :L] for h in kernels]
+    n = n_fft or min_causal_fft_size(L, *(h.shape[-1] for h in kernels))
     P = np.fft.rfft(x, n=n)
     for h in kernels:
-        # lags >= L cannot reach outputs 0..L-1; keeping them would wrap them onto early outputs
-        h = np.asarray(h, dtype=np.float64)[..., :L]
         P = P * np.fft.rfft(h, n=n)
     return np.fft.irfft(P, n=n)[..., :L]
 
@@ -67,10 +55,11 @@ def wraparound_leak(x: np.ndarray, h: np.ndarray, n_fft: int) -> tuple[np.ndarra
     return leak, float(np.sum(leak**2) / denom) if denom > 0 else 0.0
 
 
-def min_causal_fft_size(L: int, K: int) -> int:
-    """The smallest FFT size (any size, not only fast ones) with no wrap-around for a length-L
-    signal and a K-lag kernel, on outputs 0..L-1: L + min(K, L) - 1."""
-    return L + min(K, L) - 1
+def min_causal_fft_size(L: int, *K: int) -> int:
+    """The smallest FFT size (any size, not only fast ones) with no wrap-around on outputs 0..L-1
+    for a length-L signal convolved with kernels of K[0], K[1], ... lags: L + sum(min(K_i, L) - 1)
+    (one K-lag kernel: L + min(K, L) - 1; two length-L factors: 2L - 1; three: 3L - 2)."""
+    return L + sum(min(k, L) - 1 for k in K)
 
 
 def impulse_response(spectrum: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -123,10 +112,17 @@ def unwrapped_phase(H: np.ndarray) -> np.ndarray:
     return np.unwrap(np.angle(H), axis=-1)
 
 
-def group_delay(H: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """Group delay -d(phase)/d(omega) in tokens, omega = 2 pi f, by central differences along the
-    last axis. A pure delay of m tokens has group delay m at every frequency."""
-    return -np.gradient(unwrapped_phase(H), 2 * np.pi * np.asarray(freqs), axis=-1)
+def group_delay(kernel: np.ndarray, n: int, lags: np.ndarray | None = None) -> np.ndarray:
+    """Group delay -d(phase)/d(omega) in tokens (..., n//2 + 1) of a kernel (..., K) on the rfft
+    grid of size n, exactly: Re(DTFT(m h[m]) / DTFT(h)) (scipy.signal.group_delay's formula), where
+    index i of the kernel has lag lags[i] (default i: a causal kernel). A pure delay of m tokens
+    has group delay m at every frequency. 0 where |H| <= 1e-10 max |H| (the phase is undefined)."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    lags = np.arange(kernel.shape[-1]) if lags is None else np.asarray(lags)
+    num = np.fft.rfft(kernel * lags, n=n)
+    den = np.fft.rfft(kernel, n=n)
+    ok = np.abs(den) > 1e-10 * np.max(np.abs(den), axis=-1, keepdims=True)
+    return np.real(np.divide(num, den, out=np.zeros_like(den), where=ok))
 
 
 def one_sided_weights(n: int) -> np.ndarray:
@@ -159,14 +155,14 @@ def frequency_energy(X: np.ndarray, n: int) -> np.ndarray:
 
 
 def causal_toeplitz(h: np.ndarray, L: int) -> np.ndarray:
-    """(L, L) lower-triangular Toeplitz matrix M[t, j] = h[t - j] for t >= j, else 0: the matrix
-    of the causal convolution y = M x with kernel h (K lags, zero past K - 1)."""
+    """(..., L, L) lower-triangular Toeplitz matrices M[t, j] = h[t - j] for t >= j, else 0: the
+    matrix of the causal convolution y = M x with kernel h (..., K) (K lags, zero past K - 1)."""
     h = np.asarray(h, dtype=np.float64)
-    hl = np.zeros(L)
-    hl[: min(L, h.shape[-1])] = h[:L]
+    hl = np.zeros(h.shape[:-1] + (L,))
+    hl[..., : min(L, h.shape[-1])] = h[..., :L]
     t = np.arange(L)
     d = t[:, None] - t[None, :]
-    return np.where(d >= 0, hl[np.clip(d, 0, L - 1)], 0.0)
+    return np.where(d >= 0, hl[..., np.clip(d, 0, L - 1)], 0.0)
 
 
 def circulant(h: np.ndarray, L: int) -> np.ndarray:
@@ -180,14 +176,15 @@ def circulant(h: np.ndarray, L: int) -> np.ndarray:
 
 
 def padded_conv_matrix(h: np.ndarray, L: int, n_fft: int) -> np.ndarray:
-    """(L, L) matrix of "pad to n_fft, multiply, inverse FFT, keep the first L" with kernel h:
-    M[t, j] = sum over m of h[t - j + m n_fft]. Equals `causal_toeplitz` when n_fft >= 2L - 1 and
-    `circulant` when n_fft = L; in between, the upper triangle shows exactly which outputs leak."""
-    h = np.asarray(h, dtype=np.float64)[:L]
-    hn = np.zeros(n_fft)
-    np.add.at(hn, np.arange(h.shape[-1]) % n_fft, h)
+    """(..., L, L) matrices of "pad to n_fft, multiply, inverse FFT, keep the first L" with kernel
+    h (..., K): M[t, j] = sum over m of h[t - j + m n_fft]. Equals `causal_toeplitz` when
+    n_fft >= 2L - 1 and `circulant` when n_fft = L; in between, the upper triangle shows exactly
+    which outputs leak."""
+    h = np.asarray(h, dtype=np.float64)[..., :L]
+    hn = np.zeros(h.shape[:-1] + (n_fft,))
+    np.add.at(np.moveaxis(hn, -1, 0), np.arange(h.shape[-1]) % n_fft, np.moveaxis(h, -1, 0))
     t = np.arange(L)
-    return hn[(t[:, None] - t[None, :]) % n_fft]
+    return hn[..., (t[:, None] - t[None, :]) % n_fft]
 
 
 def modrelu(z: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -4,7 +4,6 @@ brute-force float64 loops, on random shapes."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 import scipy.signal
 import torch
 from hypothesis import given, settings
@@ -52,7 +51,32 @@ def test_triple_product_needs_three_factor_padding(L, seed):
     v, g, k = rng.normal(size=(3, L))
     exact = np.convolve(np.convolve(v, g), k)[:L]
     np.testing.assert_allclose(spectral.causal_fft_conv(v, g, k), exact, atol=1e-9)
-    assert spectral.causal_fft_size(L, 3) >= 3 * L - 2
+    assert fourier.causal_fft_size(L, 3) >= 3 * L - 2
+
+
+@FAST
+@given(L=st.integers(1, 60), factors=st.integers(2, 4), seed=st.integers(0, 2**31))
+def test_causal_fft_size_is_the_least_fast_size_meeting_the_exact_condition(L, factors, seed):
+    """The product of `factors` causal length-L spectra is an exact linear convolution on outputs
+    0..L-1 iff N >= factors (L - 1) + 1: exact at causal_fft_size's N (np.convolve the oracle),
+    wrapped at one less than the bound, and no 7-smooth size between the bound and N."""
+    rng = np.random.default_rng(seed)
+    sig = rng.normal(size=(factors, L))
+    exact = sig[0]
+    for s in sig[1:]:
+        exact = np.convolve(exact, s)
+    exact = exact[:L]
+
+    def product(n):
+        return np.fft.irfft(np.prod([np.fft.rfft(s, n=n) for s in sig], axis=0), n=n)[:L]
+
+    bound = factors * (L - 1) + 1
+    n = fourier.causal_fft_size(L, factors)
+    assert n >= bound and _smooth7(n) and not any(_smooth7(k) for k in range(bound, n))
+    np.testing.assert_allclose(product(n), exact, atol=1e-9)
+    if L > 1:
+        assert np.abs(product(bound - 1) - exact).max() > 1e-6
+    assert fourier.causal_fft_size(4, 3) == 10 and fourier.causal_fft_size(4, 2) == 7
 
 
 def test_two_factor_padding_is_not_enough_for_three_factors():
@@ -107,6 +131,12 @@ def test_matrices(L, K, seed):
     np.testing.assert_allclose(spectral.circulant(h, L) @ x, brute_circular(x, h[:L]), atol=1e-10)
     np.testing.assert_allclose(spectral.padded_conv_matrix(h, L, L), spectral.circulant(h, L), atol=1e-12)
     np.testing.assert_allclose(spectral.padded_conv_matrix(h, L, 2 * L - 1), T, atol=1e-12)
+    # a stack of kernels gives the stack of their matrices
+    hs = rng.normal(size=(3, K))
+    n = max(L, L + min(K, L) - 3)
+    np.testing.assert_array_equal(spectral.causal_toeplitz(hs, L), np.stack([spectral.causal_toeplitz(r, L) for r in hs]))
+    np.testing.assert_array_equal(spectral.padded_conv_matrix(hs, L, n),
+                                  np.stack([spectral.padded_conv_matrix(r, L, n) for r in hs]))
 
 
 @FAST
@@ -151,11 +181,11 @@ def test_group_delay_of_a_delay_and_against_scipy():
     for m in (0, 3, 17):
         h = np.zeros(40)
         h[m] = 1.0
-        np.testing.assert_allclose(spectral.group_delay(spectral.frequency_response(h, 128), freqs), m, atol=1e-9)
+        np.testing.assert_allclose(spectral.group_delay(h, 128), m, atol=1e-9)
     h = np.random.default_rng(1).normal(size=6) * np.exp(-np.arange(6))
     w = 2 * np.pi * freqs[1:-1]
     _, gd = scipy.signal.group_delay((h, [1.0]), w=w)
-    ours = spectral.group_delay(spectral.frequency_response(h, 4096), spectral.rfft_freqs(4096))
+    ours = spectral.group_delay(h, 4096)
     idx = (freqs[1:-1] * 4096).round().astype(int)
     np.testing.assert_allclose(ours[idx], gd, atol=1e-2)
 
@@ -171,8 +201,7 @@ def test_magnitude_db_and_modrelu():
 @given(n=st.integers(1, 5000))
 @settings(max_examples=200, deadline=None)
 def test_fast_fft_sizes_agree_with_scipy(n):
-    # models.fourier (torch side) only uses 2,3,5,7; scipy may also use 11; both must be >= n and
-    # 7-smooth sizes must match scipy's choice among 7-smooth numbers.
+    # models.fourier's fast sizes: the least 7-smooth number >= n (cuFFT and pocketfft are fast there)
     ours = fourier.fast_fft_size(n)
     assert ours >= n
     m = ours
@@ -182,7 +211,6 @@ def test_fast_fft_sizes_agree_with_scipy(n):
     assert m == 1
     brute = next(k for k in range(n, 2 * n + 2) if _smooth7(k))
     assert ours == brute
-    assert spectral.fast_fft_size(n) == scipy.fft.next_fast_len(n, real=True)
 
 
 def _smooth7(k: int) -> bool:
