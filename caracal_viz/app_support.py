@@ -30,7 +30,8 @@ Public API (stable; other engineers' pages import it):
   `render(key)` draws the widget with that key. `select(name, value)` sets one (a click handler).
 - `page_setup(title, intro) -> (Checkpoint, str)`: ensure_entry(), title, a short explanation,
   a note if the sidebar text is invalid, then the checkpoint and the text to analyse; stops the
-  page with `st.error` if the checkpoint cannot be loaded.
+  page with `st.error` if the checkpoint cannot be loaded; `nonfinite_note(ck)`: the one grey line
+  naming NaN/Inf weights (page_setup shows it; a page without page_setup calls it).
 - `analysis(fn, ck, *args, spinner=None, passthrough=(), **kwargs)`: `fn(ck, *args, **kwargs)`
   through `st.cache_data`, keyed by fn's qualified name, the checkpoint's sha256 and device, args
   and kwargs (hashable by Streamlit: str, numbers, tuples, None; further Checkpoints in args are
@@ -512,7 +513,8 @@ def ensure_entry() -> None:
 
 def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
     """Title, a short explanation (markdown), and the checkpoint and text to analyse.
-    Shows a note when the sidebar text is invalid; stops the page if the checkpoint can't load."""
+    Shows a note when the sidebar text is invalid, and one grey line when the checkpoint's weights
+    hold NaN/Inf; stops the page if the checkpoint can't load."""
     ensure_entry()
     st.title(title)
     st.markdown(intro)
@@ -521,7 +523,16 @@ def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
                    "this page shows the last valid text.")
     with guard():
         ck = current_checkpoint()
+    nonfinite_note(ck)
     return ck, current_text()
+
+
+def nonfinite_note(ck: Checkpoint) -> None:
+    """One grey line (the certificate's colour for NaN/Inf: a finding about the checkpoint, not an
+    app error) naming the tensors whose weights hold NaN/Inf; nothing for a healthy checkpoint."""
+    if ck.nonfinite:
+        st.markdown(f":gray-background[:material/help: **NaN/Inf weights**] "
+                    f":gray[{markdown_literal_text(_sentence(ck.nonfinite_text))}]")
 
 
 def _sentence(msg: str) -> str:

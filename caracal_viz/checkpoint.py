@@ -15,6 +15,9 @@ One self-describing file, so that a browser upload is a single file:
 Sizes are checked before anything is allocated: the file against `max_checkpoint_bytes()`
 before it is read whole, every tensor against the config's shapes before it is copied.
 Every problem raises `CheckpointError` with one line that says what is wrong and what to do.
+Weights holding NaN or Inf are not a problem of the file: such a checkpoint loads (after every
+other check) with the tensors named in `Checkpoint.nonfinite`, and the analyses say "cannot
+certify" where those values reach.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def max_checkpoint_bytes() -> int:
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: `.model` (eval mode, on `.device`), `.tokenizer`, `.config`,
-    `.meta` (the training record), `.name` (file name) and `.sha256` (of the file's bytes)."""
+    `.meta` (the training record), `.name` (file name), `.sha256` (of the file's bytes) and
+    `.nonfinite`: the names of the stored tensors holding NaN or Inf, in file order (empty for a
+    healthy checkpoint; the loader accepts such weights and flags them here)."""
 
     model: ByteLM
     tokenizer: ByteTokenizer
@@ -76,10 +81,21 @@ class Checkpoint:
     name: str
     sha256: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    nonfinite: tuple[str, ...] = ()
 
     @property
     def num_params(self) -> int:
         return self.model.num_parameters()
+
+    @property
+    def nonfinite_text(self) -> str | None:
+        """One line naming the tensors with NaN/Inf weights, or None when every weight is finite."""
+        if not self.nonfinite:
+            return None
+        n = len(self.nonfinite)
+        named = ", ".join(self.nonfinite[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        return (f"the weights of {n} tensor{'s' if n > 1 else ''} hold NaN/Inf ({named}): every output they "
+                "reach is NaN/Inf, so causality cannot be certified (training diverged?)")
 
 
 def default_device() -> torch.device:
@@ -150,12 +166,13 @@ def load_checkpoint(source, device: str | torch.device | None = None, *, name: s
         fields, tensors = _parse_pt(data, name)
         config, training = _parse_fields(fields, name)
         _check_tensors_fit(config, {k: tuple(v.shape) for k, v in tensors.items()}, name)
-    model = _build_model(config, tensors, name)
+    model = _build_model(config, tensors)
+    nonfinite = tuple(k for k, t in tensors.items() if not torch.isfinite(t).all())
     dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CheckpointError("CUDA was asked for but no GPU is available: choose the CPU")
     return Checkpoint(model=model.to(dev).eval(), tokenizer=ByteTokenizer(), config=config, meta=training,
-                      name=name, sha256=hashlib.sha256(data).hexdigest(), device=dev)
+                      name=name, sha256=hashlib.sha256(data).hexdigest(), device=dev, nonfinite=nonfinite)
 
 
 def _read_source(source, name: str | None, limit: int) -> tuple[bytes, str]:
@@ -531,11 +548,7 @@ def _check_tensors_fit(config: ModelConfig, shapes: dict[str, tuple], name: str)
                                   f"{shape}: the weights do not belong to this config")
 
 
-def _build_model(config: ModelConfig, tensors: dict[str, torch.Tensor], name: str) -> ByteLM:
-    for k, t in tensors.items():
-        if not torch.isfinite(t).all():
-            raise CheckpointError(f"{name!r}: tensor {k!r} contains NaN or Inf: the checkpoint is damaged "
-                                  "(training diverged?)")
+def _build_model(config: ModelConfig, tensors: dict[str, torch.Tensor]) -> ByteLM:
     model = ByteLM(config)
     model.load_state_dict({**tensors, TIED: tensors["tok_emb.weight"]}, strict=True)
     return model

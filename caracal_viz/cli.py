@@ -17,7 +17,9 @@
 Exit codes: 0 success (check: the checkpoint is certified causal), 1 check found a leak,
 2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure,
 4 cannot certify: NaN/Inf in the weights or the activations (check prints where it first appears;
-report and analyze still write their output, with the NaN views marked, and exit 4).
+report and analyze still write their output, with the NaN views marked, and exit 4; attribute and
+ablate on a checkpoint whose weights hold NaN/Inf print their NaN results with a line naming the
+tensors, "nonfinite_weights" in --json, and exit 4).
 Errors are one line on stderr, never a traceback.
 """
 
@@ -231,7 +233,8 @@ def check_summary(ck: Checkpoint, report: CausalityReport, parseval: ParsevalRep
     return {
         "checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "config": ck.config.to_dict(),
         "verdict": report.verdict, "headline": report.headline, "causal": report.causal,
-        "config_causal": report.config_causal, "nonfinite_from": report.nonfinite, "precision": report.precision,
+        "config_causal": report.config_causal, "nonfinite_from": report.nonfinite,
+        "nonfinite_weights": list(ck.nonfinite), "precision": report.precision,
         "model_leak": report.model_leak, "model_response": report.model_response, "floor": report.floor,
         "floor_ratio": report.floor_ratio, "floor_factor": report.floor_factor, "relative_leak": report.relative_leak,
         "lengths": report.lengths, "trials": {str(k): v for k, v in report.trials.items()},
@@ -262,7 +265,8 @@ def _check_text(ck: Checkpoint, report: CausalityReport, parseval: ParsevalRepor
     for p in report.per_layer:
         lines.append(f"  block {p.layer} {p.kind} {p.causal_mode}: {p.verdict.upper()}: leak {p.leak:.3g} "
                      f"(relative {p.relative_leak:.2g}, {p.floor_ratio:.3g} floors): {p.source}")
-    lines.append(f"parseval: {'ok' if parseval.ok else 'FAILED'}: max relative time/frequency energy difference "
+    parseval_verdict = "ok" if parseval.ok else "not checked (NaN/Inf)" if np.isnan(parseval.max_rel_error) else "FAILED"
+    lines.append(f"parseval: {parseval_verdict}: max relative time/frequency energy difference "
                  f"{parseval.max_rel_error:.2g} (tolerance {parseval.tolerance:.0e}) on {trace.ids.size} bytes")
     for n in trace.nonfinite:
         lines.append(f"NaN/Inf: {n.where}: {n.n_nan} NaN, {n.n_inf} Inf at positions {n.positions[:10].tolist()}")
@@ -359,7 +363,17 @@ def _attribute(ck: Checkpoint, args) -> int:
         print(json.dumps(_jsonable(attribution_summary(ck, rep)), indent=2, allow_nan=False))
     else:
         print(_attribution_text(ck, rep))
-    return EXIT_OK
+    return _weights_exit(ck, args)
+
+
+def _weights_exit(ck: Checkpoint, args) -> int:
+    """EXIT_OK, or EXIT_CANNOT_CERTIFY after a line naming the NaN/Inf weights (text output only:
+    --json carries them as "nonfinite_weights") when the checkpoint holds any."""
+    if not ck.nonfinite:
+        return EXIT_OK
+    if not args.json:
+        print(f"NaN/Inf: {ck.nonfinite_text}")
+    return EXIT_CANNOT_CERTIFY
 
 
 def attribution_summary(ck: Checkpoint, rep: AttributionReport) -> dict:
@@ -368,6 +382,7 @@ def attribution_summary(ck: Checkpoint, rep: AttributionReport) -> dict:
         "checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "causal": rep.causal,
         "text_bytes": int(rep.ids.size), "position": rep.position, "target": rep.target,
         "target_label": rep.labels[rep.position + 1], "baseline_byte": rep.baseline_byte,
+        "nonfinite_weights": list(ck.nonfinite),
         "logp": rep.logp, "logp_baseline": rep.logp_baseline, "normalisation": rep.normalisation,
         "methods": {n: {"unit": a.unit, "signed": a.signed, "absolute": a.absolute, "normalised": a.normalised,
                         "future_max": a.future_max, "scale": a.scale, "future_rel": a.future_rel,
@@ -424,10 +439,11 @@ def _ablate(ck: Checkpoint, args) -> int:
         "topk_after": [{"byte": lab, "probability": p} for lab, p in res.topk_after],
         "causal_after": None if res.certificate is None else res.certificate.causal,
         "certificate": None if res.certificate is None else res.certificate.summary,
+        "nonfinite_weights": list(ck.nonfinite),
     }
     if args.json:
         print(json.dumps(_jsonable(summary), indent=2, allow_nan=False))
-        return EXIT_OK
+        return _weights_exit(ck, args)
     top = lambda pairs: ", ".join(f"{lab!r} {p:.3f}" for lab, p in pairs)  # noqa: E731
     print(f"{ck.name}: {res.description}")
     print(f"bits/byte: before {res.bits_before:.4f}, after {res.bits_after:.4f} (change {res.delta_bits:+.4f}) "
@@ -436,7 +452,7 @@ def _ablate(ck: Checkpoint, args) -> int:
     print(f"position {res.position}: top-{len(res.topk_after)} after  {top(res.topk_after)}")
     if res.certificate is not None:
         print(f"certificate of the intervened model: {res.certificate.summary}")
-    return EXIT_OK
+    return _weights_exit(ck, args)
 
 
 def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
@@ -462,14 +478,15 @@ def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
                    key=lambda r: -r["delta_bits_per_byte"])[:5]
     if args.json:
         print(json.dumps(_jsonable({"checkpoint": ck.name, "bits_per_byte": result.bits_clean, "rows": len(rows),
-                                    "out": str(out), "seconds": seconds, "largest": worst}), indent=2, allow_nan=False))
-        return EXIT_OK
+                                    "out": str(out), "seconds": seconds, "largest": worst,
+                                    "nonfinite_weights": list(ck.nonfinite)}), indent=2, allow_nan=False))
+        return _weights_exit(ck, args)
     print(f"{ck.name}: {result.bits_clean:.4f} bits/byte on {len(text.encode())} bytes; wrote {len(rows)} rows "
           f"to {out} in {seconds:.2f} s")
     for r in worst:
         band = "" if r["band_lo"] == "" else f" band {r['band_lo']:.4g}..{r['band_hi']:.4g} cycles/token"
         print(f"  block {r['layer']} head {r['head']}{band}: {r['delta_bits_per_byte']:+.4f} bits/byte")
-    return EXIT_OK
+    return _weights_exit(ck, args)
 
 
 def _arrays_of(prefix: str, rec) -> dict[str, np.ndarray]:

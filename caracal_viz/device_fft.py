@@ -19,5 +19,7 @@ def rfft64(x: torch.Tensor, n: int, dim: int = -1) -> torch.Tensor:
     torch.fft.rfft."""
     x = x.detach()
     if x.device.type == "cpu":
-        return torch.from_numpy(np.fft.rfft(x.numpy().astype(np.float64, copy=False), n=n, axis=dim))
+        # NaN/Inf activations give NaN bins, which the analyses report; torch's FFT does not warn either
+        with np.errstate(invalid="ignore"):
+            return torch.from_numpy(np.fft.rfft(x.numpy().astype(np.float64, copy=False), n=n, axis=dim))
     return torch.fft.rfft(x.double(), n=n, dim=dim)

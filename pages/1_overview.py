@@ -18,7 +18,7 @@ ck, text = ui.page_setup(
 
 view = ui.analysis(predict.next_token_view, ck, text, k=TOP_K, spinner="Running the model on the text...")
 
-if not np.isfinite(view.loss_bits[:-1]).all():
+if not ck.nonfinite and not np.isfinite(view.loss_bits[:-1]).all():  # NaN/Inf weights: page_setup said so
     # say where the activations broke instead of plotting gaps silently
     bad = ui.analysis(trace.run_trace, ck, text, spinner="Locating the non-finite activations...").nonfinite
     first = bad[0] if bad else None

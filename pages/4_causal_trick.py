@@ -197,6 +197,7 @@ st.divider()
 st.header("Your checkpoint")
 with ui.guard():
     ck = ui.current_checkpoint()
+ui.nonfinite_note(ck)
 st.markdown(f"**{ui.md_escape(ck.name)}**: {ui.model_card(ck)['mixer']}. First its learned kernels, before and after the "
             "causal mask; then the proof by perturbation that no output reads a later token.")
 

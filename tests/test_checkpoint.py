@@ -164,10 +164,42 @@ def test_missing_and_extra_tensors(model):
     expect_error(st_bytes({}, w, metadata(model)), "m.safetensors", "does not use", "extra.bias")
 
 
-def test_nan_weights(model):
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_nan_and_inf_weights_load_flagged_and_bit_exact(model, tmp_path, suffix):
+    """Weights holding NaN/Inf are a finding about the model (the certificate says "cannot certify"),
+    not a damaged file: they load, every value as stored, with the tensors named in file order."""
+    bad = ByteLM(CFG).eval()
+    bad.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        bad.ln_f.bias[3] = float("nan")
+        bad.blocks[0].mixer.w_v.weight[1, 2] = float("-inf")
+        bad.blocks[1].mlp.fc.weight[0, 0] = float("inf")
+    ck = load_checkpoint(save_checkpoint(tmp_path / f"bad{suffix}", bad, {}), device="cpu")
+    assert ck.nonfinite == ("blocks.0.mixer.w_v.weight", "blocks.1.mlp.fc.weight", "ln_f.bias")
+    stored = weights_of(ck.model)
+    for k, v in weights_of(bad).items():
+        assert torch.equal(stored[k].isnan(), v.isnan()) and torch.equal(stored[k].nan_to_num(), v.nan_to_num()), k
+    assert "\n" not in ck.nonfinite_text and "3 tensors hold NaN/Inf" in ck.nonfinite_text
+    assert "ln_f.bias" in ck.nonfinite_text and "cannot be certified" in ck.nonfinite_text
+    healthy = load_checkpoint(save_checkpoint(tmp_path / f"ok{suffix}", model, {}), device="cpu")
+    assert healthy.nonfinite == () and healthy.nonfinite_text is None
+
+
+def test_nan_weights_are_still_checked_like_any_other(model):
+    """NaN/Inf is no pass: names, shapes and dtypes are checked as for finite weights."""
     w = weights_of(model)
     w["ln_f.bias"] = torch.full((32,), float("nan"))
-    expect_error(st_bytes({}, w, metadata(model)), "m.safetensors", "NaN or Inf", "ln_f.bias")
+    assert load_checkpoint(st_bytes({}, w, metadata(model)), name="m.safetensors", device="cpu").nonfinite == (
+        "ln_f.bias",)
+    w["ln_f.bias"] = torch.full((31,), float("nan"))
+    expect_error(st_bytes({}, w, metadata(model)), "m.safetensors", "ln_f.bias", "shape", "(31,)")
+    w["ln_f.bias"] = torch.full((32,), float("inf"), dtype=torch.float64)
+    data = st_bytes({}, w, metadata(model))
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header["ln_f.bias"]["dtype"] = "F64"
+    h = json.dumps(header).encode()
+    expect_error(struct.pack("<Q", len(h)) + h + data[8 + n:], "m.safetensors", "ln_f.bias", "F64")
 
 
 def test_header_lying_about_sizes(model):
