@@ -1,7 +1,9 @@
 """Plotly figures for the causal-trick explainer: arrays in, `go.Figure` out, no Streamlit.
 
-Colours carry one meaning throughout: green is the exact causal result, blue what the chosen FFT
-size computes, red whatever reads the future (wrapped terms, the leak), grey what is discarded.
+Colours carry one meaning throughout, the app's (figures.OK, figures.FUTURE): green is the exact
+causal result, blue what the chosen FFT size computes, vermilion whatever reads the future
+(wrapped terms, the leak), grey what is discarded. Weights are purple (negative) to blue
+(positive), so no weight reads as a leak.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .explainer import PaddingDemo
-from .figures import threshold_line
+from .figures import FUTURE, OK, threshold_line
 
-EXACT = "#2ca02c"
+EXACT = OK
 FFT = "#1f77b4"
-LEAK = "#d62728"
+LEAK = FUTURE
+WEIGHTS = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#2166ac"]]  # diverging, no red: negative purple, positive blue
 MUTED = "#9e9e9e"
 HEAD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
@@ -106,7 +109,7 @@ def wraparound_figure(demo: PaddingDemo) -> go.Figure:
 
 def _matrix_panel(fig: go.Figure, m: np.ndarray, future: np.ndarray, col: int, zmax: float, show_scale: bool) -> None:
     L = m.shape[0]
-    fig.add_heatmap(z=m, name="weights", colorscale="RdBu", zmid=0.0, zmin=-zmax, zmax=zmax, showscale=show_scale,
+    fig.add_heatmap(z=m, name="weights", colorscale=WEIGHTS, zmid=0.0, zmin=-zmax, zmax=zmax, showscale=show_scale,
                     colorbar=dict(title=dict(text="weight"), len=0.8), row=1, col=col,
                     hovertemplate="output t=%{y}<br>input j=%{x}<br>weight %{z:.3g}<extra></extra>")
     if future.any():
@@ -136,7 +139,7 @@ def matrices_figure(demo: PaddingDemo) -> go.Figure:
     for col in (1, 2, 3):
         fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
     fig = _layout(fig, "Convolution matrices, y = M x", 460,
-                  f"{int(demo.future.sum())} wrapped entries (red) above the diagonal at N = {demo.n_fft}")
+                  f"{int(demo.future.sum())} wrapped entries (vermilion) above the diagonal at N = {demo.n_fft}")
     fig.update_layout(margin=dict(t=120))
     return fig
 

@@ -36,6 +36,7 @@ SIGNED = "RdBu"
 HEADS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 FUTURE = "#D55E00"  # Okabe-Ito vermilion: reads the future
 OK = "#009E73"  # Okabe-Ito bluish green: exact, causal
+NO_DATA = "#d4d4d4"  # light grey: no data (NaN cells of a heatmap show it as the plot's background)
 TEXT_WIDTH = 48  # tokens per line in the text views
 MAX_TICK_LABELS = 64  # label every token up to this length, else every n-th position
 LOG_DECADES = 6.0  # influence maps show six decades below their maximum
@@ -506,6 +507,21 @@ def _gate_heads(g) -> list[str]:
     return [f"head {h}" + (" (dead)" if g.dead[h] else "") for h in range(g.bias.shape[0])]
 
 
+def _no_data_bins(g) -> np.ndarray:
+    """(H, F) bool: the gate bins no bin of the text's spectrum falls on (fftnet, L < C)."""
+    return np.isnan(g.data_open) if g.data_open is not None else np.zeros(g.open.shape, bool)
+
+
+def _no_data(fig: go.Figure, g) -> go.Figure:
+    """Bins without data (NaN cells) show the plot's background: NO_DATA grey on both gate maps."""
+    return fig.update_layout(plot_bgcolor=NO_DATA) if _no_data_bins(g).any() else fig
+
+
+def _no_data_note(g) -> str:
+    n = int(_no_data_bins(g).any(axis=0).sum())
+    return f"; grey: no data ({n} of {g.open.shape[1]} bins: this short text has fewer frequencies)" if n else ""
+
+
 def gate_map_figure(g, title: str | None = None) -> go.Figure:
     """modReLU gates of one block (`gates.LayerGates`), heads x frequency: open (1) or closed
     (0); with a text, the fraction of gates open for it (fftnet, per bin). Dead heads marked."""
@@ -525,7 +541,8 @@ def gate_map_figure(g, title: str | None = None) -> go.Figure:
     n_dead = int(g.dead.sum())
     sub = f"open where |z| + b > 0; {n_dead} dead head(s) (open on at most 5% of bins)" if n_dead \
         else "open where |z| + b > 0; no dead heads"
-    return _layout(fig, esc(title or f"modReLU gates ({g.kind})"), 150 + 40 * H, sub)
+    return _layout(_no_data(fig, g), esc(title or f"modReLU gates ({g.kind})"), 150 + 40 * H,
+                   sub + _no_data_note(g))
 
 
 def passed_energy_figure(g, title: str | None = None) -> go.Figure:
@@ -538,6 +555,8 @@ def passed_energy_figure(g, title: str | None = None) -> go.Figure:
         ztitle, what = "passed energy (dB)", "energy passed for this text"
         sub = "per head: " + ", ".join(f"{h}: {100 * float(p):.0f}%" for h, p in enumerate(g.passed_fraction)) \
             + " of the energy reaching the gates passes"
+        z[_no_data_bins(g)] = np.nan  # no energy reached these bins: no data, not a closed gate
+        sub += _no_data_note(g)
     else:
         z = 10 * np.log10(np.maximum(g.transmission, 1e-30))
         ztitle, what, sub = "transmission (dB)", "static gate transmission", None
@@ -551,7 +570,7 @@ def passed_energy_figure(g, title: str | None = None) -> go.Figure:
     fig.update_xaxes(title_text="frequency f (cycles/token)")
     fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
                      autorange="reversed")
-    return _layout(fig, esc(title or f"modReLU gates: {what}"), 150 + 40 * H, sub)
+    return _layout(_no_data(fig, g), esc(title or f"modReLU gates: {what}"), 150 + 40 * H, sub)
 
 
 def gate_summary_figure(report: Sequence) -> go.Figure:

@@ -144,7 +144,8 @@ ui.show_figure(xf.matrices_figure(demo), key="ct_fig_mat", file_name="causal_tri
 st.caption("The same convolutions as matrices, y = M x: row t lists the weight of every input j in output t. "
            "Circular convolution gives a circulant (every row is the kernel, rotated); the exact causal "
            "convolution a lower-triangular Toeplitz matrix. Anything above the dotted diagonal reads the "
-           "future; the wrapped entries are tinted red. Raise N and watch them leave from the corner.")
+           "future; the wrapped entries are tinted red, the colour of a leak on every page (weights: purple negative, blue "
+           "positive). Raise N and watch them leave from the corner.")
 ui.download_npz("Matrices (NPZ)",
                 lambda: ui.npz_bytes(circulant=demo.circulant, matrix=demo.matrix, toeplitz=demo.toeplitz,
                                      reads_future=demo.future, n_fft=N),

@@ -4,15 +4,19 @@ browser shows (where a label lands, how long a colour bar is drawn) is in tests/
 
 from __future__ import annotations
 
+import colorsys
 import html
 import re
 import unicodedata
 
 import numpy as np
+import plotly.colors
 import pytest
 
 from caracal_viz import explainer_figures as xf
 from caracal_viz import figures, filters
+from caracal_viz.causality import causality_report
+from caracal_viz.explainer import padding_demo
 from caracal_viz.gates import gate_report
 from caracal_viz.influence import token_influence
 from caracal_viz.predict import next_token_view
@@ -176,3 +180,69 @@ def test_a_text_views_colour_bar_fits_what_is_shown(n_bytes):
         assert plot_px < figures.CBAR_MIN_PX == bar.len  # longer than the grid, not squashed to it
     if rows > 30:
         assert lay.height > figures.TEXT_BOX_PX and bar.len < plot_px
+
+
+def _figure_colours(fig) -> list[str]:
+    """Every colour the figure itself sets (its theme template left out)."""
+    spec = fig.to_plotly_json()
+    spec["layout"].pop("template", None)
+    return _colours(spec)
+
+
+def _colours(obj) -> list[str]:
+    """Every colour string in a JSON tree (marker, line, fill, colour-scale stops)."""
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "colorscale" and isinstance(v, list):
+                out += [c.lower() for _, c in v]
+            elif "color" in k.lower() and isinstance(v, (str, list)):
+                out += [c.lower() for c in ([v] if isinstance(v, str) else v) if isinstance(c, str)]
+            else:
+                out += _colours(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _colours(v)
+    return out
+
+
+def _is_reddish(colour: str) -> bool:
+    """A colour a viewer reads as red or vermilion: hue within 32 degrees of red (vermilion is 26), saturated."""
+    named = {"white": "#ffffff", "black": "#000000", "grey": "#808080", "gray": "#808080", "transparent": "#ffffff"}
+    colour = named.get(colour, colour)
+    if colour.startswith("#"):
+        rgb = plotly.colors.hex_to_rgb(colour if len(colour) == 7 else "#" + "".join(c * 2 for c in colour[1:4]))
+    else:
+        assert colour.startswith("rgb"), f"unexpected colour {colour!r}"
+        rgb = [float(v) for v in re.findall(r"[\d.]+", colour)[:3]]
+    h, lum, sat = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
+    return (h * 360 < 32 or h * 360 > 335) and sat > 0.4 and 0.2 < lum < 0.8
+
+
+def test_a_leak_has_one_colour_and_no_weight_shares_it():
+    """Item 6: page 4's explainer and the certificate draw what reads the future in the
+    certificate's leak colour; the convolution matrices' weights use no red, so a wrapped entry
+    never looks like a negative weight."""
+    leak = figures.VERDICT_COLOURS["leaks"].lower()
+    rng = np.random.default_rng(0)
+    demo = padding_demo(rng.standard_normal(12), rng.standard_normal(5), n_fft=14)
+    for fig in (xf.outputs_figure(demo), xf.wraparound_figure(demo), xf.matrices_figure(demo)):
+        reds = {c for c in _figure_colours(fig) if _is_reddish(c)}
+        assert reds == {leak}, reds
+    weights = [t for t in xf.matrices_figure(demo).data if t.name == "weights"]
+    assert weights and not any(_is_reddish(c) for t in weights for _, c in t.colorscale)
+    cert = figures.causality_figure(causality_report(load_sample("caracal-circular-leaky")))
+    assert leak in _figure_colours(cert)
+
+
+def test_fftnets_bins_without_data_look_the_same_on_both_gate_maps():
+    """Item 6: a short text leaves FFTNet gate bins without data: no data on the gates map (NaN)
+    and on the energy map alike (it drew them as the darkest, 'blocked', colour)."""
+    g = gate_report(load_sample("fftnet-shakespeare"), "Hello there, friend.")[0]
+    empty = np.isnan(g.data_open)
+    assert empty.any() and not empty.all()
+    maps = (figures.gate_map_figure(g), figures.passed_energy_figure(g))
+    for fig in maps:
+        z = np.array(fig.data[0].z, dtype=float)
+        assert np.array_equal(np.isnan(z), empty)
+        assert fig.layout.plot_bgcolor == figures.NO_DATA and "grey: no data" in fig.layout.title.subtitle.text
