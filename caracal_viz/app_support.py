@@ -139,10 +139,12 @@ class CheckpointChoice:
 
     @property
     def label(self) -> str:
+        """The name shown in the checkpoint picker (uploads marked as such)."""
         return self.name if self.data is None else f"{UPLOAD_PREFIX}{self.name}"
 
 
 def sample_path(name: str) -> Path:
+    """The shipped sample checkpoint file of that name (sample_checkpoints/NAME.safetensors)."""
     return SAMPLES_DIR / f"{name}.safetensors"
 
 
@@ -162,16 +164,19 @@ def _load_upload(_data: bytes, sha256: str, name: str, device: str) -> Checkpoin
 
 
 def device_options() -> list[str]:
+    """The device picker's choices: auto, cpu, and cuda when a GPU is available."""
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def resolve_device(choice: str | None) -> str:
+    """The torch device name for a picker choice: "auto" (or None) is cuda when available, else cpu."""
     if choice in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return choice
 
 
 def current_device() -> str:
+    """The device this session's sidebar chose, resolved ("cpu" or "cuda")."""
     return resolve_device(st.session_state.get("device", "auto"))
 
 
@@ -333,6 +338,7 @@ def pages() -> list:
 
 
 def set_page_config() -> None:
+    """Every page's title and wide layout."""
     # No page_icon: a material or emoji favicon is fetched from a CDN (see PAGE_FILES).
     st.set_page_config(page_title="caracal-viz", layout="wide")
 
@@ -720,6 +726,7 @@ def markdown_literal(pieces: Iterable[str]) -> Iterator[str]:
 
 
 def markdown_literal_text(text: str) -> str:
+    """`markdown_literal` of one string: markdown that renders exactly as the text was typed."""
     return "".join(markdown_literal([text]))
 
 
@@ -761,6 +768,8 @@ def stem(ck: Checkpoint) -> str:
 
 
 def plotly_config(file_name: str, fmt: str = "svg") -> dict:
+    """st.plotly_chart's config: no Plotly logo; the toolbar's image download as `fmt` (svg or
+    png, scale 2) named `file_name`."""
     return {"displaylogo": False,
             "toImageButtonOptions": {"format": fmt, "filename": file_name, "scale": 2}}
 
@@ -832,8 +841,10 @@ def download_bytes(label: str, make: Callable[[], bytes | str] | bytes | str, fi
 
 
 def download_csv(label: str, make: Callable[[], bytes | str], file_name: str, key: str) -> None:
+    """`download_bytes` of a CSV file."""
     download_bytes(label, make, file_name, "text/csv", key)
 
 
 def download_npz(label: str, make: Callable[[], bytes], file_name: str, key: str) -> None:
+    """`download_bytes` of an NPZ file (numpy arrays)."""
     download_bytes(label, make, file_name, "application/octet-stream", key)

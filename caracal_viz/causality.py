@@ -148,6 +148,7 @@ class LayerLeak:
 
     @property
     def causal(self) -> bool:
+        """True when this layer's verdict is causal."""
         return self.verdict == CAUSAL
 
     @property
@@ -209,6 +210,7 @@ class CausalityReport:
 
     @property
     def causal(self) -> bool:
+        """True when the whole certificate's verdict is causal."""
         return self.verdict == CAUSAL
 
     @property

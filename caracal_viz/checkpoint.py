@@ -85,6 +85,7 @@ class Checkpoint:
 
     @property
     def num_params(self) -> int:
+        """Number of parameters of the model (the tied head counted once)."""
         return self.model.num_parameters()
 
     @property
@@ -99,6 +100,7 @@ class Checkpoint:
 
 
 def default_device() -> torch.device:
+    """CUDA when a GPU is available, else the CPU: where load_checkpoint puts a model by default."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

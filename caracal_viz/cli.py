@@ -105,6 +105,7 @@ def _byte(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser: the subcommands check, report, analyze, attribute and ablate."""
     parser = _Parser(prog="python3 -m caracal_viz",
                      description="caracal-viz: the spectral microscope for Fourier-mixing language models")
     sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute,ablate}")

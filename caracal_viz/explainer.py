@@ -130,6 +130,7 @@ class PaddingDemo:
 
     @property
     def leaks(self) -> bool:
+        """True when some output reads a later input at this n_fft (the matrix's strict upper triangle)."""
         return bool(self.future.any())
 
 

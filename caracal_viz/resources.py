@@ -51,6 +51,7 @@ class Guarded:
 
     @property
     def fell_back(self) -> bool:
+        """True when the GPU ran out of memory and the value was computed on the CPU instead."""
         return self.message is not None
 
 

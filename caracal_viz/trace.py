@@ -128,6 +128,7 @@ class Forward:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the pass's tensors (logits and every record's internals)."""
         tensors = [self.logits] + [getattr(r, f.name) for r in self.records if r is not None
                                    for f in fields(MixerInternals)]
         return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))

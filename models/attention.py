@@ -21,6 +21,11 @@ def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Ten
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention (PyTorch SDPA) on (B, L, D): the Transformer baseline
+    (rope=True: rotary positions) or Caracal's hybrid sliding-window layer (window: each position
+    attends to itself and the window - 1 before it; no positional encoding). Incremental decoding
+    (init_state, step) caches keys and values (the last `window` of them).
+    """
     def __init__(self, cfg: ModelConfig, window: int | None = None, rope: bool = False):
         super().__init__()
         self.n_heads, self.window, self.rope = cfg.n_heads, window, rope
@@ -35,6 +40,7 @@ class CausalSelfAttention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D): every position attends to itself and earlier ones (within the window)."""
         L = x.shape[1]
         q, k, v = self._heads(x, 0)
         if self.window is None or self.window >= L:
@@ -46,9 +52,11 @@ class CausalSelfAttention(nn.Module):
         return self.w_o(y.transpose(1, 2).flatten(-2))
 
     def init_state(self, batch: int, device) -> dict:
+        """An empty decoding state for `step`: no cached keys or values, position 0."""
         return {"k": None, "v": None, "t": 0}
 
     def step(self, x_t: torch.Tensor, state: dict) -> torch.Tensor:
+        """One new position: x_t (B, D) -> (B, D), attending to the cached keys and values (updates state)."""
         # x_t: (B, D) -> (B, D), attending to the cached keys and values
         q, k, v = self._heads(x_t[:, None], state["t"])
         state["t"] += 1

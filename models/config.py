@@ -78,6 +78,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
+        """Channels per head, d_model // n_heads."""
         return self.d_model // self.n_heads
 
     @property
@@ -96,6 +97,7 @@ class ModelConfig:
         return self.mixer
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (the checkpoint stores it; `from_dict` reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -26,6 +26,8 @@ class TextData:
         self.description = f"{self.name} bytes: first 90% train, last 10% validation"
 
     def batch(self, split: str, B: int, L: int, rng: np.random.Generator) -> np.ndarray:
+        """(B, L + 1) uint8: B windows of L + 1 bytes at random offsets of `split` ("train" or
+        "val"); a model reads [:, :-1] and predicts [:, 1:]."""
         data = self.splits[split]
         starts = rng.integers(0, len(data) - L - 1, size=B)
         return np.stack([data[s:s + L + 1] for s in starts])
@@ -42,6 +44,8 @@ class PeriodicData:
     sha256 = ""
 
     def batch(self, split: str, B: int, L: int, rng: np.random.Generator) -> np.ndarray:
+        """(B, L + 1) uint8: B fresh sequences, each a random pattern repeated with a random
+        period (the split is ignored: every draw is new)."""
         out = np.empty((B, L + 1), dtype=np.uint8)
         for b in range(B):
             p = PERIODS[rng.integers(len(PERIODS))]

@@ -13,6 +13,7 @@ from .train import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m models.evaluate CKPT`: print the checkpoint's validation bits per byte; exit status."""
     from caracal_viz import CheckpointError, load_checkpoint
 
     p = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.splitlines()[0])

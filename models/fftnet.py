@@ -39,6 +39,10 @@ def resample_bins(z: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 
 class FFTNetMixer(nn.Module):
+    """FFTNet's adaptive spectral filter as a mixer on (B, L, D), multi-head (see the module
+    docstring): base filter (H, C//2+1) plus an MLP modulation of the mean context, modReLU with
+    a learned bias per bin, inverse FFT. Not causal.
+    """
     INTERNAL_HOOKS = ("hook_v", "hook_filter", "hook_gate", "hook_mixed")
 
     def __init__(self, cfg: ModelConfig):
@@ -66,6 +70,7 @@ class FFTNetMixer(nn.Module):
         return torch.view_as_complex(self.base_filter.float().contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D): X = rfft(v), Z = modReLU(X * W; b), y = irfft(Z), Linear_O."""
         B, L, D = x.shape
         H, dh = self.n_heads, self.head_dim
         context = x.mean(dim=1)  # (B, D): the global context, which reads the future

@@ -163,17 +163,20 @@ class FFTConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(v, g, k_buf, n, dtype, out_dtype):
+        """y (B, L, D) in out_dtype: fft_conv with the spectrum rfft(k_buf, n) / n (see the class)."""
         K = torch.fft.rfft(k_buf.to(dtype), n=n, dim=-1) / n
         return fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype)  # no grad in here: Triton on CUDA
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        """Keep v, g and k_buf (not their spectra) and the FFT size and dtype for the backward."""
         v, g, k_buf, n, dtype, out_dtype = inputs
         ctx.save_for_backward(v, g, k_buf)
         ctx.n, ctx.dtype = n, dtype
 
     @staticmethod
     def backward(ctx, dy):
+        """(dv, dg, dk or None) from dy (B, L, D): the three correlations of the class docstring."""
         v, g, k_buf = ctx.saved_tensors
         dv, dg, dk = _FFTConvGrad.apply(dy, v, g, k_buf, ctx.n, ctx.dtype, ctx.needs_input_grad[2])
         return dv, dg, dk, None, None, None
@@ -313,6 +316,7 @@ def _fft_conv_triton(v, g, K, n, *, dtype, out_dtype, pack_layout: str = "channe
 
 
 def triton_cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for positive integers: the number of tiles of size b that cover a."""
     return -(-a // b)
 
 

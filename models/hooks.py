@@ -50,6 +50,7 @@ class HookPoint(nn.Module):
         return self.key in _ACTIVE.get()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x unchanged, or what the attached hooks return in turn (each of x's shape)."""
         for fn in _ACTIVE.get().get(self.key, ()):
             out = fn(x, self)
             if out is not None:
@@ -60,6 +61,7 @@ class HookPoint(nn.Module):
         return x
 
     def extra_repr(self) -> str:
+        """The point's dotted name, shown in the model's repr."""
         return self.name
 
 

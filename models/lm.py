@@ -63,6 +63,8 @@ from .mhf import MultiHeadFourier
 
 
 def make_mixer(cfg: ModelConfig, kind: str) -> nn.Module:
+    """The mixer of one block: "mhf" MultiHeadFourier, "fftnet" FFTNetMixer, "swa" sliding-window
+    attention (no positions), anything else the baseline's causal attention with rotary positions."""
     if kind == "mhf":
         return MultiHeadFourier(cfg)
     if kind == "fftnet":
@@ -73,16 +75,20 @@ def make_mixer(cfg: ModelConfig, kind: str) -> nn.Module:
 
 
 class MLP(nn.Module):
+    """GPT-2's feed-forward layer: (..., D) -> Linear(D, mlp_ratio D), GELU, Linear(mlp_ratio D, D)."""
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
         self.w_o = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., D)."""
         return self.w_o(F.gelu(self.fc(x)))
 
 
 class Block(nn.Module):
+    """One pre-norm GPT-2 block with the mixer of `kind` in place of attention:
+    x + mixer(ln1(x)), then + mlp(ln2(x)), with hook points on the residual stream."""
     def __init__(self, cfg: ModelConfig, kind: str):
         super().__init__()
         self.kind = kind
@@ -95,6 +101,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream (B, L, D) entering the block -> the stream leaving it."""
         x = self.hook_resid_pre(x)
         x = self.hook_resid_mid(x + self.drop(self.hook_mixer_out(self.mixer(self.hook_mixer_in(self.ln1(x))))))
         return self.hook_resid_post(x + self.drop(self.hook_mlp_out(self.mlp(self.ln2(x)))))
@@ -111,11 +118,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
     def step(self, x_t: torch.Tensor, state: dict) -> torch.Tensor:
+        """One new position: the residual stream x_t (B, D) -> the block's output at it (updates state)."""
         x_t = x_t + self.mixer.step(self.ln1(x_t), state)
         return x_t + self.mlp(self.ln2(x_t))
 
 
 class ByteLM(nn.Module):
+    """The byte-level language model of the module docstring: token embedding (tied to the output
+    head, as in GPT-2), n_layers Blocks, final LayerNorm, logits over 256 bytes; no positional
+    encoding. Hook points, start/stop_at_layer, MixerInternals and streamed generation as above."""
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
@@ -142,9 +153,11 @@ class ByteLM(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
 
     def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (256, D), as Hugging Face models name it (gradient-based attribution uses it)."""
         return self.tok_emb
 
     def num_parameters(self) -> int:
+        """Number of parameters (the tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
 
     @property

@@ -38,6 +38,11 @@ _CACHE_ENTRIES = 8  # kernel spectra kept per mixer: (length, FFT size, dtype, d
 
 
 class MultiHeadFourier(nn.Module):
+    """Caracal's MHF mixer on (B, L, D) with H heads (see the module docstring): local causal
+    conv, LayerNorm, value and gate streams, their frequency-domain causal product with the
+    head's learned kernel, Linear_O. `mix_reference` is the paper's plain path; `mix` the same
+    function computed faster (the default); `step`/`prefill` decode incrementally without FFTs."""
+
     fast = True  # False (on an instance) runs the plain reference path `mix_reference`
     # the hook points that MixerInternals is a view of (hook_product is left out: caching it
     # would move the pass onto the plain path)
@@ -94,10 +99,10 @@ class MultiHeadFourier(nn.Module):
 
     # ---- streams -------------------------------------------------------------------------
     def local_conv(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, L, D) -> (B, L, D): u_t = w_0 x_{t-2} + w_1 x_{t-1} + w_2 x_t + b per channel, the depthwise
-        # conv of kernel 3 left-padded by 2 (causal). Written as shifted products in the (B, L, D) layout:
-        # conv1d wants (B, D, L), and its two transposes cost more than the arithmetic (fwd+bwd 2x faster
-        # on the CPU at B=16, L=1024, D=160)
+        """(B, L, D) -> (B, L, D): u_t = w_0 x_{t-2} + w_1 x_{t-1} + w_2 x_t + b per channel, the
+        depthwise conv of kernel 3 left-padded by 2 (causal)."""
+        # shifted products in the (B, L, D) layout: conv1d wants (B, D, L), and its two transposes
+        # cost more than the arithmetic (fwd+bwd 2x faster on the CPU at B=16, L=1024, D=160)
         L = x.shape[1]
         w = self.conv_weight[:, 0].to(x.dtype)  # (D, 3)
         xp = F.pad(x, (0, 0, 2, 0))  # (B, L + 2, D): two zero positions before t = 0
@@ -106,7 +111,8 @@ class MultiHeadFourier(nn.Module):
         return torch.addcmul(u, x, w[:, 2])
 
     def gate(self, u: torch.Tensor) -> torch.Tensor:
-        # (..., D) -> (..., D): grouped per-head projection of SiLU(Linear_G1(u))
+        """(..., D) -> (..., D): the gate stream g = Conv_G2(SiLU(Linear_G1(u))), Conv_G2 a grouped
+        projection with one group per head."""
         a = F.silu(self.w_g1(u))
         a = a.unflatten(-1, (self.n_heads, self.head_dim))
         g = torch.einsum("...hd,hde->...he", a, self.g2_weight.to(a.dtype))
@@ -220,7 +226,7 @@ class MultiHeadFourier(nn.Module):
         return y, n, k_applied
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, L, D)
+        """(B, L, D) -> (B, L, D): steps 1-4 of the module docstring, through the hook points."""
         H, dh = self.n_heads, self.head_dim
         u = self.ln(self.local_conv(x))
         v = self.hook_v(self.w_v(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
@@ -283,6 +289,7 @@ class MultiHeadFourier(nn.Module):
 
     # ---- incremental decoding: no FFT, two dot products per step ---------------------------
     def init_state(self, batch: int, device) -> dict:
+        """An empty decoding state for `step`/`prefill`: no past inputs of the local conv, position 0."""
         D = self.cfg.d_model
         return {"hist": torch.zeros(batch, 2, D, device=device), "t": 0}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 class ByteTokenizer:
+    """UTF-8 bytes as token ids 0..255: encode, decode, a label per byte, and the description a checkpoint stores."""
     vocab_size = 256
 
     def encode(self, text: str) -> list[int]:
@@ -15,6 +16,7 @@ class ByteTokenizer:
         return bytes(int(i) & 0xFF for i in ids).decode("utf-8", errors="replace")
 
     def describe(self) -> dict:
+        """The tokenizer as a checkpoint's metadata records it (type, vocabulary size, encoding)."""
         return {"type": "bytes", "vocab_size": 256, "encoding": "utf-8"}
 
     @staticmethod

@@ -33,6 +33,10 @@ SHAKESPEARE_MODEL = dict(d_model=160, n_layers=6, n_heads=4, context=512, dropou
 
 @dataclass(frozen=True)
 class Preset:
+    """A named training recipe: the model config, the data ("shakespeare" or "periodic"), steps,
+    batch size, peak learning rate (linear warm-up over `warmup` steps, then cosine decay to 10%),
+    evaluation interval in steps, and a one-line description for the checkpoint's record."""
+
     config: ModelConfig
     data: str = "shakespeare"
     steps: int = 3000
@@ -102,6 +106,9 @@ def evaluate(model: ByteLM, data, cfg: ModelConfig, device: torch.device, batche
 
 def train(preset_name: str, out: Path, *, steps: int | None = None, device: str | None = None, seed: int = 0,
           progress: bool = True) -> dict:
+    """Train preset `preset_name` and write the checkpoint to `out` (.safetensors or .pt) at every
+    evaluation; returns the training record (the checkpoint's "training" metadata). steps: the
+    preset's count unless given; device: CUDA when available unless given."""
     from caracal_viz.checkpoint import save_checkpoint  # the format lives with the loader
 
     preset = PRESETS[preset_name]
@@ -164,6 +171,7 @@ def train(preset_name: str, out: Path, *, steps: int | None = None, device: str 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m models.train`: parse the arguments, train, print one summary line; exit status."""
     p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--out", required=True, type=Path, help="checkpoint path (.safetensors or .pt)")

@@ -112,7 +112,7 @@ def test_every_command_on_a_file_with_nan_or_inf_weights_exits_4_with_its_output
     }
     runs = {k: start(c[0], ck.path, *common, *c[1:]) for k, c in commands.items()}
     done = {k: finish(p) for k, p in runs.items()}
-    for k, (rc, out, err) in done.items():
+    for k, (rc, _out, err) in done.items():
         assert (rc, err) == (EXIT_CANNOT_CERTIFY, ""), (k, rc, err)
     headline = f"Cannot certify: NaN/Inf from the weights of block 1 ({param})"
     result = json.loads(done["check"][1])
