@@ -650,21 +650,27 @@ def mixer_impulse_figure(mi) -> go.Figure:
 def aliasing_figure(a, head: int = 0) -> go.Figure:
     """The mixing matrix that "pad to n_fft, FFT, multiply, inverse FFT, keep the first L" applies
     with one head's learned kernel (`impulse.Aliasing`), next to its aliased part (the matrix
-    minus the exact causal Toeplitz matrix). Signed, centred at zero."""
+    minus the exact causal Toeplitz matrix), each signed and centred at zero on its own range:
+    aliased terms a hundredth of the weights would be blank on the matrix's range. Exactly no
+    aliasing (n_fft large enough): the matrix alone, the subtitle says so."""
     M, A = a.matrix[head], a.alias[head]
-    zmax = float(np.max(np.abs(M))) or 1.0
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=(f"matrix at N = {a.n_fft}", "aliased terms (matrix − exact)"))
-    for col, z in ((1, M), (2, A)):
+    amax = float(np.max(np.abs(A)))
+    panels = [(M, float(np.max(np.abs(M))) or 1.0, "weight")] + ([(A, amax, "aliased")] if amax > 0 else [])
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.16,
+                        subplot_titles=(f"matrix at N = {a.n_fft}", "aliased terms (matrix − exact), own colour range")
+                        [:len(panels)])
+    for col, (z, zmax, name) in enumerate(panels, start=1):
         fig.add_heatmap(z=_round(z, 6), colorscale=SIGNED, reversescale=True, zmid=0.0, zmin=-zmax, zmax=zmax,
-                        showscale=col == 2,
-                        colorbar=dict(title=dict(text="weight")), row=1, col=col,
+                        colorbar=dict(title=dict(text=name), x=0.42 if col == 1 and len(panels) == 2 else 1.02,
+                                      len=0.9), row=1, col=col,
                         hovertemplate="output t=%{y}<br>input j=%{x}<br>%{z:.4g}<extra></extra>")
     fig.update_xaxes(title_text="input position j")
     fig.update_yaxes(title_text="output position t", autorange="reversed")
+    sub = (f"aliased energy {100 * float(a.alias_fraction[head]):.3g}%, above the diagonal "
+           f"{100 * float(a.future_fraction[head]):.3g}%; no aliasing from N = {a.safe_n_fft}" if amax > 0 else
+           f"no aliased terms: N = {a.n_fft} is long enough (from N = {a.safe_n_fft}), the matrix is the exact one")
     return _layout(fig, f"Aliasing of block {a.layer} head {head} at L = {a.length}, N = {a.n_fft}", 480,
-                   gap=30, subtitle=f"aliased energy {100 * float(a.alias_fraction[head]):.3g}%, above the diagonal "
-                   f"{100 * float(a.future_fraction[head]):.3g}%; no aliasing from N = {a.safe_n_fft}")
+                   gap=30, subtitle=sub)
 
 
 VERDICT_COLOURS = {"causal": OK, "leaks": FUTURE, "cannot certify": "#888888"}
@@ -1085,12 +1091,14 @@ def influence_strip_figure(m, row: int) -> go.Figure:
                    fig.layout.height, sub, bottom=fig.layout.margin.b)
 
 
-def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf") -> go.Figure:
+def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, kind: str = "mhf",
+                         hover_bytes: int = 128) -> go.Figure:
     """Per-head token-to-token mixing matrices of one block (`influence.mixing_matrix`, (H, L, L)):
     [h, t, j] = RMS over the head's channels of d y_t / d v_j. Colour log10, six decades, shared
     by the heads; the upper-triangle maximum of each head in the subtitle. The heads share their
     axes (zooming one zooms all); byte labels up to 32 bytes (a panel is half the width), the
-    hover names both bytes up to 128. Over MAX_MATRIX_SIDE / 2 bytes a cell is the maximum of an
+    hover names both bytes up to `hover_bytes` (two strings per cell and head: the offline report
+    leaves them out). Over MAX_MATRIX_SIDE / 2 bytes a cell is the maximum of an
     f x f block (`pool_max`); its hover gives the block's centre ± half its width."""
     mats = np.asarray(mats)
     H, L = mats.shape[0], mats.shape[-1]
@@ -1108,7 +1116,7 @@ def mixing_matrix_figure(mats: np.ndarray, labels: Sequence[str], layer: int, ki
         cells = dict(x=centres, y=centres, hovertemplate=f"outputs t = {_block_span('y', f)} ← inputs j = "
                                                          f"{_block_span('x', f)}<br>largest log10 of the {f} × {f} "
                                                          f"block: %{{z:.2f}}")
-    elif L <= 128:
+    elif L <= hover_bytes:
         shown = np.array([show_label(s) for s in labels], dtype=object)
         cells = dict(customdata=np.stack([shown[:, None].repeat(L, 1), shown[None, :].repeat(L, 0)], axis=-1),
                      hovertemplate="output t = %{y:.0f} (%{customdata[0]}) ← input j = %{x:.0f} (%{customdata[1]})"

@@ -24,7 +24,7 @@ import plotly.offline
 from . import figures
 from .causality import CANNOT, CAUSAL, CausalityReport, causality_report
 from .checkpoint import Checkpoint
-from .energy import parseval_report
+from .energy import energy_bands, parseval_report
 from .filters import data_kernels, fftnet_filters, learned_filters
 from .gates import gate_report
 from .impulse import aliasing, kernel_impulses, mixer_impulse
@@ -36,12 +36,13 @@ from .trace import run_trace
 INFLUENCE_BYTES = 256
 """The influence map covers the text's first 256 bytes (L backward passes of length L: it grows
 as L^2; a 256 x 256 map is a few seconds on a CPU)."""
-MIXING_BYTES = 96
-"""Mixing matrices cover the first 96 bytes ((H, L, L) per block: the file stays small)."""
+MIXING_BYTES = 64
+"""Mixing matrices cover the first 64 bytes ((H, L, L) per block, about 0.2 MB each in the file)."""
 KERNEL_LENGTH = 256
 IMPULSE_LENGTH = 64
 ALIASING_LENGTH = 48
 TOP_K = 5
+TABLE_ROWS = 32  # positions in the top-k table (the loss figure's hover has every position)
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
                  "toImageButtonOptions": {"format": "svg", "scale": 2}}
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
@@ -91,6 +92,7 @@ class _Page:
 
     def figure(self, fig) -> None:
         self.n_figures += 1
+        _compact(fig)
         div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
                           div_id=f"figure-{self.n_figures}", default_width="100%")
         self.add(f'<div class="figure">{div}</div>')
@@ -99,6 +101,16 @@ class _Page:
         head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
         body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
         self.add(f"<table>{head}{body}</table>")
+
+
+def _compact(fig) -> None:
+    """Float arrays go into the figure JSON as float32: Plotly writes numpy arrays as base64 of
+    their bytes, so this halves them, and 7 significant digits are more than any hover shows."""
+    for trace in fig.data:
+        for name in ("x", "y", "z", "customdata"):
+            v = trace[name] if name in trace else None
+            if isinstance(v, np.ndarray) and v.dtype == np.float64:
+                trace[name] = v.astype(np.float32)
 
 
 def _visible(label: str) -> str:
@@ -130,12 +142,15 @@ def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFL
     atomically) and return its Path.
 
     Sections: model card and training record; the causality certificate with its verdict;
-    next-byte predictions (loss per byte, top-k); spectral filters (heads x frequency, response
-    of every head, data-dependent kernels or FFTNet's adapted filter); modReLU gates (open map,
-    passed energy, dead heads); the causal trick (kernel before/after the mask, mixer impulse
-    responses, aliasing); Parseval energy (identity, ESD, gain); token influence (the map on the
-    first `influence_bytes` bytes, the row of the worst-predicted byte, per-head mixing matrices
-    on the first `mixing_bytes` bytes). certificate: the `causality_report(ck)` when the caller
+    next-byte predictions (loss per byte, top-k); spectral filters (every block x head at a
+    glance, heads x frequency per block, data-dependent kernels or FFTNet's adapted filter);
+    modReLU gates (open map, passed energy, dead heads); the causal trick (kernel before/after the
+    mask, mixer impulse responses, aliasing); Parseval energy (identity, energy by band and head,
+    gain); token influence (the map on the first `influence_bytes` bytes, the row of the
+    worst-predicted byte, per-head mixing matrices on the first `mixing_bytes` bytes). Figures
+    are sized to their content: no panel is drawn blank, float arrays go in as float32, plotly.js
+    once; per-head detail that would be a tangle of lines (phase, group delay, ESD) is left to
+    the app, said in one line. certificate: the `causality_report(ck)` when the caller
     has it already (the default computes it). A model whose activations are NaN/Inf still gets
     its report: the verdict says "cannot certify" and each view that holds NaN says so.
     Raises TextError for bad text; OSError when the file cannot be written.
@@ -251,7 +266,7 @@ def _predictions(page: _Page, view) -> None:
         page.para(f"The worst-predicted byte follows position {worst}: what the model expected there.")
         page.figure(figures.topk_figure(view, worst))
     rows = []
-    for i in range(min(len(view.ids), 64)):
+    for i in range(min(len(view.ids), TABLE_ROWS)):
         guesses = ", ".join(f"{_visible(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[i], view.topk_probs[i]))
         nxt = view.labels[i + 1] if i + 1 < len(view.ids) else "(end)"
         loss = f"{view.loss_bits[i]:.2f}" if np.isfinite(view.loss_bits[i]) else "n/a"
@@ -267,12 +282,15 @@ def _filters(page: _Page, ck: Checkpoint, text: str, tr) -> None:
     ffs = fftnet_filters(ck, text, trace=tr)
     if all(f is None for f in lf):
         page.para("This checkpoint has no learned spectral filters.")
+        return
+    page.figure(figures.filter_grid_figure(lf))
+    page.para("Phase and group delay, one head at a time: the app's Spectral filters page (every head's on one "
+              "plot is a tangle).", "note")
     for i, f in enumerate(lf):
         if f is None:
             continue
         page.heading(3, f"Block {i}")
         page.figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {i} ({f.kind})"))
-        page.figure(figures.filter_detail(f))
         if dks[i] is not None:
             page.figure(figures.data_kernel_figure(dks[i]))
         if ffs[i] is not None:
@@ -315,10 +333,11 @@ def _energy(page: _Page, ck: Checkpoint, text: str, tr) -> None:
     page.heading(2, "Parseval energy", "energy")
     rep = parseval_report(ck, text, trace=tr)
     page.figure(figures.energy_identity_figure(rep))
-    page.figure(figures.energy_gain_figure(rep))
-    for i, e in enumerate(rep.layers):
-        if e is not None:
-            page.figure(figures.esd_figure(e, title=f"Energy spectral density, block {i}, every head"))
+    if any(e is not None for e in rep.layers):
+        page.figure(figures.energy_bands_figure(energy_bands(rep)))
+        page.figure(figures.energy_gain_figure(rep))
+        page.para("Each head's energy spectral density, input against output: the app's Parseval energy page.",
+                  "note")
 
 
 def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: int, mixing_bytes: int) -> None:
@@ -347,4 +366,4 @@ def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: in
     page.heading(3, f"Mixing matrices per block and head (first {len(labels)} bytes)")
     for i, mm in enumerate(mats):
         if mm is not None:
-            page.figure(figures.mixing_matrix_figure(mm, labels, i, ck.config.layer_kind(i)))
+            page.figure(figures.mixing_matrix_figure(mm, labels, i, ck.config.layer_kind(i), hover_bytes=0))

@@ -87,3 +87,38 @@ def test_report_rejects_bad_text(tmp_path):
     with pytest.raises(TextError):
         write_report(load_sample("caracal-periodic"), "", tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_short_texts_report_is_sized_to_its_content(tmp_path, monkeypatch):
+    """Issue 13 item 12: a 97-byte text's report was 13.5 MB (8.7 MB of it figure data) with a
+    blank 'aliased terms' panel (drawn on the weights' range, 6x its own largest value) and every
+    head's group delay on one plot. Now: plotly.js once, the figure data small for a short text,
+    every panel holding data drawn on a range it fills, no all-heads tangle."""
+    import numpy as np
+    import plotly.offline
+
+    from caracal_viz import report as rp
+
+    shown = []
+    original = rp._Page.figure
+    monkeypatch.setattr(rp._Page, "figure", lambda self, fig: (shown.append(fig), original(self, fig))[1])
+    text = ("GRUMIO:\nFirst, know, my horse is tired; my master and mistress fallen out. " * 2)[:97]
+    assert len(text.encode()) == 97
+    path = write_report(load_sample("caracal-shakespeare"), text, tmp_path / "r.html")
+    doc = path.read_text(encoding="utf-8")
+    js = plotly.offline.get_plotlyjs()
+    assert doc.count(js[:400]) == 1
+    assert len(doc.encode()) - len(js.encode()) < 3.5e6  # the figures, tables and text: 8.7 MB before
+
+    for fig in shown:
+        spec = fig.to_plotly_json()
+        title = spec["layout"].get("title", {}).get("text", "")
+        assert not title.startswith("Frequency response of every head"), title  # group-delay spaghetti
+        for tr in fig.data:
+            if tr.type != "heatmap":
+                continue
+            z = np.asarray(tr.z, dtype=float)
+            assert np.isfinite(z).any(), f"{title}: a panel without data"
+            if tr.zmid == 0 and tr.zmax is not None:  # signed, on a fixed range: that range must fit its data
+                top = float(np.nanmax(np.abs(z)))
+                assert top > 0 and tr.zmax <= 2 * top, f"{title}: drawn on ±{tr.zmax:.3g}, its data reach {top:.3g}"
