@@ -653,12 +653,7 @@ def show_certificate(report, summary: bool = True) -> None:
     summary below (shown literally: it holds the checkpoint's file name) unless summary=False."""
     colour, icon = VERDICT_STYLE[report.verdict]
     head = markdown_literal_text(report.headline)
-    if report.verdict == "cannot certify":
-        detail = "nothing can be measured where the activations are not numbers."
-    else:
-        detail = (f"changing a token moves earlier logits by up to {report.model_leak:.3g} "
-                  f"(rounding floor {report.floor:.2g}, {report.precision})"
-                  + (": a later token changes earlier predictions." if report.verdict == "leaks" else "."))
+    detail = report.leak_text + (": a later token changes earlier predictions." if report.verdict == "leaks" else ".")
     with st.container(border=True):
         st.markdown(f":{colour}-background[{icon} **{head}**] :{colour}[{detail}]")
         if summary:

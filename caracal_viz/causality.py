@@ -225,6 +225,19 @@ class CausalityReport:
             return f"Causal up to {self.precision} rounding (floor {self.floor:.2g})"
         return "Causal"
 
+    @property
+    def leak_text(self) -> str:
+        """The largest change of an earlier logit, in words (no verdict): "changing a token moves
+        earlier logits by up to 22.1 (rounding floor 1.5e-05, float32)", or what was seen when nothing
+        moved or nothing could be measured."""
+        if self.verdict == CANNOT:
+            return "nothing can be measured where the activations are not numbers"
+        if self.model_leak == 0:
+            return ("no earlier logit moved in the perturbed runs, but the structure of a block leaks"
+                    if self.verdict == LEAKS else "changing a token moved no earlier logit at all") + f" ({self.precision})"
+        return (f"changing a token moves earlier logits by up to {self.model_leak:.3g} "
+                f"(rounding floor {self.floor:.2g}, {self.precision})")
+
 
 # ---- the certificate ------------------------------------------------------------------------------
 def causality_report(ck: Checkpoint, *, precision: str = "float32", lengths=None, trials: int | None = None,
@@ -577,7 +590,9 @@ def _ratio(leak: float, floor: float) -> float:
 def _layer_summary(ck: Checkpoint, i: int, s: Structure, parts: list, L_max: int, precision: str) -> LayerLeak:
     cfg = ck.config
     kind = cfg.layer_kind(i)
-    mode = {"mhf": cfg.causal_mode, "fftnet": "global"}.get(kind, "causal")
+    # the block's own mode: a copy may run one block differently (interventions.circular_copy)
+    mixer_cfg = getattr(ck.model.blocks[i].mixer, "cfg", cfg)
+    mode = {"mhf": mixer_cfg.causal_mode, "fftnet": "global"}.get(kind, "causal")
     finite = all(p[1][2] for p in parts)
     measured = [(m, p[1][1]) for p in parts for m in p[1][0]]
     by_offset = np.zeros(L_max, dtype=np.float64)
@@ -700,9 +715,12 @@ def _summary(ck: Checkpoint, r: CausalityReport, model_leaks: bool) -> str:
         head = "causal" if r.model_leak == 0 else f"causal up to {r.precision} rounding (floor {r.floor:.2g})"
         return f"{name}: {head}: {how}; {moved}"
     leaky = [p for p in r.per_layer if p.verdict == LEAKS]
-    head = f"{name}: LEAKS: changing a token moves earlier logits by up to {r.model_leak:.3g}"
-    if not model_leaks:
-        head += f" (within {FLOOR_FACTOR:g} x the {floor_words} at the logits, but a block leaks)"
+    if r.model_leak > 0:
+        head = f"{name}: LEAKS: changing a token moves earlier logits by up to {r.model_leak:.3g}"
+        if not model_leaks:
+            head += f" (within {FLOOR_FACTOR:g} x the {floor_words} at the logits, but a block leaks)"
+    else:
+        head = f"{name}: LEAKS: no earlier logit moved in the perturbed runs, but a block leaks"
     if not leaky:
         return head + " (no single mixer leaks on its own: look at the blocks' interaction)"
     first = leaky[0]

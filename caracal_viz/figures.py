@@ -708,8 +708,7 @@ def causality_figure(report) -> go.Figure:
     if report.verdict == "cannot certify":
         verdict += f": NaN/Inf from {esc(report.nonfinite)}"
     return _layout(fig, f"Causality certificate: {verdict}", 420,
-                   f"{report.precision}; changing a token moves earlier logits by up to {report.model_leak:.3g} "
-                   f"(rounding floor {report.floor:.2g}); lengths {', '.join(map(str, report.lengths))}")
+                   f"{report.leak_text}; lengths {', '.join(map(str, report.lengths))}")
 
 
 # ---- Parseval energy ---------------------------------------------------------------------------

@@ -300,3 +300,30 @@ def test_same_arguments_same_numbers():
     ck = load_sample("caracal-circular-leaky")
     a, b = causality_report(ck, lengths=[16, 40]), causality_report(ck, lengths=[16, 40])
     assert a.model_leak == b.model_leak and a.floor == b.floor and a.summary == b.summary
+
+
+# ---- wording ------------------------------------------------------------------------------------
+def zero_mixer_output(model):
+    for block in model.blocks:
+        block.mixer.w_o.weight.zero_()
+        block.mixer.w_o.bias.zero_()
+
+
+def test_no_line_says_a_leak_of_up_to_zero(tmp_path):
+    """A leak of exactly 0 is said in words, never as "up to 0": a causal sample whose earlier logits never
+    move, and a circular model whose wrap-around the structure proves while its mixers output nothing."""
+    from caracal_viz.figures import causality_figure
+
+    causal = causality_report(load_sample("caracal-periodic"))
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, context=64, causal_mode="circular")
+    silent = causality_report(built(tmp_path, cfg, zero_mixer_output), lengths=[16], trials=1)
+    assert causal.verdict == CAUSAL and causal.model_leak == 0
+    assert silent.verdict == LEAKS and silent.model_leak == 0
+    assert causal.leak_text == "changing a token moved no earlier logit at all (float32)"
+    assert silent.leak_text.startswith("no earlier logit moved in the perturbed runs, but the structure")
+    assert "LEAKS: no earlier logit moved in the perturbed runs, but a block leaks; from block 0" in silent.summary
+    for r in (causal, silent):
+        subtitle = causality_figure(r).layout.title.subtitle.text.replace("<br>", " ")
+        assert r.leak_text in subtitle
+        for line in (r.headline, r.summary, r.coverage, r.leak_text, subtitle):
+            assert "up to 0 " not in line + " " and "floor 0 " not in line + " ", line

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from caracal_viz import interventions as iv
+from caracal_viz.causality import causality_report
 from caracal_viz.predict import next_token_view
 from caracal_viz.text import TextError
 from tests.conftest import load_sample
@@ -117,6 +118,17 @@ def test_circular_block_mixes_as_a_numpy_circular_convolution_and_leaks():
     assert ck.model.blocks[layer].mixer.cfg.causal_mode == "pad"  # the shared model is untouched
     res = iv.switch_to_circular(ck, PERIODIC, layer)
     assert res.certificate is not None and not res.certificate.causal
+
+
+def test_the_certificate_names_each_blocks_own_mode_after_a_switch_to_circular():
+    ck = load_sample("caracal-periodic")
+    layer = 1
+    cert = causality_report(iv.circular_copy(ck, layer), lengths=[16], trials=1)
+    modes = [p.causal_mode for p in cert.per_layer]
+    assert modes == ["circular" if i == layer else "pad" for i in range(ck.config.n_layers)], modes
+    assert cert.per_layer[layer].verdict == "leaks" and "no zero padding" in cert.per_layer[layer].structure.text
+    assert f"from block {layer} (mhf circular)" in cert.summary, cert.summary
+    assert all(p.verdict == "causal" for i, p in enumerate(cert.per_layer) if i != layer)
 
 
 @pytest.mark.parametrize("make", [
