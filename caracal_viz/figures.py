@@ -522,20 +522,31 @@ def _no_data_note(g) -> str:
     return f"; grey: no data ({n} of {g.open.shape[1]} bins: this short text has fewer frequencies)" if n else ""
 
 
-def gate_map_figure(g, title: str | None = None) -> go.Figure:
+def _gate_hover(axis: str, value: str, freq_at: int) -> str:
+    """A gate map's hover; on the period axis the frequency comes from customdata[freq_at]."""
+    f = f"f = %{{customdata[{freq_at}]:.4f}} cycles/token (period %{{x:.3g}})" if axis == "period" else "f = %{x:.4f}"
+    return f"head %{{y}}<br>{f}<br>{value}"
+
+
+def gate_map_figure(g, title: str | None = None, axis: str = "frequency", periods: Sequence[float] = ()) -> go.Figure:
     """modReLU gates of one block (`gates.LayerGates`), heads x frequency: open (1) or closed
-    (0); with a text, the fraction of gates open for it (fftnet, per bin). Dead heads marked."""
+    (0); with a text, the fraction of gates open for it (fftnet, per bin). Dead heads marked.
+    axis: one of FREQ_AXES (log frequency and period leave out f = 0); periods: the task's known
+    periods, marked as lines."""
     H = g.bias.shape[0]
     z = g.open.astype(float) if g.data_open is None else g.data_open
+    x, keep, xaxis = freq_axis(g.freqs, axis)
     fig = go.Figure(go.Heatmap(
-        z=_round(z, 3), x=g.freqs, y=list(range(H)), colorscale=MAGNITUDE, zmin=0.0, zmax=1.0,
+        z=_round(z[:, keep], 3), x=x, y=list(range(H)), colorscale=MAGNITUDE, zmin=0.0, zmax=1.0,
         colorbar=dict(title=dict(text="open"), tickvals=[0, 0.5, 1], ticktext=["closed", "half", "open"]),
-        customdata=np.stack([_round(g.magnitude, 4), _round(g.bias, 4)], axis=-1),
-        hovertemplate="head %{y}<br>f = %{x:.4f}<br>open %{z:.0%}<br>|z| = %{customdata[0]:.3g}, "
-                      "b = %{customdata[1]:.3g}<extra></extra>"))
+        customdata=np.stack([_round(g.magnitude, 4), _round(g.bias, 4),
+                             np.broadcast_to(g.freqs, g.bias.shape)], axis=-1)[:, keep],
+        hovertemplate=_gate_hover(axis, "open %{z:.0%}<br>|z| = %{customdata[0]:.3g}, b = %{customdata[1]:.3g}", 2)
+                      + "<extra></extra>"))
     for h in np.flatnonzero(g.dead):
         fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
-    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    mark_periods(fig, periods, axis)
+    fig.update_xaxes(**xaxis)
     fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
                      autorange="reversed")
     n_dead = int(g.dead.sum())
@@ -545,10 +556,11 @@ def gate_map_figure(g, title: str | None = None) -> go.Figure:
                    sub + _no_data_note(g))
 
 
-def passed_energy_figure(g, title: str | None = None) -> go.Figure:
+def passed_energy_figure(g, title: str | None = None, axis: str = "frequency",
+                         periods: Sequence[float] = ()) -> go.Figure:
     """Energy each gate lets through for the text (`gates.LayerGates` with a text), heads x
     frequency in dB (Parseval-scaled, so it adds up to the head's passed energy). Without a text,
-    the gates' static transmission in dB. Dead heads marked."""
+    the gates' static transmission in dB. Dead heads marked. axis, periods: as gate_map_figure."""
     H = g.bias.shape[0]
     if g.passed_energy is not None:
         z = 10 * np.log10(np.maximum(g.passed_energy, 1e-30))
@@ -560,14 +572,18 @@ def passed_energy_figure(g, title: str | None = None) -> go.Figure:
     else:
         z = 10 * np.log10(np.maximum(g.transmission, 1e-30))
         ztitle, what, sub = "transmission (dB)", "static gate transmission", None
+    x, keep, xaxis = freq_axis(g.freqs, axis)
+    z = z[:, keep]
     zmax = float(np.nanmax(z)) if np.isfinite(z).any() else 0.0
     fig = go.Figure(go.Heatmap(
-        z=_round(z, 2), x=g.freqs, y=list(range(H)), colorscale=MAGNITUDE, zmin=zmax - 80, zmax=zmax,
+        z=_round(z, 2), x=x, y=list(range(H)), colorscale=MAGNITUDE, zmin=zmax - 80, zmax=zmax,
         colorbar=dict(title=dict(text=ztitle)),
-        hovertemplate="head %{y}<br>f = %{x:.4f}<br>%{z:.1f} dB<extra></extra>"))
+        customdata=np.broadcast_to(np.asarray(g.freqs)[keep], (H, int(keep.sum())))[..., None],
+        hovertemplate=_gate_hover(axis, "%{z:.1f} dB", 0) + "<extra></extra>"))
     for h in np.flatnonzero(g.dead):
         fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
-    fig.update_xaxes(title_text="frequency f (cycles/token)")
+    mark_periods(fig, periods, axis)
+    fig.update_xaxes(**xaxis)
     fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
                      autorange="reversed")
     return _layout(_no_data(fig, g), esc(title or f"modReLU gates: {what}"), 150 + 40 * H, sub)

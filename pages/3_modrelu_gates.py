@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, gates
+from caracal_viz import figures, filters, gates
 
 ck, text = ui.page_setup(
     "modReLU gates",
@@ -38,7 +38,15 @@ layer = ui.linked("layer", "gt_layer", layers, lambda k: st.selectbox(
     "Layer", layers, format_func=lambda i: f"block {i} ({ck.config.layer_kind(i)})", key=k))
 g = report[layer]
 st.subheader(f"Block {layer}: gates by head and frequency")
-ui.show_figure(figures.gate_map_figure(g), key="gt_map", file_name=f"{ui.stem(ck)}_gates_block{layer}")
+axis = st.radio("Frequency axis", figures.FREQ_AXES, horizontal=True, key="gt_axis",
+                help="Log frequency spreads out the slow end (near f = 0); period shows 1/f, how many tokens a "
+                     "pattern takes to repeat")
+periods = filters.task_periods(ck)
+if periods:
+    st.caption(f"Green dashed lines: the periods this checkpoint's training task repeats with "
+               f"({', '.join(map(str, periods))} tokens; see sample_checkpoints/README.md).")
+ui.show_figure(figures.gate_map_figure(g, axis=axis, periods=periods), key="gt_map",
+               file_name=f"{ui.stem(ck)}_gates_block{layer}")
 if g.kind == "fftnet":
     n_bins = len(text.encode("utf-8")) // 2 + 1
     st.caption("FFTNet gates act on the filtered data spectrum, so they depend on the text: the map shows "
@@ -46,7 +54,7 @@ if g.kind == "fftnet":
                + (f" This text has {n_bins} frequency bins against the gates' {len(g.freqs)}: each text bin lands "
                   "on its nearest gate bin, and the gate bins in between receive no data (the stripes)."
                   if n_bins < len(g.freqs) else ""))
-ui.show_figure(figures.passed_energy_figure(g), key="gt_energy", file_name=f"{ui.stem(ck)}_gate_energy_block{layer}")
+ui.show_figure(figures.passed_energy_figure(g, axis=axis, periods=periods), key="gt_energy", file_name=f"{ui.stem(ck)}_gate_energy_block{layer}")
 st.caption("Energy of the text reaching the gates per bin (Parseval scaled) and the part the gates let through.")
 
 

@@ -13,6 +13,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from caracal_viz import energy, figures, filters
+from caracal_viz.gates import gate_report
 from tests.conftest import load_sample
 from tests.security_helpers import open_link, server_like_navigation
 
@@ -176,3 +177,36 @@ def test_parseval_page_shows_where_the_energy_goes():
     spec = figure_json(at, "pe_bands")
     assert "Where the energy goes" in spec and "2 to 4 tokens" in spec
     assert any("keeps its energy" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("axis", figures.FREQ_AXES)
+def test_the_gate_maps_offer_the_filter_axes_and_mark_the_task_periods(axis):
+    """Issue 13 item 14: the gates map has the log-frequency and period axes of the filter
+    heatmap (f = 0 left out where it has no log or period) and the periodic task's known
+    periods marked."""
+    ck = load_sample("caracal-periodic")
+    g = next(x for x in gate_report(ck, "abcabcabc xyzxyzxyz 0123456701234567") if x is not None)
+    periods = filters.task_periods(ck)
+    for fig in (figures.gate_map_figure(g, axis=axis, periods=periods),
+                figures.passed_energy_figure(g, axis=axis, periods=periods)):
+        (heat,) = [t for t in fig.data if t.type == "heatmap"]
+        x = np.asarray(heat.x, dtype=float)
+        keep = g.freqs > 0 if axis != "frequency" else np.ones(g.freqs.shape, bool)
+        want = {"frequency": g.freqs, "log frequency": g.freqs[keep], "period": 1.0 / g.freqs[keep]}[axis]
+        np.testing.assert_allclose(x, want)
+        assert np.asarray(heat.z).shape == (g.bias.shape[0], int(keep.sum()))
+        assert fig.layout.xaxis.type == (None if axis == "frequency" else "log")
+        lines = sorted(s.x0 for s in fig.layout.shapes if s.x0 == s.x1 and s.xref == "x")
+        np.testing.assert_allclose(lines, sorted(p if axis == "period" else 1.0 / p for p in periods))
+        assert {a.text for a in fig.layout.annotations} >= {f"period {p:g}" for p in periods}
+
+
+@pytest.mark.usefixtures("server_like_navigation")
+def test_the_gates_page_offers_the_axes_and_names_the_periods():
+    at = open_link("pages/3_modrelu_gates.py", ck="caracal-periodic")
+    assert at.radio("gt_axis").options == list(figures.FREQ_AXES)
+    assert any("3, 8, 20 tokens" in c.value for c in at.caption)
+    assert '"period 8"' in figure_json(at, "gt_map")
+    at.radio("gt_axis").set_value("period").run()
+    assert not at.exception and not at.error
+    assert "period 1/f (tokens" in figure_json(at, "gt_map") and "period 1/f (tokens" in figure_json(at, "gt_energy")
