@@ -150,6 +150,24 @@ def _ink(v: Sequence[float], zmin: float | None, zmax: float | None, all_values:
     return out
 
 
+def byte_context(ids: Sequence[int], at: int, width: int = 6) -> str:
+    """The text around position `at` of the bytes `ids`, the character holding that byte between
+    ⟦ ⟧: up to `width` bytes either side, decoded (a cut character shows as U+FFFD), newlines as
+    ↵, escaped for Plotly and isolated (U+2068..U+2069) so a right-to-left word keeps its direction."""
+    raw = bytes(int(b) for b in ids)
+    a = at  # the character's first byte: back over UTF-8 continuation bytes (10xxxxxx), at most 3
+    while a > 0 and at - a < 3 and raw[a] & 0xC0 == 0x80:
+        a -= 1
+    b = a + 1
+    while b < len(raw) and b - a < 4 and raw[b] & 0xC0 == 0x80:
+        b += 1
+
+    def part(lo: int, hi: int) -> str:
+        return raw[max(lo, 0):hi].decode("utf-8", errors="replace").replace("\n", "↵")
+
+    return "\u2068" + esc(part(a - width, a) + "⟦" + part(a, b) + "⟧" + part(b, b + width)) + "\u2069"
+
+
 def _context(text: str, at: int, width: int = 8) -> str:
     """Up to `width` characters either side of text[at] on its line, isolated (U+2068..U+2069)
     so a right-to-left word keeps its direction inside a left-to-right hover."""
@@ -1055,13 +1073,14 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
                      hovertemplate=f"predictions after positions {_block_span('y', f)} ← positions {_block_span('x', f)}"
                                    f"<br>largest log10 influence of the {f} × {f} block: %{{z:.2f}}<extra></extra>")
     elif L <= 128:
-        labels = [byte_value(b) for b in m.ids]
+        # each byte with its context: the map's hover shows where in the text both bytes sit
+        labels = [f"{byte_value(b)} in “{byte_context(m.ids, i)}”" for i, b in enumerate(m.ids)]
         row = np.array(labels, dtype=object)[:, None].repeat(L, 1)
         col = np.array(labels, dtype=object)[None, :].repeat(L, 0)
         raw = np.vectorize(lambda v: "no next byte" if not np.isfinite(v) else f"{v:.3g}", otypes=[object])(values)
         cells = dict(customdata=np.stack([row, col, raw], axis=-1),
-                     hovertemplate="prediction after position %{y:.0f} (%{customdata[0]}) ← position %{x:.0f} "
-                                   "(%{customdata[1]})<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
+                     hovertemplate="prediction after position %{y:.0f}: %{customdata[0]}<br>← position %{x:.0f}: "
+                                   "%{customdata[1]}<br>‖∂ log p / ∂e‖ = %{customdata[2]}<extra></extra>")
     fig = go.Figure(go.Heatmap(z=_round(z, 3), colorscale=MAGNITUDE, zmin=zmin, zmax=zmax,
                                colorbar=dict(title=dict(text="log10 ‖∂ log p/∂e‖", side="right")), **cells))
     fig.add_scatter(x=[-0.5, L - 0.5], y=[-0.5, L - 0.5], mode="lines", showlegend=False, hoverinfo="skip",

@@ -246,3 +246,20 @@ def test_fftnets_bins_without_data_look_the_same_on_both_gate_maps():
         z = np.array(fig.data[0].z, dtype=float)
         assert np.array_equal(np.isnan(z), empty)
         assert fig.layout.plot_bgcolor == figures.NO_DATA and "grey: no data" in fig.layout.title.subtitle.text
+
+
+def test_the_influence_maps_hover_shows_where_both_bytes_sit_in_the_text():
+    """Item 16: hovering a cell of the influence map names both bytes in their context (Streamlit
+    sends no hover events to Python, so the map cannot light the bytes up in the text strip;
+    its own hover shows them in the text instead)."""
+    text = "the quick <b>brown</b> fox é!"
+    m = token_influence(load_sample("caracal-shakespeare"), text)
+    fig = figures.influence_figure(m)
+    (heat,) = [t for t in fig.data if t.type == "heatmap"]
+    cd = np.asarray(heat.customdata, dtype=object)
+    assert "position %{y:.0f}: %{customdata[0]}" in heat.hovertemplate
+    assert cd[4, 0, 0] == "0x71 'q' in “\u2068the ⟦q⟧uick &lt;\u2069”"  # row 4: the prediction after 'q'
+    assert cd[0, 11, 1] == "0x62 'b' in “\u2068uick &lt;⟦b⟧&gt;brown\u2069”"  # column 11: the 'b' of the tag, escaped
+    e = text.encode().index("é".encode())
+    for j in (e, e + 1):  # both bytes of é: the whole character is the one in brackets
+        assert "⟦é⟧" in cd[0, j, 1]
