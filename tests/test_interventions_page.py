@@ -80,7 +80,19 @@ def test_bad_requests_get_one_line_and_keep_the_page():
     assert at.number_input("iv_head").value == 1 and at.radio("iv_kind").value == "Filter a band"
     at.text_input("iv_band_text").input("").run()
     assert errors(at) == []
+    at.number_input("iv_layer").set_value(0).run()
+    at.text_input("iv_band_text").input("T 1 3").run()  # periods under 2 tokens: frequencies over 0.5
+    assert len(errors(at)) == 1 and "\n" not in errors(at)[0], errors(at)
+    at.text_input("iv_band_text").input("0.1 0.2").run()
+    assert errors(at) == []
     at.text_area("text_box").input("a").run()
     assert not at.exception
-    assert errors(at) and all("one byte long" in e for e in errors(at))
+    assert errors(at) and all("one byte long" in e and "\n" not in e for e in errors(at))
+    # the page keeps every choice, and a valid text brings the same intervention back
     assert at.radio("iv_kind").value == "Filter a band"
+    assert (at.number_input("iv_layer").value, at.number_input("iv_head").value) == (0, 1)
+    assert at.text_input("iv_band_text").value == "0.1 0.2"
+    at.text_area("text_box").input(PERIODIC_TEXT).run()
+    assert errors(at) == []
+    want = iv.filter_band(load_sample("caracal-periodic"), PERIODIC_TEXT, 0, 1, (0.1, 0.2))
+    assert metric(at, "Bits/byte after") == f"{want.bits_after:.4f}"
