@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import plotly.io as pio
 import plotly.offline
+
+from models.files import atomic_write
 
 from . import figures
 from .causality import CANNOT, CAUSAL, CausalityReport, causality_report
@@ -190,28 +190,12 @@ def _document(ck: Checkpoint, page: _Page) -> str:
     ])
 
 
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for every thread)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
 def _write(path: Path, document: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".report-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(document)
-        os.chmod(tmp, 0o666 & ~_umask())  # a normal file, as open() would make it (mkstemp's is 0600)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
 
 
 # ---- sections ----------------------------------------------------------------------------------

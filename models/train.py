@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint_format import save_checkpoint
 from .config import ModelConfig
 from .data import PeriodicData, TextData
 from .lm import ByteLM
@@ -109,8 +110,6 @@ def train(preset_name: str, out: Path, *, steps: int | None = None, device: str 
     """Train preset `preset_name` and write the checkpoint to `out` (.safetensors or .pt) at every
     evaluation; returns the training record (the checkpoint's "training" metadata). steps: the
     preset's count unless given; device: CUDA when available unless given."""
-    from caracal_viz.checkpoint import save_checkpoint  # the format lives with the loader
-
     preset = PRESETS[preset_name]
     steps = steps or preset.steps
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
