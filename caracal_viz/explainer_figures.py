@@ -13,21 +13,27 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .explainer import PaddingDemo
-from .figures import FUTURE, OK, threshold_line
+from .figures import FUTURE, OK, _wrap, threshold_line
 
 EXACT = OK
 FFT = "#1f77b4"
 LEAK = FUTURE
 WEIGHTS = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#2166ac"]]  # diverging, no red: negative purple, positive blue
 MUTED = "#9e9e9e"
+SUBTITLE_WIDTH = 38  # characters a subtitle line: a half-width column of a 900 px window shows about this many
 HEAD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
 def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None) -> go.Figure:
+    """Title, subtitle wrapped at SUBTITLE_WIDTH characters (these figures sit in half-width
+    columns: 210 px at a 900 px window, where Plotly would clip one long line), the top margin
+    grown by its lines and the figure by as much; the legend horizontal under the plot."""
     t = dict(text=title, x=0.0, xanchor="left")
-    if subtitle:
-        t["subtitle"] = dict(text=subtitle)
-    top, bottom = (80 if subtitle else 60), 40
+    lines = _wrap(subtitle, SUBTITLE_WIDTH) if subtitle else []
+    if lines:
+        t["subtitle"] = dict(text="<br>".join(lines))
+    top, bottom = 60 + 20 * len(lines), 40
+    height += 20 * max(0, len(lines) - 1)
     # the legend sits a fixed ~65 px under the plot area, below the x-axis title
     fig.update_layout(title=t, height=height, template="plotly_white", margin=dict(l=60, r=20, t=top, b=bottom),
                       legend=dict(orientation="h", yanchor="top", y=-65 / max(height - top - bottom, 100),
@@ -59,7 +65,7 @@ def outputs_figure(demo: PaddingDemo) -> go.Figure:
         fig.add_vrect(x0=-0.5, x1=rows[-1] + 0.5, fillcolor=LEAK, opacity=0.08, line_width=0)
     fig.add_bar(x=t, y=demo.leak, name="leak (wrapped terms)", marker_color=LEAK, opacity=0.55,
                 hovertemplate="t=%{x}<br>leak=%{y:.3g}<extra></extra>")
-    fig.add_scatter(x=t, y=demo.exact, name="exact causal (pad to 2L, keep first L)", mode="lines+markers",
+    fig.add_scatter(x=t, y=demo.exact, name="exact causal (pad, keep L)", mode="lines+markers",
                     line=dict(color=EXACT, width=3), marker=dict(size=5),
                     hovertemplate="t=%{x}<br>exact=%{y:.4g}<extra></extra>")
     fig.add_scatter(x=t, y=demo.fft_output, name=f"FFT of size N = {demo.n_fft}", mode="lines+markers",
@@ -127,8 +133,8 @@ def matrices_figure(demo: PaddingDemo) -> go.Figure:
     L = demo.L
     future_circ = np.triu(demo.circulant, 1) != 0
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.05,
-                        subplot_titles=(f"circulant (N = L = {L})", f"your N = {demo.n_fft}",
-                                        f"causal Toeplitz (N ≥ {demo.n_min})"))
+                        subplot_titles=(f"circulant<br>N = L = {L}", f"your N<br>N = {demo.n_fft}",
+                                        f"causal Toeplitz<br>N ≥ {demo.n_min}"))  # two short lines fit a 110 px panel
     zmax = float(np.max(np.abs(demo.circulant))) or 1.0
     _matrix_panel(fig, demo.circulant, future_circ, 1, zmax, False)
     _matrix_panel(fig, demo.matrix, demo.future, 2, zmax, False)
@@ -137,10 +143,10 @@ def matrices_figure(demo: PaddingDemo) -> go.Figure:
     fig.update_yaxes(range=[L - 0.5, -0.5], constrain="domain", showgrid=False)
     fig.update_yaxes(title_text="output t", row=1, col=1)
     for col in (1, 2, 3):
-        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", showticklabels=col == 1, row=1, col=col)
     fig = _layout(fig, "Convolution matrices, y = M x", 460,
                   f"{int(demo.future.sum())} wrapped entries (vermilion) above the diagonal at N = {demo.n_fft}")
-    fig.update_layout(margin=dict(t=120))
+    fig.update_layout(margin=dict(t=fig.layout.margin.t + 60))  # room for the two-line panel titles
     return fig
 
 

@@ -532,7 +532,11 @@ def _no_data_bins(g) -> np.ndarray:
 
 def _no_data(fig: go.Figure, g) -> go.Figure:
     """Bins without data (NaN cells) show the plot's background: NO_DATA grey on both gate maps."""
-    return fig.update_layout(plot_bgcolor=NO_DATA) if _no_data_bins(g).any() else fig
+    if not _no_data_bins(g).any():
+        return fig
+    fig.update_xaxes(showgrid=False)  # grid lines would stripe the grey
+    fig.update_yaxes(showgrid=False)
+    return fig.update_layout(plot_bgcolor=NO_DATA)
 
 
 def _no_data_note(g) -> str:
@@ -813,7 +817,7 @@ def energy_bands_figure(b) -> go.Figure:
     (dB; bars coloured by the verdict: amplifies, attenuates, keeps)."""
     names = [f"block {i} head {h}" for i, h in b.rows]
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, column_widths=[0.38, 0.38, 0.24], horizontal_spacing=0.03,
-                        subplot_titles=("input energy by band", "output energy by band", "energy gain (dB)"))
+                        subplot_titles=("input energy<br>by band", "output energy<br>by band", "energy<br>gain (dB)"))
     for col, frac in ((1, b.input_fraction), (2, b.output_fraction)):
         fig.add_heatmap(z=_round(frac, 4), x=list(b.names), y=names, colorscale=MAGNITUDE, zmin=0, zmax=1,
                         text=np.vectorize(lambda v: "" if not np.isfinite(v) else f"{v:.0%}")(frac),
@@ -832,7 +836,7 @@ def energy_bands_figure(b) -> go.Figure:
     sub = (f"{counts['amplifies']} head(s) amplify (red), {counts['attenuates']} attenuate (blue), {counts['keeps']} keep "
            f"their energy (grey: within ±{b.keep_db:g} dB); bands by period 1/f")
     return _layout(fig, "Where the energy goes: each head's energy by band of period", 200 + 26 * len(names), sub,
-                   gap=10, bottom=110)
+                   gap=30, bottom=110)  # gap: two-line panel titles, short enough for a 900 px window
 
 
 def energy_gain_figure(rep) -> go.Figure:
@@ -1214,8 +1218,10 @@ def compare_figure(d, name_a: str, name_b: str) -> go.Figure:
     ticks = [f"head {h} (kernel {100 * float(d.kernel_rel_change[h]):.0f}% changed)" for h in range(H)]
     fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=ticks, autorange="reversed")
     fig.update_xaxes(title_text="frequency f (cycles/token)")
-    return _layout(fig, f"Filter difference: {esc(name_b)} − {esc(name_a)}", 180 + 40 * H,
-                   f"{int(np.sum(d.n_changed))} gate(s) changed state (red: louder in b, blue: quieter)")
+    # the names go in the subtitle, which wraps: a title of two long file names is clipped at 900 px
+    return _layout(fig, "Filter difference, B − A", 180 + 40 * H,
+                   f"B {esc(name_b)} − A {esc(name_a)}; {int(np.sum(d.n_changed))} gate(s) changed state "
+                   "(red: louder in B, blue: quieter)")
 
 
 # ---- attribution methods (caracal_viz.attribution) ----------------------------------------------
