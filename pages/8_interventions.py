@@ -141,22 +141,39 @@ if result is not None:
             "when": ["before"] * len(before) + ["after"] * len(after), "byte": [b for b, _ in before + after],
             "probability": [p for _, p in before + after]}), f"{ui.stem(ck)}_topk_pos{pos}.csv", key="iv_dl_topk")
 
+
+
+def asked(flag: str, key: tuple, label: str, what: str) -> bool:
+    """Whether the long computation `flag` was asked for on this checkpoint and text (`key`); if not,
+    a button that asks (a first visit runs none of it: the sweep is hundreds of forward passes)."""
+    if ss.get(flag) == key:
+        return True
+    st.caption(what)
+    st.button(label, key=f"{flag}_button", on_click=ss.__setitem__, args=(flag, key))
+    return False
+
+
 # ---- the sweep ------------------------------------------------------------------------------------
 st.subheader("Sweep: every head and band")
-try:
-    sw = ui.analysis(iv.sweep, ck, text, spinner="Ablating every head and band...",
-                     passthrough=(ValueError, TextError))
-except (ValueError, TextError) as e:
-    st.error(ui.md_escape(ui.error_message(e)))
-    st.stop()
-ss["iv_sweep_last"] = sw
-st.plotly_chart(figures.sweep_figure(sw), width="stretch", theme="streamlit", key="iv_sweep_fig",
-                config=ui.plotly_config(f"{ui.stem(ck)}_sweep"), on_select=_apply_sweep_cell, selection_mode="points")
-st.caption(f"Each cell: bits/byte added to {sw.bits_clean:.3f} when that head is zeroed (first column) or one band "
-           "of its learned spectrum is stopped (MHF: before the causal mask; FFTNet: its adapted filter), on a "
-           "log-frequency grid. Click a cell to apply it above.")
-ui.download_csv("Sweep (CSV)", lambda: ui.csv_bytes({k: [r[k] for r in sw.rows()] for k in sw.rows()[0]}),
-                f"{ui.stem(ck)}_sweep.csv", key="iv_dl_sweep")
+n_ablations = len(fourier) * cfg.n_heads * 9  # each head zeroed, and each of its 8 bands stopped
+if asked("iv_sweep_for", (ck.sha256, str(ck.device), text), "Run the sweep",
+         f"The sweep runs about {n_ablations} ablations of this text (every head, and 8 bands of each): "
+         "seconds on a GPU, longer on a CPU. Its result stays for this checkpoint and text."):
+    try:
+        sw = ui.analysis(iv.sweep, ck, text, spinner="Ablating every head and band...",
+                         passthrough=(ValueError, TextError))
+    except (ValueError, TextError) as e:
+        st.error(ui.md_escape(ui.error_message(e)))
+        st.stop()
+    ss["iv_sweep_last"] = sw
+    st.plotly_chart(figures.sweep_figure(sw), width="stretch", theme="streamlit", key="iv_sweep_fig",
+                    config=ui.plotly_config(f"{ui.stem(ck)}_sweep"), on_select=_apply_sweep_cell,
+                    selection_mode="points")
+    st.caption(f"Each cell: bits/byte added to {sw.bits_clean:.3f} when that head is zeroed (first column) or one "
+               "band of its learned spectrum is stopped (MHF: before the causal mask; FFTNet: its adapted filter), "
+               "on a log-frequency grid. Click a cell to apply it above.")
+    ui.download_csv("Sweep (CSV)", lambda: ui.csv_bytes({k: [r[k] for r in sw.rows()] for k in sw.rows()[0]}),
+                    f"{ui.stem(ck)}_sweep.csv", key="iv_dl_sweep")
 
 # ---- activation patching ----------------------------------------------------------------------------
 st.subheader("Activation patching")
@@ -179,12 +196,16 @@ hook = p1.selectbox("Patch", iv.PATCH_HOOKS, key="iv_patch_hook",
 n_raw = len(raw)
 target = int(p2.number_input(f"Scored position (0..{max(0, n_raw - 2)})", min_value=0,
                              value=max(0, n_raw - 2), step=1, key="iv_patch_pos"))
-try:
-    pr = ui.analysis(iv.activation_patching, ck, clean, corrupted, hook=hook, position=target,
-                     spinner="Patching every block and position...", passthrough=(ValueError, TextError))
-except (ValueError, TextError) as e:
-    st.error(ui.md_escape(ui.error_message(e)))
-else:
+pr = None
+if asked("iv_patch_for", (ck.sha256, str(ck.device), clean), "Run activation patching",
+         f"Patching runs {cfg.n_layers} x {len(raw)} copies of the model (every block and position). "
+         "Once asked, it follows the corrupted text and the choices above."):
+    try:
+        pr = ui.analysis(iv.activation_patching, ck, clean, corrupted, hook=hook, position=target,
+                         spinner="Patching every block and position...", passthrough=(ValueError, TextError))
+    except (ValueError, TextError) as e:
+        st.error(ui.md_escape(ui.error_message(e)))
+if pr is not None:
     ui.show_figure(figures.patching_figure(pr), key="iv_fig_patch", file_name=f"{ui.stem(ck)}_patching")
     ui.download_csv("Patching (CSV)", lambda: ui.csv_bytes({
         "block": np.repeat(np.arange(pr.loss_bits.shape[0]), pr.loss_bits.shape[1]),

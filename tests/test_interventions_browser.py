@@ -48,6 +48,11 @@ def test_interventions_page_with_every_sample_and_a_sweep_click(tmp_path):
                     page.goto(f"{url}/interventions?ck={name}&text={quote(TEXTS[name])}")
                     page.wait_for_selector('[data-testid="stSidebar"]', timeout=90_000)
                     wait_until_idle(page, timeout_s=180)
+                    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2, name  # nothing long yet
+                    for button in ("Run the sweep", "Run activation patching"):
+                        page.get_by_role("button", name=button).click(timeout=180_000)  # after the last rerun
+                        page.wait_for_timeout(500)
+                        wait_until_idle(page, timeout_s=180)
                     if error_texts(page):
                         problems[name] = error_texts(page)
                     assert page.locator('[data-testid="stPlotlyChart"]').count() == 4, name

@@ -24,6 +24,13 @@ def open_page(sample: str, text: str) -> AppTest:
     return at
 
 
+def run_long_parts(at: AppTest) -> None:
+    """Press the buttons that run the sweep and the activation patching (a first visit runs neither)."""
+    for key in ("iv_sweep_for_button", "iv_patch_for_button"):
+        at.button(key).click().run()
+        assert not at.exception, at.exception
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -34,6 +41,9 @@ def test_the_page_with_each_sample(sample):
     at = open_page(sample, text)
     ck = load_sample(sample)
     assert errors(at) == [], errors(at)
+    assert n_figures(at) == 2  # loss change, top-k: the sweep and patching wait for their buttons
+    assert "iv_sweep_last" not in at.session_state
+    run_long_parts(at)
     assert n_figures(at) == 4  # loss change, top-k, sweep, patching
     layer = at.number_input("iv_layer").value
     want = iv.ablate_head(ck, text, layer, 0)
@@ -54,6 +64,7 @@ def test_the_page_with_each_sample(sample):
 
 def test_a_sweep_cell_becomes_the_intervention():
     at = open_page("caracal-periodic", PERIODIC_TEXT)
+    run_long_parts(at)
     sw = at.session_state["iv_sweep_last"]
     # what a click on the cell (block 1, head 2, band 5) sends: the pick layer's customdata
     at.session_state["iv_layer"], at.session_state["iv_head"] = 1, 2
@@ -69,6 +80,7 @@ def test_a_sweep_cell_becomes_the_intervention():
 
 def test_bad_requests_get_one_line_and_keep_the_page():
     at = open_page("caracal-periodic", PERIODIC_TEXT)
+    run_long_parts(at)
     at.number_input("iv_head").set_value(9).run()
     assert len(errors(at)) == 1 and "head must be an integer from 0 to 3" in errors(at)[0]
     assert "\n" not in errors(at)[0]
