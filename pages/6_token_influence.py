@@ -103,7 +103,12 @@ with m1:
 with m2:
     baseline = st.selectbox("Baseline byte", [0x20, 0x00, ord("e"), ord("\n")], key="ti_baseline",
                             format_func=lambda b: f"{b:#04x} ({figures.show_label(ck.tokenizer.label(b))})")
-if not chosen:
+if not st.session_state.get("ti_methods_on"):  # a first visit runs none of it: it is most of the page's work
+    st.caption("The methods run integrated gradients, one occlusion pass per byte and a forward pass per point of "
+               "each curve: seconds on a GPU, longer on a CPU. Once asked, they follow the position and choices.")
+    st.button("Compare the methods", key="ti_methods_run", on_click=st.session_state.__setitem__,
+              args=("ti_methods_on", True))
+elif not chosen:
     st.info("Choose at least one method.")
 else:
     rep = ui.analysis(attribution.attribute, ck, text, position, tuple(chosen), baseline_byte=baseline,

@@ -34,6 +34,9 @@ def open_view(page, base: str, sample: str) -> None:
     page.goto(f"{base}/token_influence?ck={sample}&text={quote(TEXT)}&pos={POSITION}")
     page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stFileUploader"]', timeout=120_000)
     settle(page)
+    page.get_by_role("button", name="Compare the methods").click()  # a new session: the methods wait for it
+    page.wait_for_timeout(500)
+    settle(page)
 
 
 @pytest.mark.timeout(1800)
