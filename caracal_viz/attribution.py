@@ -58,6 +58,7 @@ import scipy.stats
 import torch
 
 from .checkpoint import Checkpoint
+from .checks import int_arg
 from .influence import _budget, _mhf_lag_kernels, influence_limit
 from .text import TextError, encode_text
 from .trace import text_internals
@@ -304,10 +305,8 @@ def check_position(L: int, position) -> int:
     """position as an int in 0..L-2, else a ValueError that says which positions exist."""
     if L < 2:
         raise TextError("the text has a single byte: there is no prediction to explain; give a longer text")
-    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= int(position) <= L - 2:
-        raise ValueError(f"position must be a byte index 0..{L - 2} (the prediction made after that byte), "
-                         f"got {position!r}")
-    return int(position)
+    return int_arg("position", position, 0, L - 2,
+                   expect=f"a byte index 0..{L - 2} (the prediction made after that byte)")
 
 
 def check_methods(methods) -> tuple[str, ...]:
@@ -351,12 +350,9 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
                         f"{ck.device.type} (a memory bound): shorten the text")
     position = check_position(L, position)
     methods = check_methods(methods)
-    if isinstance(baseline_byte, bool) or not isinstance(baseline_byte, (int, np.integer)) or not 0 <= baseline_byte <= 255:
-        raise ValueError(f"baseline_byte must be a byte value 0..255, got {baseline_byte!r}")
-    for name, v, lo in (("ig_steps", ig_steps, 2), ("n_random", n_random, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    baseline_byte = int(baseline_byte)
+    baseline_byte = int_arg("baseline_byte", baseline_byte, 0, 255, expect="a byte value 0..255")
+    int_arg("ig_steps", ig_steps, 2)
+    int_arg("n_random", n_random, 1)
     seconds: dict[str, float] = {}
     passes: dict[str, int] = {"end points": 2}
     found: dict[str, Attribution] = {}

@@ -60,6 +60,7 @@ from models.mhf import MultiHeadFourier
 from models.precision import fft_options
 
 from .checkpoint import Checkpoint
+from .checks import int_arg
 from .text import max_text_bytes
 
 CAUSAL, LEAKS, CANNOT = "causal", "leaks", "cannot certify"
@@ -283,8 +284,8 @@ def causality_report(ck: Checkpoint, *, precision: str = "float32", lengths=None
 
 def _plan(ck: Checkpoint, lengths, trials, max_len: int) -> list[tuple[int, int, int, bool]]:
     """[(L, random sequences, random single-token perturbations, whether the last token is changed too)]."""
-    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
+    if trials is not None:
+        int_arg("trials", trials, 1, expect="a positive integer")
     gpu = ck.device.type == "cuda"
     if lengths is None:
         C = ck.config.context

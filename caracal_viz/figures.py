@@ -29,7 +29,7 @@ from plotly.subplots import make_subplots
 
 from .gates import DEAD_OPEN_FRACTION
 from .spectral import upper_triangle_maxima
-from .text import utf8_spans
+from .text import utf8_spans, visible_label
 
 MAGNITUDE = "Cividis"
 SIGNED = "RdBu"
@@ -57,7 +57,7 @@ def esc(s) -> str:
 
 def show_label(label: str) -> str:
     """A byte label as shown in a cell or tick: a visible mark for the space, escaped."""
-    return esc("␣" if label == " " else label)
+    return esc(visible_label(label))
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import spectral
+from .checks import int_arg
 from .checkpoint import Checkpoint
 from .filters import resample_spectrum
 from .trace import LayerTrace, layer_numpy, static_internals
@@ -102,16 +103,8 @@ class Aliasing:
 def kernel_impulses(ck: Checkpoint, length: int) -> list[KernelImpulse | None]:
     """Per block, the learned kernel before/after the causal mask for `length` tokens (None for
     attention blocks and mhf without a spectral filter)."""
-    L = _check_int("length", length, 1, MAX_LENGTH)
+    L = int_arg("length", length, 1, MAX_LENGTH)
     return [_kernel_impulse(rec, L) for rec in static_internals(ck)]
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low \
-            or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 def _kernel_impulse(rec: LayerTrace | None, L: int) -> KernelImpulse | None:
@@ -143,9 +136,9 @@ def mixer_impulse(ck: Checkpoint, layer: int, t0: int, length: int, *, amplitude
                   seed: int = 0) -> MixerImpulse:
     """Run block `layer`'s mixer on an impulse at t0 (0 <= t0 < length); see MixerImpulse.
     Raises ValueError for a layer, t0 or length out of range."""
-    layer = _check_int("layer", layer, 0, len(ck.model.blocks) - 1)
-    L = _check_int("length", length, 1, MAX_LENGTH)
-    t0 = _check_int("t0", t0, 0, L - 1)
+    layer = int_arg("layer", layer, 0, len(ck.model.blocks) - 1)
+    L = int_arg("length", length, 1, MAX_LENGTH)
+    t0 = int_arg("t0", t0, 0, L - 1)
     D = ck.config.d_model
     amp = float(np.sqrt(D)) if amplitude is None else float(amplitude)
     if not np.isfinite(amp) or amp <= 0:
@@ -177,9 +170,9 @@ def mixer_impulse(ck: Checkpoint, layer: int, t0: int, length: int, *, amplitude
 def aliasing(ck: Checkpoint, layer: int, length: int, n_fft: int) -> Aliasing:
     """The aliasing of block `layer`'s learned kernel at FFT size n_fft (>= length) for `length`
     tokens. Raises ValueError for a block without a learned mhf kernel or sizes out of range."""
-    layer = _check_int("layer", layer, 0, len(ck.model.blocks) - 1)
-    L = _check_int("length", length, 1, MAX_ALIASING_LENGTH)
-    n_fft = _check_int("n_fft", n_fft, L, 1 << 20)
+    layer = int_arg("layer", layer, 0, len(ck.model.blocks) - 1)
+    L = int_arg("length", length, 1, MAX_ALIASING_LENGTH)
+    n_fft = int_arg("n_fft", n_fft, L, 1 << 20)
     rec = static_internals(ck)[layer]
     if rec is None or rec.kind != "mhf" or rec.kernel_two_sided is None:
         raise ValueError(f"block {layer} has no learned mhf kernel: choose an mhf block with a spectral filter")

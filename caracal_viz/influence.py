@@ -39,8 +39,10 @@ from models.fourier import modrelu
 from models.mhf import MultiHeadFourier, fft_options
 
 from .checkpoint import Checkpoint
+from .checks import int_arg
 from .spectral import upper_triangle_maxima
 from .text import TextError, encode_text
+from .text import utf8_prefix as utf8_prefix  # re-exported: the page and notebooks call influence.utf8_prefix
 from .trace import text_internals
 
 # Autograd memory per token, per block and per unit of width, in 4-byte words: one forward graph,
@@ -185,12 +187,6 @@ def interactive_limit(ck: Checkpoint) -> int:
     return min(cap, influence_limit(ck))
 
 
-def utf8_prefix(text: str, max_bytes: int) -> str:
-    """The longest prefix of text whose UTF-8 encoding has at most max_bytes bytes (whole
-    characters only)."""
-    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
-
-
 def _check_text(ck: Checkpoint, text: str) -> list[int]:
     ids = encode_text(text)
     limit = influence_limit(ck)
@@ -205,9 +201,7 @@ def _check_layer(ck: Checkpoint, layer) -> int:
     n = ck.config.n_layers
     if layer is None:
         return 0
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < n:
-        raise ValueError(f"layer must be None or a block index 0..{n - 1}, got {layer!r}")
-    return int(layer)
+    return int_arg("layer", layer, 0, n - 1, expect=f"None or a block index 0..{n - 1}")
 
 
 def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
@@ -229,8 +223,8 @@ def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
             spare = _budget(ck) - _graph_bytes(ck, L) - 8 * L * L
             widest = _MAX_CHUNK.get(ck.device.type, _MAX_CHUNK_GPU)
             chunk_size = max(1, min(widest, spare // _row_bytes(ck, L)))
-        elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        else:
+            int_arg("chunk_size", chunk_size, 1, expect="a positive integer")
         values[:-1] = _gradient_norms(model, torch.tensor(ids, device=ck.device), start, int(chunk_size),
                                        ck.config.is_causal)
     lower = np.tril(values[:-1], 0) if L > 1 else np.zeros((0, 0))

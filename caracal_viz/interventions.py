@@ -31,6 +31,7 @@ import torch
 from models.mhf import MultiHeadFourier
 
 from .checkpoint import Checkpoint
+from .checks import int_arg
 from .predict import NextTokenView, next_token_view
 from .text import TextError, encode_text
 
@@ -162,9 +163,8 @@ def _check_text(text: str) -> list[int]:
 
 
 def _check_index(name: str, value, n: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
-        raise ValueError(f"{name} must be an integer from 0 to {n - 1}, got {value!r}")
-    return int(value)
+    """value as an index 0..n-1 (an integer), else a ValueError naming the range."""
+    return int_arg(name, value, 0, n - 1)
 
 
 def _fourier_mixer(ck: Checkpoint, layer) -> tuple[int, torch.nn.Module]:
@@ -529,8 +529,7 @@ def sweep(ck: Checkpoint, text: str, n_bands: int = SWEEP_BANDS) -> SweepResult:
     in the learned kernel, so removing band b's part of the kernel (the band of hook_spectrum,
     through the causal mask) removes exactly that term; `filter_band` (a hook on hook_spectrum)
     gives the same numbers (tests/test_interventions.py)."""
-    if isinstance(n_bands, bool) or not isinstance(n_bands, int) or not 1 <= n_bands <= 64:
-        raise ValueError(f"n_bands must be an integer from 1 to 64, got {n_bands!r}")
+    int_arg("n_bands", n_bands, 1, 64)
     ids = _check_text(text)
     cfg, model, dev = ck.config, ck.model, ck.device
     L, H, n = len(ids), cfg.n_heads, cfg.n_layers

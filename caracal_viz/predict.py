@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint
+from .checks import int_arg
 from .text import encode_text
 from .trace import shared_forward
 
@@ -55,8 +56,7 @@ def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
 
     k: 1..256. Raises TextError for empty or over-long text, ValueError for a bad k.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 256:
-        raise ValueError(f"k must be an integer from 1 to 256, got {k!r}")
+    int_arg("k", k, 1, 256)
     fwd = shared_forward(ck, text)  # one pass per text, shared with the other analyses of it
     ids = list(fwd.ids)
     L = len(ids)
@@ -79,17 +79,13 @@ def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
 
 
 def _check_generation(max_new_tokens, temperature, top_k, seed) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-            or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_new_tokens must be an integer from 0 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+    int_arg("max_new_tokens", max_new_tokens, 0, MAX_NEW_TOKENS)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating)) \
             or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
-                              or not 1 <= top_k <= 256):
-        raise ValueError(f"top_k must be None or an integer from 1 to 256, got {top_k!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if top_k is not None:
+        int_arg("top_k", top_k, 1, 256, expect="None or an integer from 1 to 256")
+    int_arg("seed", seed, 0, 2**63 - 1, expect="a non-negative integer")
 
 
 def stream_generation(ck: Checkpoint, prompt: str, max_new_tokens: int, temperature: float = 1.0,

@@ -30,7 +30,7 @@ from .gates import gate_report
 from .impulse import aliasing, kernel_impulses, mixer_impulse
 from .influence import influence_limit, mixing_matrices, token_influence
 from .predict import next_token_view
-from .text import encode_text
+from .text import encode_text, utf8_prefix, visible_label
 from .trace import run_trace
 
 INFLUENCE_BYTES = 256
@@ -111,15 +111,6 @@ def _compact(fig) -> None:
             v = trace[name] if name in trace else None
             if isinstance(v, np.ndarray) and v.dtype == np.float64:
                 trace[name] = v.astype(np.float32)
-
-
-def _visible(label: str) -> str:
-    return "␣" if label == " " else label
-
-
-def _prefix(text: str, n_bytes: int) -> str:
-    """The longest prefix of text whose UTF-8 encoding has at most n_bytes (whole characters)."""
-    return text.encode("utf-8")[:n_bytes].decode("utf-8", errors="ignore")
 
 
 def _meta_value(v) -> str:
@@ -251,10 +242,10 @@ def _predictions(page: _Page, view) -> None:
         page.figure(figures.topk_figure(view, worst))
     rows = []
     for i in range(min(len(view.ids), TABLE_ROWS)):
-        guesses = ", ".join(f"{_visible(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[i], view.topk_probs[i]))
+        guesses = ", ".join(f"{visible_label(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[i], view.topk_probs[i]))
         nxt = view.labels[i + 1] if i + 1 < len(view.ids) else "(end)"
         loss = f"{view.loss_bits[i]:.2f}" if np.isfinite(view.loss_bits[i]) else "n/a"
-        rows.append((i, _visible(view.labels[i]), _visible(nxt), loss, guesses))
+        rows.append((i, visible_label(view.labels[i]), visible_label(nxt), loss, guesses))
     page.heading(3, f"Top {view.topk_ids.shape[1]} next bytes, first {len(rows)} positions")
     page.table(rows, header=("position", "byte", "next byte", "loss (bits)", "model's top guesses"))
 
@@ -327,7 +318,7 @@ def _energy(page: _Page, ck: Checkpoint, text: str, tr) -> None:
 def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: int, mixing_bytes: int) -> None:
     page.heading(2, "Token influence", "influence")
     n = min(influence_bytes, influence_limit(ck))
-    part = _prefix(text, n)
+    part = utf8_prefix(text, n)
     if not part:
         page.para("The text's first character is longer than the influence budget: no influence map.")
         return
@@ -344,7 +335,7 @@ def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: in
     if L > 1 and np.isfinite(scored).any():
         row = int(np.nanargmax(scored))
         page.figure(figures.influence_strip_figure(m, row))
-    part = _prefix(text, min(mixing_bytes, n))
+    part = utf8_prefix(text, min(mixing_bytes, n))
     mats = mixing_matrices(ck, part)
     labels = [ck.tokenizer.label(b) for b in part.encode("utf-8")]
     page.heading(3, f"Mixing matrices per block and head (first {len(labels)} bytes)")

@@ -87,3 +87,15 @@ def utf8_spans(ids) -> list[tuple[int, int, str | None]]:
             spans.append((i, i + n, ch))
             i += n
     return spans
+
+
+def utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest prefix of text whose UTF-8 encoding has at most max_bytes bytes (whole
+    characters only)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def visible_label(label: str) -> str:
+    """A byte's label (ByteTokenizer.label) with the space made visible as "␣", for ticks,
+    tables and pickers; not escaped (figures.show_label escapes it for Plotly)."""
+    return "␣" if label == " " else label

@@ -13,56 +13,42 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 
 import numpy as np
 import torch
 
 from models import MixerInternals
+from models.internals import BATCHED
 from models import hooks as model_hooks
 from models.precision import fft_options_in_effect
 
 from .checkpoint import Checkpoint
 from .text import encode_text
 
-# MixerInternals fields that carry a leading batch dimension.
-_BATCHED = ("mixer_input", "fft_input", "fft_output", "mixer_output", "gate_kernel", "combined_kernel",
-            "adapted_filter", "data_gate_open")
 # Fields whose second axis (after the batch) is the sequence position, for locating NaN/Inf.
 _POSITIONAL = ("mixer_input", "fft_input", "fft_output", "mixer_output", "gate_kernel", "combined_kernel")
 
 
-@dataclass
-class LayerTrace:
-    """One mixer's internals for one text, batch dimension dropped, as numpy (float32 /
-    complex64 as recorded; see models/internals.py for the conventions: one-sided rfft spectra,
-    backward normalisation, kernels indexed by lag).
+_LAYER_TRACE_DOC = """One mixer's internals for one text, batch dimension dropped, as numpy (float32 /
+complex64 as recorded): the fields of MixerInternals (models/internals.py, which documents them
+and their conventions: one-sided rfft spectra, backward normalisation, kernels indexed by lag),
+each tensor a numpy array, the batched ones (models.internals.BATCHED) without their first axis.
 
-    kind, causal_mode, fft_size: as in MixerInternals.
-    mixer_input, fft_input, fft_output, mixer_output: (L, D).
-    spectrum, gated_spectrum: (H, F) complex or None; gate_bias, gate_open: (H, F) or None.
-    kernel_two_sided: (H, 2C) irfft layout or None; kernel: (H, L) causal kernel as applied or None.
-    gate_kernel, combined_kernel: (L, D) (mhf) or None.
-    adapted_filter: (H, L//2+1) complex (fftnet) or None; data_gate_open: (L//2+1, D) bool (fftnet) or None.
-    """
-
-    kind: str
-    causal_mode: str
-    fft_size: int
-    mixer_input: np.ndarray
-    fft_input: np.ndarray
-    fft_output: np.ndarray
-    mixer_output: np.ndarray
-    spectrum: np.ndarray | None = None
-    gate_bias: np.ndarray | None = None
-    gated_spectrum: np.ndarray | None = None
-    gate_open: np.ndarray | None = None
-    kernel_two_sided: np.ndarray | None = None
-    kernel: np.ndarray | None = None
-    gate_kernel: np.ndarray | None = None
-    combined_kernel: np.ndarray | None = None
-    adapted_filter: np.ndarray | None = None
-    data_gate_open: np.ndarray | None = None
+kind, causal_mode, fft_size: as in MixerInternals.
+mixer_input, fft_input, fft_output, mixer_output: (L, D).
+spectrum, gated_spectrum: (H, F) complex or None; gate_bias, gate_open: (H, F) or None.
+kernel_two_sided: (H, 2C) irfft layout or None; kernel: (H, L) causal kernel as applied or None.
+gate_kernel, combined_kernel: (L, D) (mhf) or None.
+adapted_filter: (H, L//2+1) complex (fftnet) or None; data_gate_open: (L//2+1, D) bool (fftnet) or None.
+"""
+# The field list is MixerInternals' own, so the two never drift apart.
+LayerTrace = make_dataclass(
+    "LayerTrace",
+    [(f.name, str(f.type).replace("torch.Tensor", "np.ndarray"))
+     + (() if f.default is MISSING else (field(default=f.default),)) for f in fields(MixerInternals)],
+    namespace={"__doc__": _LAYER_TRACE_DOC, "__module__": __name__},
+)
 
 
 @dataclass
@@ -250,7 +236,7 @@ def _as_internals(layer: LayerTrace) -> MixerInternals:
         value = getattr(layer, f.name)
         if isinstance(value, np.ndarray):
             value = torch.from_numpy(value)
-            if f.name in _BATCHED:
+            if f.name in BATCHED:
                 value = value[None]
         kw[f.name] = value
     return MixerInternals(**kw)
@@ -281,7 +267,7 @@ def layer_numpy(rec: MixerInternals, b: int = 0) -> LayerTrace:
     for f in fields(MixerInternals):
         value = getattr(rec, f.name)
         if isinstance(value, torch.Tensor):
-            value = numpy_copy(value[b] if f.name in _BATCHED else value)
+            value = numpy_copy(value[b] if f.name in BATCHED else value)
         kw[f.name] = value
     return LayerTrace(**kw)
 

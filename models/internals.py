@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+# The fields with a leading batch dimension B (the others describe the mixer, not the input).
+BATCHED = ("mixer_input", "fft_input", "fft_output", "mixer_output", "gate_kernel", "combined_kernel",
+           "adapted_filter", "data_gate_open")
+
 
 @dataclass
 class MixerInternals:

@@ -6,6 +6,7 @@ import streamlit as st
 
 import caracal_viz.app_support as ui
 from caracal_viz import attribution, figures, influence, spectral
+from caracal_viz.text import visible_label
 
 # A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
 MAX_CSV_ENTRIES = 4 * 1024 * 1024
@@ -69,7 +70,7 @@ with c2:
 
 # ---- one prediction -------------------------------------------------------------------------------
 st.subheader("One prediction")
-shown = [s if s != " " else "␣" for s in labels]
+shown = [visible_label(s) for s in labels]
 position = ui.linked("pos", "ti_pos", range(L - 1), lambda k: st.select_slider(
     "Prediction after position", list(range(L - 1)), key=k, format_func=lambda i: f"{i}: '{shown[i]}' → '{shown[i + 1]}'"),
     default=(L - 1) // 2)
