@@ -59,7 +59,8 @@ import torch
 
 from .checkpoint import Checkpoint
 from .checks import int_arg
-from .influence import _budget, _mhf_lag_kernels, influence_limit
+from .mixing import mhf_lag_kernels
+from .resources import influence_limit, memory_budget
 from .text import TextError, encode_text
 from .trace import text_internals
 
@@ -203,7 +204,7 @@ def order_of(ranking: np.ndarray) -> np.ndarray:
 # ---- the model as a function of its input ------------------------------------------------------
 def _rows_per_batch(ck: Checkpoint, L: int) -> int:
     widest = _MAX_ROWS.get(ck.device.type, _MAX_ROWS_GPU)
-    return int(max(2, min(widest, _budget(ck) // (_FORWARD_BYTES * L * ck.config.d_model))))
+    return int(max(2, min(widest, memory_budget(ck) // (_FORWARD_BYTES * L * ck.config.d_model))))
 
 
 @torch.no_grad()
@@ -264,7 +265,7 @@ def _integrated_gradients(ck: Checkpoint, ids: np.ndarray, position: int, baseli
     emb = ck.model.tok_emb(torch.as_tensor(ids, device=dev))[None].detach()
     base = ck.model.tok_emb(torch.full((1, L), baseline_byte, device=dev, dtype=torch.long)).detach()
     graph = _GRAPH_BYTES * L * ck.config.n_layers * ck.config.d_model
-    per_pass = int(max(1, min(steps, _budget(ck) // graph)))
+    per_pass = int(max(1, min(steps, memory_budget(ck) // graph)))
     ig = IntegratedGradients(_score_fn(ck, position, int(ids[position + 1])))
     while True:
         with torch.enable_grad():
@@ -294,7 +295,7 @@ def _linear_path(ck: Checkpoint, text: str, position: int) -> tuple[np.ndarray, 
     if ck.config.layer_kind(0) != "mhf":
         return None
     rec = text_internals(ck, text)[0]
-    w = _mhf_lag_kernels(ck, rec)  # (D, 2L-1), lag d at index d + L - 1
+    w = mhf_lag_kernels(ck, rec)  # (D, 2L-1), lag d at index d + L - 1
     L = w.shape[1] // 2 + 1
     row = w[:, position - np.arange(L) + L - 1]  # (D, L): lag position - j
     return row.mean(0), np.sqrt((row**2).mean(0))

@@ -10,8 +10,9 @@ Two views, both of the checkpoint as it runs (eval mode):
   vmap over a chunk of one-hot cotangents), never one Python-level backward pass per row;
   chunks are sized to memory.
 - `mixing_matrices(ck, text)` (or one block: `mixing_matrix`): per layer and head, the
-  token-to-token matrix of the mixer's sequence-mixing stage (see its docstring for the exact
-  definition per mixer kind).
+  token-to-token matrix of the mixer's sequence-mixing stage (caracal_viz/mixing.py, re-exported
+  here; see its docstring for the exact definition per mixer kind).
+Both are bounded by the memory budget of caracal_viz/resources.py (`influence_limit`).
 
 What is guaranteed above the diagonal. In exact arithmetic a causal model's map is zero there.
 The gradients pass through FFTs, and an FFT spreads rounding error over every position, the
@@ -31,33 +32,25 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 import torch
 
-from models.fftnet import resample_bins
-from models.fourier import modrelu
 from models.mhf import MultiHeadFourier, fft_options
 
 from .checkpoint import Checkpoint
 from .checks import int_arg
-from .spectral import upper_triangle_maxima
-from .text import TextError, encode_text
+from .mixing import mixing_matrices as mixing_matrices  # re-exported: the two views of the page, one import
+from .mixing import mixing_matrix as mixing_matrix
+from .mixing import upper_triangle_max as upper_triangle_max
+from .resources import check_influence_text, graph_bytes, memory_budget, row_bytes
+from .resources import influence_limit as influence_limit
 from .text import utf8_prefix as utf8_prefix  # re-exported: the page and notebooks call influence.utf8_prefix
-from .trace import text_internals
 
-# Autograd memory per token, per block and per unit of width, in 4-byte words: one forward graph,
-# and one more row of a batched backward pass (float32 FFTs). Measured 2026-11-24 for
-# caracal-shakespeare: at L = 1024 on the CPU (peak RSS) 64 words for the graph and 5.1 per row; at
-# L = 4096 on an H100 (peak allocated) 3.0 per row. Rounded up for what a peak reading can miss.
-_GRAPH_WORDS = 96
-_ROW_WORDS = 8
 # Rows per batched backward pass: on one CPU core at L = 512 (caracal-shakespeare, 2026-11-24)
 # 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap). On an
 # H100 at L = 4096 the whole map took 4.6 s with 64 rows per pass, 4.5 s with 128, 4.3 s with 256
 # and 4.4 s with 512 (12.5 GB at 256: BENCHMARKS.md, question 4).
 _MAX_CHUNK = {"cpu": 16}
 _MAX_CHUNK_GPU = 256
-_LIMIT_CAP = 1 << 16
 
 
 @dataclass
@@ -99,79 +92,6 @@ class InfluenceMap:
         return self.values if dtype is None else self.values.astype(dtype)
 
 
-# ---- memory budget ---------------------------------------------------------------------------
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            raw = f.read().strip()
-    except OSError:
-        return None
-    return int(raw) if raw.isdigit() else None
-
-
-def _free_bytes(device: torch.device) -> int:
-    """Free memory on the device: CUDA's own count, else the smaller of the kernel's
-    MemAvailable and what a cgroup v2 memory limit (a container) still allows."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    free = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    limit, used = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
-    if limit is not None and used is not None:
-        free = max(0, limit - used) if free is None else min(free, max(0, limit - used))
-    return free if free is not None else 4 << 30  # no /proc: assume a modest machine
-
-
-def _budget(ck: Checkpoint) -> int:
-    """Half the device's free memory: room for the rest of the app and for estimate error."""
-    return _free_bytes(ck.device) // 2
-
-
-def _graph_bytes(ck: Checkpoint, L: int) -> int:
-    cfg = ck.config
-    return 4 * _GRAPH_WORDS * L * cfg.n_layers * cfg.d_model
-
-
-def _row_bytes(ck: Checkpoint, L: int) -> int:
-    cfg = ck.config
-    return 4 * _ROW_WORDS * L * cfg.n_layers * cfg.d_model
-
-
-def _mixing_bytes(ck: Checkpoint, L: int) -> int:
-    """The (H, L, L) float32 result per mixer block plus one float64 head being built."""
-    cfg = ck.config
-    n_mixers = sum(cfg.layer_kind(i) != "swa" for i in range(cfg.n_layers))
-    return 4 * n_mixers * cfg.n_heads * L * L + 8 * 2 * L * L
-
-
-def _needed_bytes(ck: Checkpoint, L: int) -> int:
-    influence = _graph_bytes(ck, L) + _row_bytes(ck, L) + 8 * L * L
-    return max(influence, _mixing_bytes(ck, L))
-
-
-def influence_limit(ck: Checkpoint) -> int:
-    """The longest text (bytes) that `token_influence` and `mixing_matrices` will compute on
-    `ck.device`: a memory bound (half the device's free memory now, against an estimate of the
-    autograd graph, one batched backward row and the (H, L, L) mixing matrices of every layer),
-    rounded down to a multiple of 64. Longer texts raise `TextError` naming this limit.
-    Time grows as L^2 (L backward passes of length L): see the report for measured seconds."""
-    budget = _budget(ck)
-    lo, hi = 0, _LIMIT_CAP
-    while lo < hi:  # largest L with _needed_bytes(L) <= budget; the estimate grows with L
-        mid = (lo + hi + 1) // 2
-        if _needed_bytes(ck, mid) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return max(64, lo // 64 * 64)
-
-
 # The whole-model map costs one backward pass per byte, so its time grows as L^2: for
 # caracal-shakespeare, 1.8 s at 256 bytes and 23.5 s at 1,024 on a 2-core CPU, 4.6 s at 4,096 on an
 # H100 (BENCHMARKS.md, question 4). Interactive use caps it.
@@ -185,15 +105,6 @@ def interactive_limit(ck: Checkpoint) -> int:
     raw = os.environ.get("CARACAL_MAX_INFLUENCE_BYTES", "")
     cap = int(raw) if raw.isdigit() and int(raw) > 0 else INTERACTIVE_BYTES.get(ck.device.type, 256)
     return min(cap, influence_limit(ck))
-
-
-def _check_text(ck: Checkpoint, text: str) -> list[int]:
-    ids = encode_text(text)
-    limit = influence_limit(ck)
-    if len(ids) > limit:
-        raise TextError(f"the text is {len(ids)} bytes, over the token-influence limit of {limit} bytes for "
-                        f"this model on {ck.device.type} (a memory bound): shorten the text")
-    return ids
 
 
 # ---- whole-model influence -------------------------------------------------------------------
@@ -214,15 +125,15 @@ def token_influence(ck: Checkpoint, text: str, layer: int | None = None, *,
     chunk_size: rows per vectorised backward pass; default sized to fit the memory budget.
     Raises TextError for empty text or text over `influence_limit(ck)`; ValueError for a bad layer.
     """
-    ids = _check_text(ck, text)
+    ids = check_influence_text(ck, text)
     start = _check_layer(ck, layer)
     model, L = ck.model, len(ids)
     values = np.full((L, L), np.nan)
     if L > 1:
         if chunk_size is None:
-            spare = _budget(ck) - _graph_bytes(ck, L) - 8 * L * L
+            spare = memory_budget(ck) - graph_bytes(ck, L) - 8 * L * L
             widest = _MAX_CHUNK.get(ck.device.type, _MAX_CHUNK_GPU)
-            chunk_size = max(1, min(widest, spare // _row_bytes(ck, L)))
+            chunk_size = max(1, min(widest, spare // row_bytes(ck, L)))
         else:
             int_arg("chunk_size", chunk_size, 1, expect="a positive integer")
         values[:-1] = _gradient_norms(model, torch.tensor(ids, device=ck.device), start, int(chunk_size),
@@ -292,125 +203,3 @@ def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bo
                 (grad,) = vmap(pull)(cot)
                 out[s:s + n, :length] = grad[:n, 0].norm(dim=-1).double().cpu().numpy()  # (rows, length)
     return out
-
-
-# ---- per-layer mixing matrices ---------------------------------------------------------------
-def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
-    """Per block, the (H, L, L) float32 token-to-token mixing matrices of its mixer on `text`
-    (None for attention blocks). Entry [h, t, j] says how strongly position j feeds output t.
-
-    For channel c, the mixing matrix is the Jacobian d y[:, c] / d v[:, c] of the FFT stage
-    output y (`MixerInternals.fft_output`) w.r.t. its input v (`fft_input`), with the other
-    stream held at its value on this text:
-    - mhf: y is linear in v for a fixed gate kernel g, so the matrix is exactly the Toeplitz
-      (or, in causal_mode "circular", circulant) matrix of the kernel that is applied: the
-      combined kernel h = (g * k)[:L] per channel (two_sided mode: with k's negative lags).
-      Computed in float64 from the recorded g and k; entries above the diagonal are exactly 0
-      in causal_mode "pad".
-    - fftnet: y = irfft(modReLU(rfft(v) * W; b)) with the input-adapted filter W fixed (its
-      dependence on the whole-sequence mean is not part of this matrix; the whole-model
-      `token_influence` includes it). The Jacobian at this input, by vectorised autograd
-      (vmap over jacrev, channels in memory-bounded chunks), in float64.
-    Heads: entry [h, t, j] is the RMS over the head's dh channels of the channel matrices,
-    sqrt(mean_c J_c[t, j]^2): a magnitude (the signs of different channels would cancel in a mean).
-    Raises TextError for empty text or text over `influence_limit(ck)`.
-    """
-    _check_text(ck, text)
-    internals = text_internals(ck, text)  # the forward pass the other analyses of this text share
-    return [None if rec is None else _mixing_heads(ck, rec, i) for i, rec in enumerate(internals)]
-
-
-def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
-    """One block's (H, L, L) float32 mixing matrices, `mixing_matrices(ck, text)[layer]`, without
-    building the others (at 4,096 bytes each block's matrices are 4 heads x 64 MB).
-    Raises TextError as `mixing_matrices`; ValueError for a layer that is not a Fourier mixer."""
-    if layer is None:
-        raise ValueError(f"layer must be a block index 0..{ck.config.n_layers - 1}, got None")
-    k = _check_layer(ck, layer)
-    if ck.config.layer_kind(k) == "swa":
-        raise ValueError(f"block {k} is an attention block: it has no Fourier mixing matrix")
-    _check_text(ck, text)
-    return _mixing_heads(ck, text_internals(ck, text)[k], k)
-
-
-def _mixing_heads(ck: Checkpoint, rec, layer: int) -> np.ndarray:
-    if rec.kind == "mhf":
-        return _toeplitz_heads(_mhf_lag_kernels(ck, rec), ck.config.n_heads)
-    return _fftnet_jacobian_heads(ck, rec, ck.model.blocks[layer].mixer)
-
-
-def _mhf_lag_kernels(ck: Checkpoint, rec) -> np.ndarray:
-    """(D, 2L-1) float64 w_c[d], the weight of v_j in y_t[c] at lag d = t - j (index d + L - 1)."""
-    cfg = ck.config
-    g = rec.gate_kernel[0].double().cpu().numpy().T  # (D, L)
-    D, L = g.shape
-    dh = cfg.head_dim
-    w = np.zeros((D, 2 * L - 1))
-    if cfg.spectral_filter:
-        causal_k = np.repeat(rec.kernel.double().cpu().numpy(), dh, axis=0)  # (D, L), lags 0..L-1
-    else:
-        causal_k = np.zeros((D, L))
-        causal_k[:, 0] = 1.0  # no learned filter: g alone is the kernel
-    if cfg.causal_mode == "circular":
-        # N = L: lag d and lag d - L land on the same FFT bin, so the kernel is periodic in L
-        c = np.fft.irfft(np.fft.rfft(g, n=L) * np.fft.rfft(causal_k, n=L), n=L)  # (D, L)
-        d = np.arange(-(L - 1), L)
-        return c[:, d % L]
-    if cfg.causal_mode == "two_sided" and cfg.spectral_filter:
-        # N >= 3L - 2 leaves no wrap-around, but k keeps its negative lags (up to C of them)
-        two = rec.kernel_two_sided.double().cpu().numpy()  # (H, 2C), irfft layout
-        C = two.shape[-1] // 2
-        full = np.zeros((D, 2 * L - 1))  # k over lags -(L-1)..L-1
-        full[:, L - 1:] = causal_k
-        neg = min(L - 1, C)
-        if neg > 0:
-            full[:, L - 1 - neg:L - 1] = np.repeat(two[:, 2 * C - neg:], dh, axis=0)
-        conv = scipy.signal.fftconvolve(g, full, axes=-1)  # lags -(L-1)..2L-2
-        return conv[:, : 2 * L - 1]
-    # "pad": the exact causal convolution; nothing reaches a negative lag
-    w[:, L - 1:] = scipy.signal.fftconvolve(g, causal_k, axes=-1)[:, :L]
-    return w
-
-
-def _toeplitz_heads(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """(D, 2L-1) lag kernels -> (H, L, L) float32 with [h, t, j] = RMS_c w_c[t - j]."""
-    D, n_lags = w.shape
-    L = (n_lags + 1) // 2
-    rms = np.sqrt(np.mean(w.reshape(n_heads, D // n_heads, n_lags) ** 2, axis=1)).astype(np.float32)  # (H, 2L-1)
-    # Row t of the matrix is rms at lags t, t-1, .., t-L+1: a window of the reversed lag axis. A
-    # strided view and one copy, instead of gathering an (H, L, L) float64 index (10x slower).
-    rev = np.ascontiguousarray(rms[:, ::-1])  # index i is lag L-1-i
-    windows = np.lib.stride_tricks.sliding_window_view(rev, L, axis=-1)  # (H, L, L): [h, s, j] = lag L-1-s-j
-    return np.ascontiguousarray(windows[:, ::-1])  # [h, t, j] with s = L-1-t: lag t-j
-
-
-def _fftnet_jacobian_heads(ck: Checkpoint, rec, mixer) -> np.ndarray:
-    v = rec.fft_input[0].to(torch.float64)  # (L, D)
-    L, D = v.shape
-    H, dh = ck.config.n_heads, ck.config.head_dim
-    W = torch.view_as_real(rec.adapted_filter[0].to(torch.complex128))  # (H, F, 2): jacrev takes real inputs
-    with torch.no_grad():
-        bias = resample_bins(mixer.gate_bias.detach().to(torch.float64), W.shape[1])  # (H, F)
-
-    def channel(v_c, w_c, b_c):  # (L,), (F, 2), (F,) -> (L,)
-        return torch.fft.irfft(modrelu(torch.fft.rfft(v_c, n=L) * torch.view_as_complex(w_c), b_c), n=L)
-
-    jac = torch.func.vmap(torch.func.jacrev(channel, argnums=0))
-    per_chunk = max(1, min(dh, (_budget(ck) // 8) // max(1, 24 * L * L)))
-    out = np.empty((H, L, L), dtype=np.float32)
-    for h in range(H):
-        sq = torch.zeros(L, L, dtype=torch.float64, device=v.device)
-        for s in range(0, dh, per_chunk):
-            cols = range(h * dh + s, h * dh + min(dh, s + per_chunk))
-            vc = v[:, list(cols)].T  # (n, L)
-            n = vc.shape[0]
-            J = jac(vc, W[h].expand(n, -1, -1), bias[h].expand(n, -1))  # (n, L, L)
-            sq += (J**2).sum(0)
-        out[h] = torch.sqrt(sq / dh).cpu().numpy()
-    return out
-
-
-def upper_triangle_max(m: np.ndarray) -> float:
-    """Max |m[..., t, j]| over j > t (the entries a causal map must not have) over every matrix
-    in m; NaN ignored (`spectral.upper_triangle_maxima` gives one per matrix)."""
-    return float(upper_triangle_maxima(m).max(initial=0))
