@@ -8,6 +8,10 @@ Reading order follows the paper's description:
        y_t = sum_{j<=t} v_j * h_{t-j},   h = (g * k)[:L]
      where k is the head's learned kernel irfft(modReLU(S_h)) with negative lags zeroed
   4. Linear_O
+The class reads in that order: the learned filter, the streams, the plain path of step 3
+(`mix_reference`, the paper's padding to 3L - 2) and `forward`; after them the fast path (the
+same function: `fft_size`, the cached kernel spectrum, `mix`), the internals record, and the
+incremental-decoding state (`step`, `prefill`).
 
 Hook points (models/hooks.py; shapes in ByteLM's docstring), in the order the forward meets them:
 hook_v, hook_g (the streams, head as its own axis), hook_gate (the modReLU factor), hook_spectrum
@@ -122,26 +126,13 @@ class MultiHeadFourier(nn.Module):
         # (H, ...) -> (..., D): every channel of a head shares that head's filter
         return per_head.repeat_interleave(self.head_dim, dim=0).movedim(0, -1)
 
-    # ---- the frequency-domain causal trick -------------------------------------------------
-    def fft_size(self, L: int) -> int:
-        """N for length L: L in "circular" mode (no padding); otherwise the smallest fast size that
-        keeps v * g * k exact on outputs 0..L-1. k has min(C, L) non-zero lags, so N >= 2L + min(C, L) - 2
-        (N >= 2L - 1 without the learned filter); at least fft_options' min_size."""
-        if self.cfg.causal_mode == "circular":
-            return L
-        n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1,
-                                device=self.w_v.weight.device)
-        return max(n, fft_options_in_effect().min_size)
-
+    # ---- the frequency-domain causal trick, as the paper describes it (the plain path) --------
     def plain_fft_size(self, L: int) -> int:
         """N of the plain path `mix_reference`: L in "circular" mode, else N >= 3L - 2 (2L - 1
         without the learned filter), as the paper pads."""
         if self.cfg.causal_mode == "circular":
             return L
         return causal_fft_size(L, 3 if self.cfg.spectral_filter else 2)
-
-    def _kernel_hooked(self) -> bool:
-        return self.hook_gate.active or self.hook_spectrum.active or self.hook_kernel.active
 
     def kernel_buffer(self, L: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned kernel laid out for an FFT of size n at length L: (H, K) float32 time
@@ -160,6 +151,57 @@ class MultiHeadFourier(nn.Module):
         if self.cfg.causal_mode == "two_sided":
             return torch.cat([k_applied, place_two_sided(two, L, n)[:, L:]], dim=-1), k_applied
         return k_applied, k_applied
+
+    def mix_reference(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """The plain path, as the paper describes it, in v's dtype: pad both streams to
+        N >= 3L - 2 (`plain_fft_size`; circular: N = L, so late tokens wrap into early outputs),
+        FFT, multiply with the learned kernel's spectrum, hook_product, inverse FFT, keep L."""
+        B, L, D = v.shape
+        n = self.plain_fft_size(L)
+        P = torch.fft.rfft(v, n=n, dim=1) * torch.fft.rfft(g, n=n, dim=1)  # (B, n//2+1, D)
+        k_applied = None
+        if self.cfg.spectral_filter:
+            k_buf, k_applied = self.kernel_buffer(L, n)  # two_sided: future lags at the buffer's end
+            P = P * self._per_channel(torch.fft.rfft(k_buf.to(v.dtype), n=n, dim=-1))
+        P = self.hook_product(P.unflatten(-1, (self.n_heads, self.head_dim))).flatten(-2)
+        y = torch.fft.irfft(P, n=n, dim=1)[:, :L]
+        return y, n, k_applied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D): steps 1-4 of the module docstring, through the hook points."""
+        H, dh = self.n_heads, self.head_dim
+        u = self.ln(self.local_conv(x))
+        v = self.hook_v(self.w_v(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
+        g = self.hook_g(self.gate(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
+        # The FFT product runs in float32 under autocast (training, benchmarks) and in float64
+        # otherwise (inference, analysis): float32 FFT rounding spreads ~1e-7 of every position,
+        # future ones included, onto every output; through six layers that reaches ~4e-5 in the
+        # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
+        autocast = torch.is_autocast_enabled(x.device.type)
+        fft_dtype = fft_options_in_effect().dtype or (torch.float32 if autocast else torch.float64)
+        # y goes straight to the dtype Linear_O computes in; a hook on it sees x's precision
+        out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and not self.hook_mixed.active else x.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.fast and not self.hook_product.active:  # the fast paths never form the product
+                y, _, _ = self.mix(v, g, dtype=fft_dtype, out_dtype=out_dtype)
+            else:
+                y, _, _ = self.mix_reference(v.to(fft_dtype), g.to(fft_dtype))
+        y = self.hook_mixed(y.unflatten(-1, (H, dh))).flatten(-2)
+        return self.w_o(y.to(out_dtype))
+
+    # ---- the fast path: the same product, computed faster (cached kernel spectra, Triton) ------
+    def fft_size(self, L: int) -> int:
+        """N for length L: L in "circular" mode (no padding); otherwise the smallest fast size that
+        keeps v * g * k exact on outputs 0..L-1. k has min(C, L) non-zero lags, so N >= 2L + min(C, L) - 2
+        (N >= 2L - 1 without the learned filter); at least fft_options' min_size."""
+        if self.cfg.causal_mode == "circular":
+            return L
+        n = exact_conv_fft_size(L, min(self.context, L) if self.cfg.spectral_filter else 1,
+                                device=self.w_v.weight.device)
+        return max(n, fft_options_in_effect().min_size)
+
+    def _kernel_hooked(self) -> bool:
+        return self.hook_gate.active or self.hook_spectrum.active or self.hook_kernel.active
 
     def kernel_spectrum(self, L: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned kernel's spectrum as the FFT product applies it, for length L and FFT size n.
@@ -209,43 +251,6 @@ class MultiHeadFourier(nn.Module):
             K, k_applied = self.kernel_spectrum(L, n, dtype)
             y = fft_conv(v, g, K, n, dtype=dtype, out_dtype=out_dtype)
         return y, n, k_applied
-
-    def mix_reference(self, v: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-        """The plain path, as the paper describes it, in v's dtype: pad both streams to
-        N >= 3L - 2 (`plain_fft_size`; circular: N = L, so late tokens wrap into early outputs),
-        FFT, multiply with the learned kernel's spectrum, hook_product, inverse FFT, keep L."""
-        B, L, D = v.shape
-        n = self.plain_fft_size(L)
-        P = torch.fft.rfft(v, n=n, dim=1) * torch.fft.rfft(g, n=n, dim=1)  # (B, n//2+1, D)
-        k_applied = None
-        if self.cfg.spectral_filter:
-            k_buf, k_applied = self.kernel_buffer(L, n)  # two_sided: future lags at the buffer's end
-            P = P * self._per_channel(torch.fft.rfft(k_buf.to(v.dtype), n=n, dim=-1))
-        P = self.hook_product(P.unflatten(-1, (self.n_heads, self.head_dim))).flatten(-2)
-        y = torch.fft.irfft(P, n=n, dim=1)[:, :L]
-        return y, n, k_applied
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L, D) -> (B, L, D): steps 1-4 of the module docstring, through the hook points."""
-        H, dh = self.n_heads, self.head_dim
-        u = self.ln(self.local_conv(x))
-        v = self.hook_v(self.w_v(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
-        g = self.hook_g(self.gate(u).unflatten(-1, (H, dh))).flatten(-2)  # (B, L, D)
-        # The FFT product runs in float32 under autocast (training, benchmarks) and in float64
-        # otherwise (inference, analysis): float32 FFT rounding spreads ~1e-7 of every position,
-        # future ones included, onto every output; through six layers that reaches ~4e-5 in the
-        # logits and would blur the causality certificate. float64 keeps it at ~1e-12.
-        autocast = torch.is_autocast_enabled(x.device.type)
-        fft_dtype = fft_options_in_effect().dtype or (torch.float32 if autocast else torch.float64)
-        # y goes straight to the dtype Linear_O computes in; a hook on it sees x's precision
-        out_dtype = torch.get_autocast_dtype(x.device.type) if autocast and not self.hook_mixed.active else x.dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            if self.fast and not self.hook_product.active:  # the fast paths never form the product
-                y, _, _ = self.mix(v, g, dtype=fft_dtype, out_dtype=out_dtype)
-            else:
-                y, _, _ = self.mix_reference(v.to(fft_dtype), g.to(fft_dtype))
-        y = self.hook_mixed(y.unflatten(-1, (H, dh))).flatten(-2)
-        return self.w_o(y.to(out_dtype))
 
     # ---- the internals as one record (a view of the hook points) ----------------------------
     def forward_with_internals(self, x: torch.Tensor) -> tuple[torch.Tensor, MixerInternals]:
