@@ -13,15 +13,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .explainer import PaddingDemo
-from .figures import FUTURE, OK, _wrap, threshold_line
+from .figures import FUTURE, HEADS, OK, _wrap, threshold_line
 
 EXACT = OK
-FFT = "#1f77b4"
+FFT = HEADS[0]  # Okabe-Ito blue, the project's colour-blind-safe set (figures.HEADS)
 LEAK = FUTURE
 WEIGHTS = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#2166ac"]]  # diverging, no red: negative purple, positive blue
 MUTED = "#9e9e9e"
 SUBTITLE_WIDTH = 38  # characters a subtitle line: a half-width column of a 900 px window shows about this many
-HEAD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
 def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None) -> go.Figure:
@@ -184,7 +183,7 @@ def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float 
     for i, (name, by_offset) in enumerate(leaks):
         d = np.arange(1, len(by_offset))
         fig.add_scatter(x=d, y=np.maximum(by_offset[1:], 1e-30), mode="lines", name=name,
-                        line=dict(color=HEAD_COLOURS[i % len(HEAD_COLOURS)]),
+                        line=dict(color=HEADS[i % len(HEADS)]),
                         hovertemplate="offset %{x}<br>relative change %{y:.3g}<extra>" + name + "</extra>")
     fig.update_xaxes(title_text="how far ahead the changed token lies (tokens)")
     fig.update_yaxes(type="log", title_text="relative change of an earlier output")
