@@ -1057,13 +1057,14 @@ def influence_verdict(upper_max: float, scale: float, sep: str = ", ") -> str:
     return f"above the diagonal: max {upper_max:.2g} ({rel:.2g} of the map's max){sep}{what}"
 
 
-def influence_figure(m, title: str | None = None) -> go.Figure:
+def influence_figure(m, title: str | None = None, *, hover_context: bool = True) -> go.Figure:
     """The L x L token influence map (`influence.InfluenceMap`): row i, the prediction of byte
     i+1; column j, the input byte j; colour log10 of the gradient norm (six decades). Token
     labels on both axes up to 64 bytes (positions beyond; the hover names both bytes up to 128);
     the measured upper-triangle maximum in the subtitle (nothing masked). Over MAX_MATRIX_SIDE
     bytes a cell is the maximum of an f x f block (`pool_max`), drawn over the positions it
-    covers; its hover gives the block's centre ± half its width."""
+    covers; its hover gives the block's centre ± half its width. `hover_context=False` leaves
+    out the per-cell byte contexts (L^2 strings: most of an offline report's size)."""
     values = np.asarray(m.values)
     L = values.shape[0]
     pooled, f = pool_max(values)
@@ -1076,7 +1077,7 @@ def influence_figure(m, title: str | None = None) -> go.Figure:
         cells = dict(x=centres, y=centres,
                      hovertemplate=f"predictions after positions {_block_span('y', f)} ← positions {_block_span('x', f)}"
                                    f"<br>largest log10 influence of the {f} × {f} block: %{{z:.2f}}<extra></extra>")
-    elif L <= 128:
+    elif L <= 128 and hover_context:
         # each byte with its context: the map's hover shows where in the text both bytes sit
         labels = [f"{byte_value(b)} in “{byte_context(m.ids, i)}”" for i, b in enumerate(m.ids)]
         row = np.array(labels, dtype=object)[:, None].repeat(L, 1)

@@ -329,7 +329,7 @@ def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: in
     if np.isnan(m.upper_rel):
         page.para("NaN/Inf: the influence map holds NaN (the model's activations overflow), so whether a "
                   "prediction reads a later byte cannot be read from it.", "nan")
-    page.figure(figures.influence_figure(m))
+    page.figure(figures.influence_figure(m, hover_context=False))
     L = len(m.labels)
     scored = view.loss_bits[: L - 1]
     if L > 1 and np.isfinite(scored).any():

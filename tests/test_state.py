@@ -53,8 +53,7 @@ def test_failed_uploads_keep_the_previous_upload_text_and_settings(tmp_path):
         ("evil.pt", hostile, "code"),
         ("cut.safetensors", periodic[: len(periodic) // 2], "truncated"),
         ("notes.pt", b"not a checkpoint at all", "not a PyTorch checkpoint archive"),
-        ("nan.safetensors", good.replace(good[-64:], b"\xff" * 64), "NaN"),  # 0xffffffff is a NaN
-    ]
+    ]  # a file with NaN weights is not refused: it loads flagged (tests/test_certificate_everywhere.py)
     for name, data, why in bad_uploads:
         at.get("file_uploader")[0].set_value((name, data, OCTET)).run()
         assert not marker.exists(), f"{name}: the app ran code from the upload"
