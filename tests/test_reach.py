@@ -38,3 +38,14 @@ def test_reach_of_a_hand_made_kernel():
     r = reach_from_kernel(np.array([1.0, 0.0, -1.0, np.sqrt(2.0)]), 0, 0)
     assert (r.lag50, r.lag90) == (2, 3)
     assert reach_from_kernel(np.zeros(5), 0, 0).lag90 == -1
+
+
+def test_reach_figure_one_line_per_head_with_the_cumulative_fraction():
+    from caracal_viz.figures_long import reach_figure
+
+    rs = [reach_from_kernel(np.array([1.0, 0.0, -1.0, np.sqrt(2.0)]), 0, h) for h in range(2)]
+    fig = reach_figure(rs)
+    assert len(fig.data) == 2
+    np.testing.assert_allclose(fig.data[0].y, [0.25, 0.5, 1.0])
+    assert list(fig.data[1].x) == [1, 2, 3] and fig.layout.xaxis.type == "log"
+    assert "90% by lag 3" in fig.data[0].hovertemplate
