@@ -115,6 +115,24 @@ def backward_stages(m, v, g, n):
     return fns, nbytes
 
 
+def stage_row(build, dev: str, row: dict, rows: list, summarise) -> None:
+    """Time each stage of `build()` -> (callables, bytes) into row ("<name>_ms" median, "<name>_TBs"),
+    let summarise(row, callables, bytes) add its totals, append it to rows; out of memory skips it."""
+    try:
+        fns, nbytes = build()
+        for name, fn in fns.items():
+            row[name + "_ms"] = bench(fn, dev)["median_ms"]
+            row[name + "_TBs"] = nbytes[name] / (row[name + "_ms"] / 1e3) / 1e12
+        summarise(row, fns, nbytes)
+        rows.append(row)
+        print(row, flush=True)
+    except Exception as e:  # noqa: BLE001
+        if not is_oom(e):
+            raise
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def matmul_rate(device, dtype, n=8192) -> float:
     """Dense matrix-product rate in FLOP/s through torch (random operands)."""
     a = torch.randn(n, n, device=device).to(dtype)
@@ -202,34 +220,13 @@ def run_shape(m, B, L, args, bw, dev, rows, stage_rows, variant_rows, cufft_rows
             timed("hopper", lambda: fftconv_triton.fft_conv(v, g, K, hop, out_dtype=torch.bfloat16))
             fftconv_triton.fft_conv(v, g, K, hop, out_dtype=torch.bfloat16, out=out)
             row["all_written"] = bool(torch.isfinite(out).all().item())
-        try:
-            fns, nbytes = stages(m, v, g, n_cufft)
-            crow = {"B": B, "L": L, "N": n_cufft}
-            for name, fn in fns.items():
-                crow[name + "_ms"] = bench(fn, dev)["median_ms"]
-                crow[name + "_TBs"] = nbytes[name] / (crow[name + "_ms"] / 1e3) / 1e12
-            crow["sum_ms"] = sum(crow[k + "_ms"] for k in fns)
-            crow["bytes_over_floor"] = sum(nbytes.values()) / (6 * v.numel())
-            cufft_rows.append(crow)
-            print(crow, flush=True)
-        except Exception as e:  # noqa: BLE001
-            if not is_oom(e):
-                raise
-        torch.cuda.empty_cache()
-        try:
-            fns, nbytes = backward_stages(m, v, g, n)
-            brow = {"B": B, "L": L, "N": n, "floor_ms": 10 * v.numel() / bw * 1e3}
-            for name, fn in fns.items():
-                brow[name + "_ms"] = bench(fn, dev)["median_ms"]
-                brow[name + "_TBs"] = nbytes[name] / (brow[name + "_ms"] / 1e3) / 1e12
-            brow["over_floor"] = brow["whole_ms"] / brow["floor_ms"]
-            brow["bytes_over_floor"] = sum(b for k, b in nbytes.items() if k != "whole") / nbytes["whole"]
-            back_rows.append(brow)
-            print(brow, flush=True)
-        except Exception as e:  # noqa: BLE001
-            if not is_oom(e):
-                raise
-        torch.cuda.empty_cache()
+        stage_row(lambda: stages(m, v, g, n_cufft), dev, {"B": B, "L": L, "N": n_cufft}, cufft_rows,
+                  lambda r, fns, nb: r.update(sum_ms=sum(r[k + "_ms"] for k in fns),
+                                              bytes_over_floor=sum(nb.values()) / (6 * v.numel())))
+        stage_row(lambda: backward_stages(m, v, g, n), dev,
+                  {"B": B, "L": L, "N": n, "floor_ms": 10 * v.numel() / bw * 1e3}, back_rows,
+                  lambda r, fns, nb: r.update(over_floor=r["whole_ms"] / r["floor_ms"], bytes_over_floor=sum(
+                      b for k, b in nb.items() if k != "whole") / nb["whole"]))
         for k in ("torch2l", "plain", "cufft", "hopper"):
             if isinstance(row.get(k + "_ms"), float) and isinstance(row.get("fast_ms"), float):
                 row["fast_vs_" + k] = row[k + "_ms"] / row["fast_ms"]
