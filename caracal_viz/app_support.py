@@ -98,7 +98,9 @@ from .text import TextError, decode_text_file, encode_text, max_text_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_checkpoints"
-SAMPLE_NAMES = ("caracal-shakespeare", "caracal-periodic", "caracal-circular-leaky", "fftnet-shakespeare")
+SAMPLE_NAMES = ("caracal-shakespeare", "caracal-periodic", "caracal-circular-leaky", "fftnet-shakespeare",
+                # issue 14's comparison: the hybrid and the Transformer (same budget), a context-2,048 Caracal
+                "caracal-hybrid-shakespeare", "transformer-shakespeare", "caracal-long")
 DEFAULT_SAMPLE = "caracal-shakespeare"
 _SHAKESPEARE = ("GRUMIO:\nFirst, know, my horse is tired; my master and\nmistress fallen out.\n\n"
                 "CURTIS:\nHow?\n\nGRUMIO:\nOut of their saddles into the dirt; and thereby\nhangs a tale.\n")
@@ -106,6 +108,9 @@ EXAMPLE_TEXTS = {
     "caracal-shakespeare": _SHAKESPEARE,
     "caracal-circular-leaky": _SHAKESPEARE,
     "fftnet-shakespeare": _SHAKESPEARE,
+    "caracal-hybrid-shakespeare": _SHAKESPEARE,
+    "transformer-shakespeare": _SHAKESPEARE,
+    "caracal-long": _SHAKESPEARE,
     # the periodic model was trained on lowercase patterns repeating with period 3, 8 or 20
     "caracal-periodic": "abc" * 12 + "qwertyui" * 6 + "thequickbrownfoxjump" * 3,
 }
@@ -117,12 +122,12 @@ SELECTION = ("layer", "head", "pos")  # app-wide selections, each a non-negative
 _SIDEBAR_DONE = "_sidebar_done"  # set by sidebar(), cleared by page_setup(): once per run
 
 # Bounded caches. Models (cache_resource, shared by all sessions): a sample model is <= 8 MB of
-# float32 weights, so 8 entries (4 samples x 2 devices) hold <= 64 MB; uploads are capped at the
+# float32 weights, so 14 entries (7 samples x 2 devices) hold <= 112 MB; uploads are capped at the
 # loader's limit (80 MB by default), and 3 entries bound them at <= 240 MB. Analyses
 # (cache_data, pickled copies per call): at the 4 KB text limit one entry is between a few KB
 # (filters) and ~100 MB (a full trace of a 6-layer model with every internal tensor); 32
 # entries with a one-hour TTL keep a working set of a few pages x two checkpoints.
-MODEL_CACHE_ENTRIES = 8
+MODEL_CACHE_ENTRIES = 14
 UPLOAD_CACHE_ENTRIES = 3
 ANALYSIS_CACHE_ENTRIES = 32
 ANALYSIS_CACHE_TTL_S = 3600

@@ -51,7 +51,7 @@ def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
         raise ValueError(f"layer must be a block index 0..{ck.config.n_layers - 1}, got None")
     n = ck.config.n_layers
     k = int_arg("layer", layer, 0, n - 1, expect=f"None or a block index 0..{n - 1}")
-    if ck.config.layer_kind(k) == "swa":
+    if ck.config.layer_kind(k) not in ("mhf", "fftnet"):
         raise ValueError(f"block {k} is an attention block: it has no Fourier mixing matrix")
     check_influence_text(ck, text)
     return _mixing_heads(ck, text_internals(ck, text)[k], k)

@@ -157,7 +157,7 @@ st.markdown(
     "Toeplitz matrix of the kernel the head applies, averaged (RMS) over the head's channels; for FFTNet the "
     "Jacobian of its spectral filter at this input). A causal head is lower-triangular; a circular one wraps "
     "into the top-right corner; FFTNet fills both triangles.")
-mixers = [i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) != "swa"]
+mixers = [i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) in ("mhf", "fftnet")]
 if not mixers:
     st.info("This checkpoint has no Fourier mixer blocks (only attention): there is no mixing matrix to show.")
     st.stop()

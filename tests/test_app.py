@@ -324,3 +324,17 @@ def test_a_one_byte_text_works_on_every_page():
         at.switch_page(page).run()
         assert not at.exception and errors(at) == [], page
         assert n_figures(at) >= 1, page
+
+
+@pytest.mark.parametrize("sample", ["caracal-hybrid-shakespeare", "transformer-shakespeare", "caracal-long"])
+def test_the_comparison_samples_draw_every_page(sample):
+    """Issue 14's samples (attention blocks, a context-2,048 model) are in the picker; every page draws
+    without an error or an exception (page 6 raised AttributeError on the Transformer's attention blocks,
+    which have no Fourier mixing matrix)."""
+    from caracal_viz.app_support import PAGE_FILES
+    at = start(SHORT_TEXT, sample)
+    assert at.selectbox("ck_select").value == sample
+    for page, _ in PAGE_FILES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert errors(at) == [], (page, errors(at))
