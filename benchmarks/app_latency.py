@@ -113,19 +113,11 @@ def apptest_rows(text: str, args) -> list[dict]:
     AppTest sees no spinner while a script runs)."""
     from streamlit.testing.v1 import AppTest
     from streamlit.testing.v1 import app_test as app_test_module
-    from streamlit.runtime.pages_manager import PagesManager
 
     from caracal_viz.app_support import PAGE_FILES
+    from tests.security_helpers import server_pages_manager
 
-    class ServerPagesManager(PagesManager):
-        """Run app.py on every run as the live server does once st.navigation was called (AppTest
-        otherwise runs a page file alone: see tests/test_app.py's server_like_navigation)."""
-
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            PagesManager.uses_pages_directory = False
-
-    app_test_module.PagesManager = ServerPagesManager
+    app_test_module.PagesManager = server_pages_manager()  # app.py on every run, as the server does
     rows = []
 
     def timed(at, label: str, what: str, rnd: int) -> None:

@@ -161,11 +161,12 @@ def peak_rss_growth(fn) -> tuple[object, int]:
 
 
 # ---- AppTest -----------------------------------------------------------------------------------
-@pytest.fixture
-def server_like_navigation(monkeypatch):
-    """Make AppTest run app.py on every run, as the live server does once app.py has called
-    st.navigation (AppTest would otherwise run a page file alone because pages/ exists)."""
-    import streamlit.testing.v1.app_test as app_test_module
+def server_pages_manager():
+    """A PagesManager under which AppTest runs app.py on every run, as the live server does once
+    app.py has called st.navigation: AppTest re-detects the pages/ folder before each run and,
+    finding one, would run the current page file alone (Streamlit's legacy multipage mode; see
+    https://github.com/streamlit/streamlit/pull/14217). Set it as
+    streamlit.testing.v1.app_test.PagesManager (the fixture below; benchmarks/app_latency.py)."""
     from streamlit.runtime.pages_manager import PagesManager
 
     class ServerPagesManager(PagesManager):
@@ -173,7 +174,15 @@ def server_like_navigation(monkeypatch):
             super().__init__(*args, **kwargs)
             PagesManager.uses_pages_directory = False
 
-    monkeypatch.setattr(app_test_module, "PagesManager", ServerPagesManager)
+    return ServerPagesManager
+
+
+@pytest.fixture
+def server_like_navigation(monkeypatch):
+    """Make AppTest run app.py on every run, as the live server does (`server_pages_manager`)."""
+    import streamlit.testing.v1.app_test as app_test_module
+
+    monkeypatch.setattr(app_test_module, "PagesManager", server_pages_manager())
 
 
 def open_link(page: str, **query):

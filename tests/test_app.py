@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from caracal_viz.text import max_text_bytes
 from tests.conftest import CAUSAL_SAMPLES, ROOT, SAMPLE_NAMES, load_sample, sample_path
+from tests.security_helpers import server_pages_manager
 
 APP = str(ROOT / "app.py")
 TIMEOUT_S = 120
@@ -31,14 +32,9 @@ def server_like_navigation(monkeypatch):
     AppTest re-detects the pages/ folder before each run and, finding one, runs the current page
     file alone (Streamlit's legacy multipage mode). The server does that only until app.py first
     calls st.navigation, which switches the process to running app.py every time (see
-    https://github.com/streamlit/streamlit/pull/14217). This subclass applies that switch."""
-
-    class ServerPagesManager(PagesManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test_module, "PagesManager", ServerPagesManager)
+    https://github.com/streamlit/streamlit/pull/14217). tests.security_helpers.server_pages_manager
+    applies that switch."""
+    monkeypatch.setattr(app_test_module, "PagesManager", server_pages_manager())
 
 
 def start(text: str | None = SHORT_TEXT, sample: str | None = None) -> AppTest:
