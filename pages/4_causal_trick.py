@@ -7,7 +7,7 @@ import streamlit as st
 
 import caracal_viz.app_support as ui
 from caracal_viz import causality, explainer, figures, impulse
-from caracal_viz import explainer_figures as xf
+from caracal_viz.figures import explainer as xf
 
 ss = st.session_state
 LENGTHS = (16, 24, 32, 48, 64)

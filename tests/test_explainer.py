@@ -12,7 +12,8 @@ import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caracal_viz import explainer, explainer_figures
+from caracal_viz import explainer
+from caracal_viz.figures import explainer as xf
 
 FAST = settings(max_examples=40, deadline=None)
 
@@ -176,15 +177,15 @@ def test_figures_build_from_the_demo():
         x = explainer.toy_signal(preset["signal"], 32)
         h = explainer.toy_filter(preset["taps"], preset["decay"], preset["delay"], preset["oscillation"])
         d = explainer.padding_demo(x, h, 40)
-        for fig in (explainer_figures.toy_inputs_figure(d.x, d.h), explainer_figures.outputs_figure(d),
-                    explainer_figures.wraparound_figure(d), explainer_figures.matrices_figure(d)):
+        for fig in (xf.toy_inputs_figure(d.x, d.h), xf.outputs_figure(d),
+                    xf.wraparound_figure(d), xf.matrices_figure(d)):
             assert isinstance(fig, go.Figure)
-        wrap_fig = explainer_figures.wraparound_figure(d)
+        wrap_fig = xf.wraparound_figure(d)
         # three zones of bars, then one arc and one arrowhead per wrapped term
         assert len(wrap_fig.data) == 3 + 2 * len(d.wraps)
         bars = {tr.name: np.asarray(tr.x) for tr in wrap_fig.data if tr.type == "bar"}
         assert len(bars["past the buffer: wraps to the start"]) == len(d.wraps)
-        mat_fig = explainer_figures.matrices_figure(d)
+        mat_fig = xf.matrices_figure(d)
         middle = {tr.name: np.asarray(tr.z, dtype=float) for tr in mat_fig.data if tr.xaxis == "x2" and tr.type == "heatmap"}
         np.testing.assert_array_equal(middle["weights"], d.matrix)
         tinted = ~np.isnan(middle["reads the future"]) if "reads the future" in middle else np.zeros((32, 32), bool)

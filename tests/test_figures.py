@@ -130,7 +130,7 @@ def test_figures_show_the_analysis_arrays(built):
     # token loss: the cell of byte t holds the loss of its prediction, loss_bits[t - 1]
     cells = built["figs"]["token_loss"].data[0]
     z, text = np.array(cells.z, dtype=float), np.array(cells.text, dtype=object)
-    rows, cols = figures._text_grid(view.labels)
+    rows, cols = figures.text.text_grid(view.labels)
     for t in (1, 7, len(view.labels) - 1):
         assert z[rows[t], cols[t]] == pytest.approx(view.loss_bits[t - 1], abs=1e-4)
         assert text[rows[t], cols[t]] == figures.show_label(view.labels[t])

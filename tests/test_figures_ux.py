@@ -13,13 +13,14 @@ import numpy as np
 import plotly.colors
 import pytest
 
-from caracal_viz import explainer_figures as xf
 from caracal_viz import figures, filters
+from caracal_viz.figures import explainer as xf
 from caracal_viz.causality import causality_report
 from caracal_viz.explainer import padding_demo
 from caracal_viz.gates import gate_report
 from caracal_viz.influence import token_influence
 from caracal_viz.predict import next_token_view
+from caracal_viz.text import utf8_spans
 from tests.conftest import load_sample
 
 # Arabic (right to left), a combining acute accent, an emoji with a zero-width joiner, a snowman,
@@ -61,7 +62,7 @@ def test_each_utf8_character_is_drawn_once_over_its_bytes(views):
     for fig in (figures.token_loss_figure(view), figures.influence_strip_figure(imap, 5)):
         drawn = glyphs(fig)
         assert [html.unescape(g) for _, _, g in drawn] == [expected_glyph(c) for c in MIXED]
-        rows, cols = figures._text_grid(view.labels, spans=figures.utf8_spans(view.ids))
+        rows, cols = figures.text.text_grid(view.labels, spans=utf8_spans(view.ids))
         start = 0
         for (x, r, _), ch in zip(drawn, MIXED):
             n = len(ch.encode("utf-8"))
@@ -87,7 +88,7 @@ def test_a_characters_hover_gives_its_positions_and_byte_values(views):
     tip = tips[acute]
     assert "combining acute accent" in tip and "e\u0301" in tip
     # a character cut off by the end of the bytes is one replacement mark per byte, said so
-    cut = figures.utf8_spans(list("a☃".encode())[:-1])
+    cut = utf8_spans(list("a☃".encode())[:-1])
     assert cut == [(0, 1, "a"), (1, 2, None), (2, 3, None)]
 
 

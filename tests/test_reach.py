@@ -41,7 +41,7 @@ def test_reach_of_a_hand_made_kernel():
 
 
 def test_reach_figure_one_line_per_head_with_the_cumulative_fraction():
-    from caracal_viz.figures_long import reach_figure
+    from caracal_viz.figures.long import reach_figure
 
     rs = [reach_from_kernel(np.array([1.0, 0.0, -1.0, np.sqrt(2.0)]), 0, h) for h in range(2)]
     fig = reach_figure(rs)

@@ -1,6 +1,6 @@
 """Plotly figures for the causal-trick explainer: arrays in, `go.Figure` out, no Streamlit.
 
-Colours carry one meaning throughout, the app's (figures.OK, figures.FUTURE): green is the exact
+Colours carry one meaning throughout, the app's (style.OK, style.FUTURE): green is the exact
 causal result, blue what the chosen FFT size computes, vermilion whatever reads the future
 (wrapped terms, the leak), grey what is discarded. Weights are purple (negative) to blue
 (positive), so no weight reads as a leak.
@@ -12,32 +12,17 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .explainer import PaddingDemo
-from .figures import FUTURE, HEADS, OK, _wrap, threshold_line
+from ..explainer import PaddingDemo
+from .style import FUTURE, HEADS, OK, layout, threshold_line
 
 EXACT = OK
-FFT = HEADS[0]  # Okabe-Ito blue, the project's colour-blind-safe set (figures.HEADS)
+FFT = HEADS[0]  # Okabe-Ito blue, the project's colour-blind-safe set (style.HEADS)
 LEAK = FUTURE
 WEIGHTS = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#2166ac"]]  # diverging, no red: negative purple, positive blue
 MUTED = "#9e9e9e"
-SUBTITLE_WIDTH = 38  # characters a subtitle line: a half-width column of a 900 px window shows about this many
-
-
-def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None) -> go.Figure:
-    """Title, subtitle wrapped at SUBTITLE_WIDTH characters (these figures sit in half-width
-    columns: 210 px at a 900 px window, where Plotly would clip one long line), the top margin
-    grown by its lines and the figure by as much; the legend horizontal under the plot."""
-    t = dict(text=title, x=0.0, xanchor="left")
-    lines = _wrap(subtitle, SUBTITLE_WIDTH) if subtitle else []
-    if lines:
-        t["subtitle"] = dict(text="<br>".join(lines))
-    top, bottom = 60 + 20 * len(lines), 40
-    height += 20 * max(0, len(lines) - 1)
-    # the legend sits a fixed ~65 px under the plot area, below the x-axis title
-    fig.update_layout(title=t, height=height, template="plotly_white", margin=dict(l=60, r=20, t=top, b=bottom),
-                      legend=dict(orientation="h", yanchor="top", y=-65 / max(height - top - bottom, 100),
-                                  xanchor="left", x=0.0))
-    return fig
+# These figures sit in half-width columns (210 px at a 900 px window): subtitles wrap at 38
+# characters, where Plotly would clip one long line, and the legend goes under the plot.
+HALF = dict(width=38, legend_below=True)
 
 
 def toy_inputs_figure(x: np.ndarray, h: np.ndarray) -> go.Figure:
@@ -51,7 +36,7 @@ def toy_inputs_figure(x: np.ndarray, h: np.ndarray) -> go.Figure:
     fig.update_xaxes(title_text="position t", row=1, col=1)
     fig.update_xaxes(title_text="lag m (tokens back)", row=1, col=2)
     fig.update_layout(showlegend=False)
-    return _layout(fig, f"Input: L = {len(x)} tokens, filter K = {len(h)} taps", 300)
+    return layout(fig, f"Input: L = {len(x)} tokens, filter K = {len(h)} taps", 300, **HALF)
 
 
 def outputs_figure(demo: PaddingDemo) -> go.Figure:
@@ -75,7 +60,7 @@ def outputs_figure(demo: PaddingDemo) -> go.Figure:
     fig.update_layout(barmode="overlay")
     verdict = (f"{rows.size} output(s) read the future, leaked energy {100 * demo.leak_fraction:.3g}%" if rows.size
                else "no leak: identical to the exact causal result")
-    return _layout(fig, f"Outputs with N = {demo.n_fft}", 430, verdict)
+    return layout(fig, f"Outputs with N = {demo.n_fft}", 430, verdict, **HALF)
 
 
 def wraparound_figure(demo: PaddingDemo) -> go.Figure:
@@ -108,8 +93,8 @@ def wraparound_figure(demo: PaddingDemo) -> go.Figure:
     fig.update_layout(barmode="overlay")
     msg = (f"{len(demo.wraps)} term(s) past the buffer wrap onto outputs 0..{demo.wraps[-1][1]}" if demo.wraps
            else "every term fits in the buffer: nothing wraps")
-    return _layout(fig, f"Where the L + K − 1 = {len(demo.linear_full)} terms land in a buffer of N = {demo.n_fft}",
-                   450, msg)
+    return layout(fig, f"Where the L + K − 1 = {len(demo.linear_full)} terms land in a buffer of N = {demo.n_fft}",
+                  450, msg, **HALF)
 
 
 def _matrix_panel(fig: go.Figure, m: np.ndarray, future: np.ndarray, col: int, zmax: float, show_scale: bool) -> None:
@@ -143,8 +128,8 @@ def matrices_figure(demo: PaddingDemo) -> go.Figure:
     fig.update_yaxes(title_text="output t", row=1, col=1)
     for col in (1, 2, 3):
         fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", showticklabels=col == 1, row=1, col=col)
-    fig = _layout(fig, "Convolution matrices, y = M x", 460,
-                  f"{int(demo.future.sum())} wrapped entries (vermilion) above the diagonal at N = {demo.n_fft}")
+    fig = layout(fig, "Convolution matrices, y = M x", 460,
+                 f"{int(demo.future.sum())} wrapped entries (vermilion) above the diagonal at N = {demo.n_fft}", **HALF)
     fig.update_layout(margin=dict(t=fig.layout.margin.t + 60))  # room for the two-line panel titles
     return fig
 
@@ -171,7 +156,7 @@ def leak_vs_padding_figure(sizes: np.ndarray, fractions: np.ndarray, n_fft: int,
                         hovertemplate="your N=%{x}<extra></extra>")
     fig.update_xaxes(title_text="FFT size N")
     fig.update_yaxes(type="log", title_text="leaked energy (%)")
-    return _layout(fig, "How much padding is enough?", 380, "leaked energy for every N from L to 2L")
+    return layout(fig, "How much padding is enough?", 380, "leaked energy for every N from L to 2L", **HALF)
 
 
 def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float | None = None) -> go.Figure:
@@ -187,7 +172,7 @@ def leak_by_offset_figure(leaks: list[tuple[str, np.ndarray]], tolerance: float 
                         hovertemplate="offset %{x}<br>relative change %{y:.3g}<extra>" + name + "</extra>")
     fig.update_xaxes(title_text="how far ahead the changed token lies (tokens)")
     fig.update_yaxes(type="log", title_text="relative change of an earlier output")
-    _layout(fig, "Where the leak reaches: change of earlier outputs by offset", 360)
+    layout(fig, "Where the leak reaches: change of earlier outputs by offset", 360, **HALF)
     if tolerance is not None:
         threshold_line(fig, tolerance, "rounding tolerance", MUTED, log=True, dash="dash")
     return fig

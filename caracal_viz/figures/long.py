@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 
-from .reach import HeadReach
+if TYPE_CHECKING:  # the figures import no model code
+    from ..reach import HeadReach
 
 
 def reach_figure(reaches: list[HeadReach]) -> go.Figure:
