@@ -80,6 +80,51 @@ def test_occlusion_equals_a_brute_force_loop(name, monkeypatch):
     assert np.abs(brute).max() > 1e-2
 
 
+@pytest.mark.parametrize("name", CAUSAL_SAMPLES)
+def test_suffix_scores_equal_the_model_on_each_whole_text(name, monkeypatch):
+    # the causal fast path (only the edited suffix recomputed, the FFT product updated) against one
+    # plain forward pass of each whole edited text; 3 rows a batch, so groups of different first edits
+    # and FFT sizes, a padded last batch, and a group starting at byte 0 (run whole) all occur
+    monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 3})
+    monkeypatch.setattr(attribution, "_MAX_ROWS_GPU", 3)
+    ck = load_sample(name, DEVICE)
+    assert attribution.suffix_applies(ck)
+    ids = np.array(list((TEXT * 6)[:240].encode()))
+    L = ids.size
+    rng = np.random.default_rng(5)
+    texts = np.repeat(ids[None], 16, axis=0)
+    for r in range(11):
+        texts[r, rng.choice(L, rng.integers(1, 4), replace=False)] = rng.integers(0, 256)
+    texts[11, 0] = 0x7E  # the first byte
+    texts[12] = 0x20  # every byte
+    texts[13, 200:] = 0x41  # only bytes after the earlier positions
+    texts[14, [60, 61]] = ids[[61, 60]]  # two neighbours swapped (the local conv reads both)
+    for position in (L - 2, 120, 1):
+        target = int(ids[position + 1])
+        scores, refs = attribution._suffix_scores(ck, ids, texts, position)
+        brute = np.array([logp_of(ck, t, position, target) for t in texts])
+        np.testing.assert_allclose(scores, brute, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(refs, logp_of(ck, ids, position, target), rtol=0, atol=2e-5)
+        same = (texts[:, :position + 1] == ids[:position + 1]).all(axis=1)
+        assert np.all(scores[same] == refs[same])  # exactly: nothing the prediction reads was edited
+        assert np.abs(brute[~same] - refs[~same]).max() > 5e-3  # the edits matter
+
+
+def test_suffix_fft_size_is_the_least_grid_size_holding_the_convolution():
+    grid = sorted(c << k for k in range(14) for c in (4, 5, 6))
+    for need in range(1, 3000, 7):
+        assert attribution._suffix_fft_size(need) == min(n for n in grid if n >= 3 * need - 2)
+
+
+def test_the_suffix_path_is_used_only_where_it_is_exact():
+    assert not attribution.suffix_applies(load_sample("caracal-circular-leaky", DEVICE))  # reads the future
+    assert not attribution.suffix_applies(load_sample("fftnet-shakespeare", DEVICE))
+    ck = load_sample("caracal-periodic", DEVICE)
+    with ck.model.hooks([("blocks.0.hook_resid_post", lambda t, hook: t)]):
+        assert not attribution.suffix_applies(ck)  # a hook would see only the recomputed part
+    assert attribution.suffix_applies(ck)
+
+
 @pytest.mark.parametrize("name", ["caracal-periodic", "caracal-circular-leaky"])
 def test_deletion_and_insertion_curves_equal_the_model_on_each_edited_text(name, monkeypatch):
     monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 4})
