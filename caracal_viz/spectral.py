@@ -194,11 +194,25 @@ def modrelu(z: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return z * scale
 
 
+_BAND = 128  # rows per band of upper_triangle_maxima
+
+
 def upper_triangle_maxima(m: np.ndarray) -> np.ndarray:
     """(...,) max |m[..., t, j]| over j > t for each square matrix in m (..., L, L): the entries a
     causal token-to-token map must not have. NaN entries are ignored; 0 where there are none
-    (L < 2). In m's own dtype: no float64 copy of a large stack of matrices."""
+    (L < 2). In m's own dtype (integers: float64): no float64 copy of a large stack of matrices.
+    Bands of _BAND rows: right of the band's diagonal block every entry counts (a max and a min,
+    no copy); the diagonal block is masked."""
     m = np.asarray(m)
+    m = m if np.issubdtype(m.dtype, np.floating) else m.astype(np.float64)
     L = m.shape[-1]
-    above = np.triu(np.ones((L, L), dtype=bool), 1)
-    return np.where(above & ~np.isnan(m), np.abs(m), 0).max(axis=(-2, -1), initial=0)
+    out = np.zeros(m.shape[:-2], dtype=m.dtype)
+    above = np.triu(np.ones((_BAND, _BAND), dtype=bool), 1)
+    for t0 in range(0, L, _BAND):
+        t1 = min(L, t0 + _BAND)
+        right = m[..., t0:t1, t1:]
+        if right.size:
+            out = np.fmax(out, np.fmax(np.fmax.reduce(right, axis=(-2, -1)), -np.fmin.reduce(right, axis=(-2, -1))))
+        block = np.abs(m[..., t0:t1, t0:t1])
+        out = np.fmax(out, np.fmax.reduce(np.where(above[:t1 - t0, :t1 - t0], block, 0), axis=(-2, -1)))
+    return out

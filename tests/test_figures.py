@@ -183,6 +183,12 @@ def test_pool_max_is_the_block_maximum():
                 block = z[h, 3 * a:3 * a + 3, 3 * b:3 * b + 3]
                 want = np.nan if np.isnan(block).all() else np.nanmax(block)
                 np.testing.assert_equal(pooled[h, a, b], want)
+    even = rng.standard_normal((12, 12))  # f divides L: no padding
+    even[4, 4:6] = np.nan
+    pooled, f = figures.pool_max(even, max_side=4)
+    assert f == 3
+    np.testing.assert_array_equal(pooled, [[np.nanmax(even[3 * a:3 * a + 3, 3 * b:3 * b + 3]) for b in range(4)]
+                                           for a in range(4)])
     same, f1 = figures.pool_max(z, max_side=11)
     assert f1 == 1 and same is z
 

@@ -250,3 +250,20 @@ def test_upper_triangle_maxima_against_a_loop():
                        if not np.isnan(m[a, b, t, j]))
             assert got[a, b] == np.float32(want)
     assert spectral.upper_triangle_maxima(np.ones((1, 1))) == 0.0
+
+
+def test_upper_triangle_maxima_over_several_bands():
+    # L = 300 spans three bands of rows: the maximum sits right of a band's diagonal block, inside one
+    # just above the diagonal, or is negative; larger entries on and below the diagonal are ignored
+    rng = np.random.default_rng(6)
+    L = 300
+    m = rng.uniform(-1, 1, (4, L, L))
+    for h, (t, j, v) in enumerate([(3, 290, 7.0), (130, 131, 6.0), (255, 256, -5.0), (140, 200, 4.0)]):
+        m[h][np.tril_indices(L)] = 50.0
+        m[h, t, j] = v
+        m[h, 10, 20] = np.nan
+    mask = np.triu(np.ones((L, L), dtype=bool), 1)
+    want = [np.nanmax(np.abs(m[h][mask])) for h in range(4)]
+    np.testing.assert_array_equal(spectral.upper_triangle_maxima(m), want)
+    np.testing.assert_array_equal(want, [7.0, 6.0, 5.0, 4.0])
+    assert spectral.upper_triangle_maxima(np.arange(9).reshape(3, 3)) == 5.0  # integers

@@ -23,11 +23,18 @@ LOG_DECADES = 6.0  # influence maps show six decades below their maximum
 MAX_MATRIX_SIDE = 512
 
 
-def _log_influence(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """log10 of a non-negative map, clipped LOG_DECADES below its maximum; NaN kept."""
+def _log_top(values: np.ndarray) -> float:
+    """log10 of the largest finite positive value (0 when there is none)."""
+    v = np.asarray(values)
+    top = np.max(v, where=(v > 0) & (v < np.inf), initial=-np.inf)  # NaN compares False: left out
+    return float(np.log10(top)) if np.isfinite(top) else 0.0
+
+
+def _log_influence(values: np.ndarray, top: float | None = None) -> tuple[np.ndarray, float, float]:
+    """log10 of a non-negative map, clipped LOG_DECADES below its maximum (or below `top`, a
+    log10 maximum measured on a larger map); NaN kept."""
     v = np.asarray(values, dtype=np.float64)
-    finite = v[np.isfinite(v) & (v > 0)]
-    top = float(np.log10(finite.max())) if finite.size else 0.0
+    top = _log_top(v) if top is None else top
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.log10(np.maximum(v, 10 ** (top - LOG_DECADES)))
     return np.where(np.isfinite(v), z, np.nan), top - LOG_DECADES, top
@@ -52,11 +59,13 @@ def pool_max(z: np.ndarray, max_side: int = MAX_MATRIX_SIDE) -> tuple[np.ndarray
     if f == 1:
         return z, 1
     n = -(-L // f)
-    padded = np.full(z.shape[:-2] + (n * f, n * f), -np.inf, dtype=z.dtype)
-    padded[..., :L, :L] = z
-    np.copyto(padded[..., :L, :L], -np.inf, where=np.isnan(z))
-    pooled = padded.reshape(z.shape[:-2] + (n, f, n, f)).max(axis=(-3, -1))
-    return np.where(np.isneginf(pooled), np.nan, pooled), f
+    if n * f != L:  # NaN fills the last blocks: fmax ignores it
+        padded = np.full(z.shape[:-2] + (n * f, n * f), np.nan, dtype=z.dtype)
+        padded[..., :L, :L] = z
+        z = padded
+    # rows first, over whole contiguous rows, then the f columns of the 1/f as large result
+    rows = np.fmax.reduce(z.reshape(z.shape[:-2] + (n, f, n * f)), axis=-2)
+    return np.fmax.reduce(rows.reshape(z.shape[:-2] + (n, n, f)), axis=-1), f
 
 
 def _block_centres(L: int, f: int) -> np.ndarray:
@@ -138,10 +147,12 @@ def influence_strip_figure(m, row: int) -> go.Figure:
     L = values.shape[0]
     if not 0 <= row < L:
         raise ValueError(f"row must be in 0..{L - 1}, got {row}")
-    z, zmin, zmax = _log_influence(values[:-1] if L > 1 else values)
+    # the scale of the whole map (its last row has no prediction), the logs of this row only
+    line, zmin, zmax = _log_influence(values[row], _log_top(values[:-1] if L > 1 else values))
+    if row == L - 1 and L > 1:
+        line = np.full(L, np.nan)  # no next byte: nothing was scored
     hover = [f"position {j}: byte value {byte_value(m.ids[j])}<br>‖∂ log p / ∂e‖ = "
              + ("n/a" if not np.isfinite(values[row, j]) else f"{values[row, j]:.3g}") for j in range(L)]
-    line = z[row] if row < z.shape[0] else np.full(L, np.nan)
     fig = text_heatmap(m.labels, line, hover, "log10 influence", zmin=zmin, zmax=zmax, marked=[row], ids=m.ids)
     if row + 1 < L:
         sub = (f"the prediction of position {row + 1} ({byte_value(m.ids[row + 1])}); the outlined byte is the last "
