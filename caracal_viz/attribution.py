@@ -466,7 +466,7 @@ def attribute(ck: Checkpoint, text: str, position: int, methods=None, *, baselin
     ValueError for a bad position, method, baseline byte or count."""
     import time
 
-    ids = np.asarray(encode_text(text), dtype=np.int64)
+    ids = np.asarray(encode_text(text, device=ck.device), dtype=np.int64)
     L = ids.size
     limit = influence_limit(ck)
     if L > limit:

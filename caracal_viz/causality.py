@@ -258,7 +258,7 @@ def causality_report(ck: Checkpoint, *, precision: str = "float32", lengths=None
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" and ck.device.type != "cuda":
         raise ValueError("bf16 autocast is offered on CUDA only: load the checkpoint on a GPU, or use float32")
-    max_len = max_text_bytes()
+    max_len = max_text_bytes(ck.device)
     plan = _plan(ck, lengths, trials, max_len)
     rng = np.random.default_rng(seed)
     model = ck.model

@@ -249,7 +249,7 @@ def head_hooks(ck: Checkpoint, layer: int, head: int, mode: str = "zero", text: 
         if text is None:
             raise ValueError("mean ablation needs the text whose mean replaces the head")
         with torch.no_grad():
-            _, cache = ck.model.run_with_cache(torch.tensor([encode_text(text)], device=ck.device), names_filter=name)
+            _, cache = ck.model.run_with_cache(torch.tensor([encode_text(text, device=ck.device)], device=ck.device), names_filter=name)
         fill = cache[name][0, :, h].mean(dim=0)  # (dh,)
 
     def ablate(y, hook):

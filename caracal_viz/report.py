@@ -146,7 +146,7 @@ def write_report(ck: Checkpoint, text: str, path, *, influence_bytes: int = INFL
     its report: the verdict says "cannot certify" and each view that holds NaN says so.
     Raises TextError for bad text; OSError when the file cannot be written.
     """
-    ids = encode_text(text)
+    ids = encode_text(text, device=ck.device)
     path = Path(path)
     page = _Page()
     cfg = ck.config

@@ -196,7 +196,7 @@ def influence_limit(ck: Checkpoint) -> int:
 
 def check_influence_text(ck: Checkpoint, text: str) -> list[int]:
     """The text's byte ids, or TextError when it is empty or over `influence_limit(ck)`."""
-    ids = encode_text(text)
+    ids = encode_text(text, device=ck.device)
     limit = influence_limit(ck)
     if len(ids) > limit:
         raise TextError(f"the text is {len(ids)} bytes, over the token-influence limit of {limit} bytes for "

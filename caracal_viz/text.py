@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import os
 
-DEFAULT_MAX_TEXT_BYTES = 4096
+MAX_TEXT_BYTES = {"cuda": 65536, "cpu": 16384}
+"""The longest text (UTF-8 bytes) analysed on each kind of device: every view that grows as
+O(L log L) runs at these lengths in seconds (benchmarks/long_context.py); the O(L^2) views (the
+influence map, the mixing matrices) run on a window of the text (`utf8_window`)."""
 
 
 class TextError(ValueError):
     """Text the tools cannot analyse; the message says why and what to do, on one line."""
 
 
-def max_text_bytes() -> int:
-    """The longest text (UTF-8 bytes) the app and CLI analyse; CARACAL_MAX_TEXT_BYTES overrides."""
+def max_text_bytes(device=None) -> int:
+    """The longest text (UTF-8 bytes) the app and CLI analyse on `device` (a torch.device, "cpu",
+    "cuda" or "cuda:N"; None: the best this machine has, cuda when available): MAX_TEXT_BYTES of
+    its kind. CARACAL_MAX_TEXT_BYTES (a positive integer) overrides it on every device."""
     raw = os.environ.get("CARACAL_MAX_TEXT_BYTES", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_TEXT_BYTES
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if device is None:
+        import torch  # only here: the rest of this module is plain text handling
+
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        kind = getattr(device, "type", str(device)).split(":")[0]
+    return MAX_TEXT_BYTES.get(kind, MAX_TEXT_BYTES["cpu"])
 
 
 def decode_text_file(data: bytes, name: str = "the file", max_bytes: int | None = None) -> str:
@@ -39,10 +52,11 @@ def decode_text_file(data: bytes, name: str = "the file", max_bytes: int | None 
                         "save it as UTF-8 and upload it again") from None
 
 
-def encode_text(text: str, max_bytes: int | None = None) -> list[int]:
+def encode_text(text: str, max_bytes: int | None = None, device=None) -> list[int]:
     """Validate text and return its UTF-8 byte ids (the model's tokens).
 
-    Raises TextError for empty text or text longer than max_bytes (default `max_text_bytes()`).
+    Raises TextError for empty text or text longer than max_bytes (default
+    `max_text_bytes(device)`: the limit of the device that will run the model).
     Whitespace, control characters, right-to-left, combining characters and emoji are all valid
     bytes for a byte-level model and are analysed as they are (one token per UTF-8 byte).
     """
@@ -50,7 +64,7 @@ def encode_text(text: str, max_bytes: int | None = None) -> list[int]:
         raise TextError(f"expected text, got {type(text).__name__}")
     if text == "":
         raise TextError("the text is empty: type or paste some text to analyse")
-    limit = max_bytes or max_text_bytes()
+    limit = max_bytes or max_text_bytes(device)
     if len(text) > limit:  # every character is at least one byte: refuse before encoding it all
         raise TextError(f"the text is {len(text)} characters, over the limit of {limit} bytes: shorten it "
                         "(or raise CARACAL_MAX_TEXT_BYTES if your machine can hold it)")
@@ -99,3 +113,16 @@ def visible_label(label: str) -> str:
     """A byte's label (ByteTokenizer.label) with the space made visible as "␣", for ticks,
     tables and pickers; not escaped (figures.show_label escapes it for Plotly)."""
     return "␣" if label == " " else label
+
+
+def utf8_window(text: str, start: int, end: int) -> tuple[int, int, str]:
+    """The part of text between UTF-8 byte offsets start and end, moved inwards to whole
+    characters: (a, b, window) with start <= a <= b <= end, window's UTF-8 encoding being bytes
+    a..b-1 of text's. Offsets are clipped to 0..len(text's bytes)."""
+    data = text.encode("utf-8")
+    a, b = max(0, min(int(start), len(data))), max(0, min(int(end), len(data)))
+    while a < b and 0x80 <= data[a] < 0xC0:  # a continuation byte: the character began earlier
+        a += 1
+    while b < len(data) and b > a and 0x80 <= data[b] < 0xC0:
+        b -= 1
+    return a, b, data[a:b].decode("utf-8")

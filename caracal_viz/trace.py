@@ -148,7 +148,7 @@ def shared_forward(ck: Checkpoint, text: str) -> Forward:
     (within TRACE_CACHE_BYTES), keyed by the model object and the state of its weights, so a
     modified or reloaded model runs again. Nothing in it may be modified. While hooks are attached
     in this thread (`model.hooks`, an intervention) the pass runs with them and is not shared."""
-    ids = tuple(encode_text(text))
+    ids = tuple(encode_text(text, device=ck.device))
     if model_hooks.any_active():
         return _run_forward(ck, ids)
     key = (_model_state(ck), ids)

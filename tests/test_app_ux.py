@@ -16,6 +16,7 @@ import sys
 import torch
 from markdown_it import MarkdownIt
 
+from caracal_viz.text import max_text_bytes
 from tests.conftest import sample_path
 from tests.security_helpers import open_link
 from tests.test_app import SHORT_TEXT, server_like_navigation, start  # noqa: F401 -- the fixture runs app.py
@@ -87,7 +88,7 @@ def test_text_uploader_states_the_text_limit():
     anything far over it unread (1 MB, Streamlit's smallest cap), not the checkpoints' 90 MB."""
     at = start(SHORT_TEXT)
     ck_up, txt_up = at.get("file_uploader")
-    assert "4,096 bytes" in txt_up.proto.label
+    assert f"{max_text_bytes():,} bytes" in txt_up.proto.label
     assert txt_up.proto.max_upload_size_mb == 1
     assert ck_up.proto.max_upload_size_mb == 90
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from caracal_viz import Checkpoint, load_checkpoint, save_checkpoint
-from caracal_viz.causality import CANNOT, CAUSAL, FLOOR_FACTOR, LEAKS, causality_report
+from caracal_viz.causality import CANNOT, CAUSAL, FLOOR_FACTOR, LEAKS, PERTURB_CAP, causality_report
 from caracal_viz.gates import gate_report
+from caracal_viz.text import max_text_bytes
 from caracal_viz.trace import run_trace
 from models import ByteLM, ModelConfig
 
@@ -88,8 +89,9 @@ def test_pad_samples_are_proved_causal_and_brute_force_agrees(name):
     r = causality_report(ck)
     assert_consistent(r)
     assert r.verdict == CAUSAL and r.config_causal and r.headline == "Causal"
-    assert r.lengths[-1] == 4096 and ck.config.context in r.lengths  # past the context, to the max text length
-    assert all(p.structure.status == "proved" and "every length 2..4096" in p.structure.text for p in r.per_layer)
+    longest = max_text_bytes(ck.device)  # the structure is proved to the max text length, perturbed to PERTURB_CAP
+    assert r.lengths[-1] == min(longest, PERTURB_CAP[ck.device.type]) and ck.config.context in r.lengths
+    assert all(p.structure.status == "proved" and f"every length 2..{longest}" in p.structure.text for p in r.per_layer)
     assert all(p.response > 0 for p in r.per_layer) and r.model_response > 0  # the perturbations reached the outputs
     assert r.floor > 0 and r.floor_by_length[16] == r.floor  # a floor measured in the run, for the record
     assert brute_force_leak(ck, 32, seed=1) <= FLOOR_FACTOR * r.floor

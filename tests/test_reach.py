@@ -1,6 +1,7 @@
 """Reach against brute-force float64 loops over the kernels read from the model's hook points."""
 
 import numpy as np
+import pytest
 import torch
 
 from caracal_viz.reach import reach, reach_from_kernel
@@ -49,3 +50,69 @@ def test_reach_figure_one_line_per_head_with_the_cumulative_fraction():
     np.testing.assert_allclose(fig.data[0].y, [0.25, 0.5, 1.0])
     assert list(fig.data[1].x) == [1, 2, 3] and fig.layout.xaxis.type == "log"
     assert "90% by lag 3" in fig.data[0].hovertemplate
+
+
+def _brute_reach(kernels):
+    """(lag50, lag90, energy, cumulative) of channel kernels (C, L) by float64 loops."""
+    C, L = len(kernels), len(kernels[0])
+    e = [sum(float(kernels[c][m]) ** 2 for c in range(C)) for m in range(L)]
+    total, run, cum = sum(e), 0.0, []
+    for x in e:
+        run += x
+        cum.append(run / total)
+    return next(j for j, c in enumerate(cum) if c >= 0.5), next(j for j, c in enumerate(cum) if c >= 0.9), e, cum
+
+
+def test_text_reach_of_the_combined_and_learned_kernels_against_numpy_convolutions():
+    """The combined kernel g * k rebuilt from the hook points (gate stream g, learned kernel k)
+    by np.convolve, its per-head energy by float64 loops; the learned kernel's likewise."""
+    from caracal_viz.reach import text_reach
+
+    ck = load_sample("caracal-shakespeare")
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east.\n"
+    tokens = torch.tensor([list(text.encode())])
+    _, cache = run_with_cache(ck.model, tokens)
+    got = text_reach(ck, text)
+    H, L = ck.config.n_heads, tokens.shape[1]
+    assert len(got) == ck.config.n_layers
+    for i, block in enumerate(got):
+        g = cache[f"blocks.{i}.mixer.hook_g"][0].double().numpy()  # (L, H, dh)
+        k = cache[f"blocks.{i}.mixer.hook_kernel"].double().numpy()  # (H, L)
+        for h in range(H):
+            combined = [np.convolve(g[:, h, c], k[h])[:L] for c in range(g.shape[2])]
+            for r, kern in ((block.combined[h], combined), (block.learned[h], [k[h]])):
+                l50, l90, e, cum = _brute_reach(kern)
+                assert (r.block, r.head, r.lag50, r.lag90) == (i, h, l50, l90)
+                np.testing.assert_allclose(r.energy, e, rtol=1e-4, atol=1e-12 * max(e))
+                np.testing.assert_allclose(r.cumulative, cum, rtol=1e-4, atol=1e-6)
+
+
+def test_text_reach_skips_blocks_without_an_mhf_kernel():
+    from caracal_viz.reach import text_reach
+
+    ck = load_sample("caracal-hybrid-shakespeare")
+    got = text_reach(ck, "To be, or not to be: that is the question.")
+    kinds = [ck.config.layer_kind(i) for i in range(ck.config.n_layers)]
+    assert [r is None for r in got] == [kind != "mhf" for kind in kinds] and "mhf" in kinds and "swa" in kinds
+
+
+def test_influence_by_lag_against_loops_over_a_random_map():
+    from caracal_viz.reach import influence_by_lag
+
+    rng = np.random.default_rng(0)
+    L = 9
+    m = np.tril(rng.random((L, L)))
+    m[-1] = np.nan
+    got = influence_by_lag(m)
+    for lag in range(L):
+        cells = [m[i, i - lag] for i in range(L - 1) if i - lag >= 0]
+        assert got.rows[lag] == len(cells)
+        if cells:
+            assert got.mean[lag] == pytest.approx(sum(cells) / len(cells), rel=1e-12)
+        else:
+            assert np.isnan(got.mean[lag])
+    means = [got.mean[j] if got.rows[j] else 0.0 for j in range(L)]
+    cum = np.cumsum(means) / sum(means)
+    np.testing.assert_allclose(got.cumulative, cum, rtol=1e-12)
+    assert got.lag50 == next(j for j in range(L) if cum[j] >= 0.5)
+    assert got.lag90 == next(j for j in range(L) if cum[j] >= 0.9)
