@@ -10,6 +10,7 @@ Plotly's figure JSON escapes "<", so nothing in them can become markup or script
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import html
 import json
@@ -66,6 +67,9 @@ pre.text { white-space: pre-wrap; word-break: break-all; background: #f7f7f7; pa
 .note { color: #555; font-size: 0.92rem; }
 nav a { margin-right: 1rem; }
 .figure { margin: 0.6rem 0 1.2rem; }
+.blocks { display: grid; grid-template-columns: 1fr 1fr; gap: 0 1.5rem; }
+.blocks > section { min-width: 0; }
+@media (max-width: 1100px) { .blocks { grid-template-columns: 1fr; } }
 """
 
 
@@ -96,6 +100,28 @@ class _Page:
         div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
                           div_id=f"figure-{self.n_figures}", default_width="100%")
         self.add(f'<div class="figure">{div}</div>')
+
+    @contextlib.contextmanager
+    def blocks(self):
+        """Per-block panels side by side (two columns, one below 1,100 px): the report's height was
+        mostly one block after another at full width. The columns are fixed, not auto-fit, because
+        each figure is drawn at its cell's width when its inline script runs, before the next
+        cell exists."""
+        self.add('<div class="blocks">')
+        try:
+            yield
+        finally:
+            self.add("</div>")
+
+    @contextlib.contextmanager
+    def block(self, title: str):
+        """One cell of `blocks`: a heading and the figures added inside it."""
+        self.add("<section>")
+        self.heading(3, title)
+        try:
+            yield
+        finally:
+            self.add("</section>")
 
     def table(self, rows: list[tuple], header: tuple | None = None) -> None:
         head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
@@ -261,15 +287,16 @@ def _filters(page: _Page, ck: Checkpoint, text: str, tr) -> None:
     page.figure(figures.filter_grid_figure(lf))
     page.para("Phase and group delay, one head at a time: the app's Spectral filters page (every head's on one "
               "plot is a tangle).", "note")
-    for i, f in enumerate(lf):
-        if f is None:
-            continue
-        page.heading(3, f"Block {i}")
-        page.figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {i} ({f.kind})"))
-        if dks[i] is not None:
-            page.figure(figures.data_kernel_figure(dks[i]))
-        if ffs[i] is not None:
-            page.figure(figures.fftnet_filter_figure(ffs[i]))
+    with page.blocks():
+        for i, f in enumerate(lf):
+            if f is None:
+                continue
+            with page.block(f"Block {i}"):
+                page.figure(figures.filter_heatmap(f.freqs, f.magnitude_db, title=f"|H(f)| in dB, block {i} ({f.kind})"))
+                if dks[i] is not None:
+                    page.figure(figures.data_kernel_figure(dks[i]))
+                if ffs[i] is not None:
+                    page.figure(figures.fftnet_filter_figure(ffs[i]))
 
 
 def _gates(page: _Page, ck: Checkpoint, text: str, tr) -> None:
@@ -279,11 +306,12 @@ def _gates(page: _Page, ck: Checkpoint, text: str, tr) -> None:
         page.para("This checkpoint has no modReLU gates.")
         return
     page.figure(figures.gate_summary_figure(report))
-    for i, g in enumerate(report):
-        if g is not None:
-            page.heading(3, f"Block {i}")
-            page.figure(figures.gate_map_figure(g, title=f"modReLU gates, block {i} ({g.kind})"))
-            page.figure(figures.passed_energy_figure(g, title=f"Energy passed by the gates, block {i}"))
+    with page.blocks():
+        for i, g in enumerate(report):
+            if g is not None:
+                with page.block(f"Block {i}"):
+                    page.figure(figures.gate_map_figure(g, title=f"modReLU gates, block {i} ({g.kind})"))
+                    page.figure(figures.passed_energy_figure(g, title=f"Energy passed by the gates, block {i}"))
 
 
 def _causal_trick(page: _Page, ck: Checkpoint) -> None:
@@ -291,13 +319,16 @@ def _causal_trick(page: _Page, ck: Checkpoint) -> None:
     page.para("Zero-pad, FFT, multiply, inverse FFT, keep the first L outputs: a causal convolution, as long "
               "as the learned kernel has no negative lags and the FFT is long enough not to wrap around.")
     impulses = kernel_impulses(ck, min(ck.config.context, KERNEL_LENGTH))
-    for i, ki in enumerate(impulses):
-        if ki is not None:
-            page.heading(3, f"Block {i}: learned kernel before and after the mask")
-            page.figure(figures.kernel_impulse_figure(ki))
+    with page.blocks():
+        for i, ki in enumerate(impulses):
+            if ki is not None:
+                with page.block(f"Block {i}: learned kernel before and after the mask"):
+                    page.figure(figures.kernel_impulse_figure(ki))
     page.heading(3, "Mixer impulse responses")
-    for i in range(ck.config.n_layers):
-        page.figure(figures.mixer_impulse_figure(mixer_impulse(ck, i, IMPULSE_LENGTH // 2, IMPULSE_LENGTH)))
+    with page.blocks():
+        for i in range(ck.config.n_layers):
+            with page.block(f"Block {i}"):
+                page.figure(figures.mixer_impulse_figure(mixer_impulse(ck, i, IMPULSE_LENGTH // 2, IMPULSE_LENGTH)))
     layer = next((i for i, ki in enumerate(impulses) if ki is not None and ki.kind == "mhf"), None)
     if layer is not None:
         page.heading(3, f"Aliasing: block {layer}'s kernel with no padding (N = L)")
@@ -339,6 +370,8 @@ def _influence(page: _Page, ck: Checkpoint, text: str, view, influence_bytes: in
     mats = mixing_matrices(ck, part)
     labels = [ck.tokenizer.label(b) for b in part.encode("utf-8")]
     page.heading(3, f"Mixing matrices per block and head (first {len(labels)} bytes)")
-    for i, mm in enumerate(mats):
-        if mm is not None:
-            page.figure(figures.mixing_matrix_figure(mm, labels, i, ck.config.layer_kind(i), hover_bytes=0))
+    with page.blocks():
+        for i, mm in enumerate(mats):
+            if mm is not None:
+                with page.block(f"Block {i}"):
+                    page.figure(figures.mixing_matrix_figure(mm, labels, i, ck.config.layer_kind(i), hover_bytes=0))

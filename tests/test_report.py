@@ -44,6 +44,12 @@ def _open(path):
                 cells: Array.from(document.querySelectorAll('td')).map(td => td.textContent),
                 svgText: Array.from(document.querySelectorAll('.figure svg text')).map(t => t.textContent),
                 verdict: document.querySelector('.verdict').textContent,
+                cells2: Array.from(document.querySelectorAll('.blocks > section')).map(sec => {
+                    const r = sec.getBoundingClientRect();
+                    const widest = Math.max(0, ...Array.from(sec.querySelectorAll('.main-svg'))
+                                                      .map(svg => svg.getBoundingClientRect().width));
+                    return {top: r.top, left: r.left, width: r.width, widest: widest};
+                }),
             })""")
         finally:
             browser.close()
@@ -69,6 +75,18 @@ def test_report_renders_offline_without_console_errors(report):
     assert not re.search(r"<script[^>]+src=", html)  # plotly.js is inlined, not linked
     assert "Content-Security-Policy" in html
     assert "CAUSAL" in facts["verdict"]
+
+
+@pytest.mark.browser
+def test_per_block_panels_sit_two_abreast_and_fit_their_cells(report):
+    """Issue 13 item 12: the report was 30,000 px tall, every block's figures one under another at
+    full width. At 1,280 px the per-block panels form two columns, each figure inside its cell."""
+    _, (facts, *_rest) = report
+    cells = facts["cells2"]
+    assert len(cells) >= 4
+    first, second = cells[0], cells[1]
+    assert abs(first["top"] - second["top"]) < 1 and second["left"] >= first["left"] + first["width"]
+    assert all(0 < c["widest"] <= c["width"] + 1 for c in cells), cells
 
 
 @pytest.mark.browser
