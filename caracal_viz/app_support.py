@@ -14,7 +14,7 @@ This is the only module (with app.py and pages/) that imports Streamlit. Pages u
 
 Public API (stable; other engineers' pages import it):
 - `SAMPLE_NAMES`, `DEFAULT_SAMPLE`, `EXAMPLE_TEXTS` (sample name -> example text), `example_text(name)`.
-- `PAGE_FILES`, `pages()`: the eight page files, listed explicitly, as st.Page objects for
+- `PAGE_FILES`, `pages()`: the nine page files, listed explicitly, as st.Page objects for
   `st.navigation`; `set_page_config()`: title, icon, wide layout.
 - `sidebar()`: render the shared sidebar (checkpoint, text, device, model card). app.py calls it
   once per run, before the page runs; pages never call it (page_setup does, if app.py did not run).
@@ -25,9 +25,11 @@ Public API (stable; other engineers' pages import it):
 - `ensure_entry()`: a page's first call when it does not use page_setup: draws the sidebar (and
   the navigation) if the server ran the page without app.py (a deep link as its first request).
 - `linked(name, key, options, render, default=None)`: a page's widget for one of the app-wide
-  selections `SELECTION` ("layer", "head", "pos"): every page that shows that setting shows the
+  selections `SELECTION` ("layer", "head", "pos", "win"): every page that shows that setting shows the
   same value, and the value travels in the URL (`st.query_params`), so a view is a link.
   `render(key)` draws the widget with that key. `select(name, value)` sets one (a click handler).
+- `window_picker(ck, text, what) -> windows.Window`: the window of a long text an O(L^2) view
+  shows, with its slider ("win") and the line naming its bytes.
 - `page_setup(title, intro) -> (Checkpoint, str)`: ensure_entry(), title, a short explanation,
   a note if the sidebar text is invalid, then the checkpoint and the text to analyse; stops the
   page with `st.error` if the checkpoint cannot be loaded; `nonfinite_note(ck)`: the one grey line
@@ -69,7 +71,7 @@ Session state keys owned here (pages read them only through the functions above)
 "ck_current" (the chosen checkpoint's label) shown by the widget "ck_select", "ck_upload",
 "uploaded_ck", "ck_upload_error", "device", "text_draft" (the sidebar's text, maybe invalid) shown
 by the widget "text_box", "text" (the last valid text), "text_error", "text_upload",
-"text_upload_error", "_sidebar_done", "_link_read", "sel_layer", "sel_head", "sel_pos" (the
+"text_upload_error", "_sidebar_done", "_link_read", "sel_layer", "sel_head", "sel_pos", "sel_win" (the
 app-wide selections, see `linked`), "_ck_select_rendered", "_text_box_rendered", "_ck_upload_seen",
 "_ck_select_before", "_text_box_before";
 checkpoint_picker(key=K) owns "K_current", "K_select", "K_upload", "K_uploaded", "K_error".
@@ -95,6 +97,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 from .checkpoint import Checkpoint, CheckpointError, check_checkpoint_size, load_checkpoint, max_checkpoint_bytes
 from .resources import ResourceError, run_with_fallback
 from .text import TextError, decode_text_file, encode_text, max_text_bytes
+from .windows import Window, text_window, window_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_checkpoints"
@@ -118,7 +121,8 @@ UPLOAD_PREFIX = "Uploaded: "
 # A link carries the sample, the selections and a text of at most this many characters once
 # percent-encoded: links of ~2,000 characters pass every browser, chat and mail client.
 URL_TEXT_MAX = 1800
-SELECTION = ("layer", "head", "pos")  # app-wide selections, each a non-negative int, in the URL
+SELECTION = ("layer", "head", "pos", "win")  # app-wide selections, each a non-negative int, in the URL
+# ("win": the end byte of the window the O(L^2) views show of a long text, `window_picker`)
 _SIDEBAR_DONE = "_sidebar_done"  # set by sidebar(), cleared by page_setup(): once per run
 
 # Bounded caches. Models (cache_resource, shared by all sessions): a sample model is <= 8 MB of
@@ -334,6 +338,7 @@ PAGE_FILES = (
     ("pages/6_token_influence.py", "Token influence"),
     ("pages/7_compare.py", "Compare"),
     ("pages/8_interventions.py", "Interventions"),
+    ("pages/9_reach.py", "Reach"),
 )
 
 
@@ -412,6 +417,26 @@ def linked(name: str, key: str, options: Sequence, render: Callable[[str], objec
     if st.query_params.get(name) != str(value):
         st.query_params[name] = str(value)
     return value
+
+
+def window_picker(ck: Checkpoint, text: str, what: str) -> Window:
+    """The window of `text` that the O(L^2) view `what` shows (windows.text_window, at most
+    windows.window_bytes(ck) bytes). A longer text gets a slider for the window's end (the
+    app-wide selection "win", in the URL; default the text's end) and a line saying which bytes
+    are shown; a text that fits is shown whole, without either."""
+    size = window_bytes(ck)
+    total = len(text.encode("utf-8"))
+    if total <= size:
+        return text_window(text, size)
+    ends = range(size, total + 1)
+    end = linked("win", "win_end", ends, lambda k: st.slider(
+        f"Window of {size:,} bytes: where it ends (byte offset)", size, total, step=1, key=k), default=total)
+    w = text_window(text, size, end)
+    st.info(f"{what} costs time and memory as the square of the length, so it shows a window of the text: "
+            f"{w.label}, read as a text of its own (the model does not see the bytes before it). Position i "
+            f"below is byte {w.start:,} + i of the text. Move the slider to move the window; the window is "
+            f"{size:,} bytes on {ck.device.type} (set CARACAL_WINDOW_BYTES to change it).")
+    return w
 
 
 def _init_state() -> None:

@@ -19,15 +19,9 @@ ck, text = ui.page_setup(
     "the diagonal, the future, is zero; a model that reads the future lights up there. Below the map: one "
     "prediction in detail, then each mixer head's own token-to-token matrix.")
 
-n_bytes = len(text.encode("utf-8"))
-with ui.guard():
-    limit = influence.interactive_limit(ck)
-if n_bytes > limit:
-    text = influence.utf8_prefix(text, limit)
-    st.info(f"This page differentiates the first {len(text.encode('utf-8'))} of the text's {n_bytes} bytes: the map "
-            f"costs one backward pass per byte, so its time grows with the square of the length. The limit on "
-            f"{ck.device.type} is {limit} bytes (choose cuda in the sidebar, or set CARACAL_MAX_INFLUENCE_BYTES).")
-    n_bytes = len(text.encode("utf-8"))
+window = ui.window_picker(ck, text, "This page (the influence map, the methods, the mixing matrices)")
+text = window.text
+n_bytes = window.end - window.start
 
 # ---- the whole map -----------------------------------------------------------------------------
 st.subheader("Influence map")

@@ -157,15 +157,22 @@ def test_token_influence_page_flags_a_model_that_reads_the_future():
     assert any("this checkpoint is not causal" in w.value for w in at.warning)
 
 
-def test_token_influence_page_differentiates_a_prefix_of_long_texts(monkeypatch):
-    # the map costs one backward pass per byte: past the interactive limit the page analyses the
-    # longest whole-character prefix that fits, and says so
+def test_token_influence_page_shows_a_named_window_of_long_texts(monkeypatch):
+    # the map costs one backward pass per byte: past the window size the page analyses a window of
+    # whole characters (default: the text's end), says which bytes, and a slider moves it
+    from caracal_viz.windows import text_window
+
     monkeypatch.setenv("CARACAL_MAX_INFLUENCE_BYTES", "64")
-    text = "a" * 63 + "é" + "xyz" * 40  # the 2-byte 'é' straddles byte 64
+    text = "xyz" * 40 + "a" * 63 + "é"  # 186 bytes; the 2-byte 'é' ends the text
     at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
     assert not at.exception and not at.error
-    infos = [i.value for i in at.info if "differentiates the first" in i.value]
-    assert len(infos) == 1 and f"first 63 of the text's {len(text.encode())} bytes" in infos[0]
+    w = text_window(text, 64)
+    assert w.end == len(text.encode()) and w.end - w.start <= 64
+    infos = [i.value for i in at.info if w.label in i.value]
+    assert len(infos) == 1 and "read as a text of its own" in infos[0]
+    at.slider("win_end").set_value(100).run()
+    assert not at.exception and not at.error
+    assert any(text_window(text, 64, 100).label in i.value for i in at.info)
     assert len(at.get("plotly_chart")) >= 2
 
 
@@ -173,11 +180,12 @@ def test_token_influence_page_offers_no_giant_csv(monkeypatch):
     # one CSV row per mixing-matrix entry would be gigabytes at 4,096 bytes: past MAX_CSV_ENTRIES the
     # page says so and keeps the NPZ
     monkeypatch.setenv("CARACAL_MAX_INFLUENCE_BYTES", "1100")
+    monkeypatch.setenv("CARACAL_WINDOW_BYTES", "1100")  # the CPU's window is 256 bytes
     text = "abcdefgh" * 140
     at = open_page(INFLUENCE_PAGE, "caracal-periodic", text)
     assert not at.exception and not at.error
     assert any("too many for a CSV" in c.value and "use the NPZ" in c.value for c in at.caption)
-    # the map of the first 1,100 bytes is drawn as 3 x 3 block maxima (at most 512 a side), and the page
+    # the map of a 1,100-byte window is drawn as 3 x 3 block maxima (at most 512 a side), and the page
     # says what a cell is
     drawn = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
     assert plotly_array(drawn["z"]).shape == (-(-1100 // 3),) * 2
