@@ -1,8 +1,8 @@
 """caracal-viz: the spectral microscope for Fourier-mixing language models.
 
 Run with `streamlit run app.py`. This entry sets the page up, lists the eight pages for
-`st.navigation` (explicitly, in caracal_viz/app_support.py PAGE_FILES: navigation ignores pages/
-discovery), draws the sidebar shared by every page (checkpoint, text, device, model card) and
+`st.navigation` (explicitly, in caracal_viz/app_support/sidebar.py PAGE_FILES: navigation
+ignores pages/ discovery), draws the sidebar shared by every page (checkpoint, text, device, model card) and
 runs the chosen page.
 """
 

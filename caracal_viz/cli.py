@@ -40,6 +40,7 @@ from .causality import CANNOT, CAUSAL, PRECISIONS, CausalityReport, causality_re
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .compare import CompareError
 from .energy import ParsevalReport, parseval_report
+from .export import npz_bytes, rows_csv_bytes
 from .filters import data_kernels, fftnet_filters, learned_filters
 from .gates import gate_report
 from .impulse import kernel_impulses
@@ -302,7 +303,7 @@ def _analyze(ck: Checkpoint, args) -> int:
     summary["seconds"] = round(time.perf_counter() - start, 3)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        np.savez(out / "analysis.npz", **arrays)
+        (out / "analysis.npz").write_bytes(npz_bytes(**arrays))
         (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
     except OSError as e:
         raise UsageError(f"cannot write to {args.out!r}: {e.strerror}") from None
@@ -352,12 +353,14 @@ def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
 def _attribute(ck: Checkpoint, args) -> int:
     text = _read_text(args.text_file)
     out = Path(args.out) if args.out else None
+    if out is not None and not out.name.endswith(".npz"):
+        out = out.with_name(out.name + ".npz")  # the name np.savez has always given it
     if out is not None and not out.parent.is_dir():
         raise UsageError(f"cannot write {args.out!r}: the folder {str(out.parent)!r} does not exist")
     rep = attribute(ck, text, args.position, args.methods, baseline_byte=args.baseline_byte)
     if out is not None:
         try:
-            np.savez(out, **rep.arrays())
+            out.write_bytes(npz_bytes(**rep.arrays()))
         except OSError as e:
             raise UsageError(f"cannot write {args.out!r}: {e.strerror}") from None
     if args.json:
@@ -457,8 +460,6 @@ def _ablate(ck: Checkpoint, args) -> int:
 
 
 def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
-    import csv
-
     if not args.out:
         raise UsageError("--sweep needs --out F.csv (the file to write the sweep to)")
     out = Path(args.out)
@@ -469,10 +470,7 @@ def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
     seconds = time.perf_counter() - start
     rows = result.rows()
     try:
-        with out.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        out.write_bytes(rows_csv_bytes(rows))
     except OSError as e:
         raise UsageError(f"cannot write {args.out!r}: {e.strerror}") from None
     worst = sorted((r for r in rows if np.isfinite(r["delta_bits_per_byte"])),

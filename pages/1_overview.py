@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, predict, trace
+from caracal_viz import export, figures, predict, trace
 
 TOP_K = 5
 
@@ -24,7 +24,7 @@ if not ck.nonfinite and not np.isfinite(view.loss_bits[:-1]).all():  # NaN/Inf w
     first = bad[0] if bad else None
     st.markdown(":gray-background[:material/help: **NaN/Inf**] :gray[The model's activations overflow to NaN/Inf "
                 "on this text"
-                + (f", first in {ui.markdown_literal_text(first.where)} ({first.n_nan} NaN, {first.n_inf} Inf at "
+                + (f", first in {export.markdown_literal_text(first.where)} ({first.n_nan} NaN, {first.n_inf} Inf at "
                    f"{len(first.positions)} positions)" if first else "")
                 + ": the losses and figures below are incomplete. The checkpoint's weights are too large for "
                   "float32.]")
@@ -56,7 +56,7 @@ ui.show_figure(figures.topk_figure(view, pos), key="topk", file_name=f"{ui.stem(
 
 
 def _table() -> bytes:
-    return ui.csv_bytes({
+    return export.csv_bytes({
         "position": np.arange(len(view.ids)), "byte": view.ids, "label": view.labels,
         "loss_bits": view.loss_bits, "target_prob": view.target_prob, "entropy_bits": view.entropy_bits,
         **{f"top{j + 1}_byte": view.topk_ids[:, j] for j in range(view.topk_ids.shape[1])},
@@ -104,7 +104,7 @@ with st.container(border=True):
                                                top_k=int(top_k) or None, seed=int(seed))
         st.session_state["gen_result"] = (prompt, ui.stream_text(pieces))
     elif "gen_result" in st.session_state:
-        st.markdown(ui.markdown_literal_text(st.session_state["gen_result"][1]))
+        st.markdown(export.markdown_literal_text(st.session_state["gen_result"][1]))
     else:
         st.caption("The continuation appears here.")
 if "gen_result" in st.session_state:

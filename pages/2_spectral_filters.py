@@ -5,7 +5,7 @@ head in detail (magnitude, phase, group delay, time kernel), and what the text i
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, filters
+from caracal_viz import export, figures, filters
 
 ck, text = ui.page_setup(
     "Spectral filters",
@@ -71,13 +71,13 @@ st.caption(f"Peaks: lags where |k| rises at least {filters.PEAK_PROMINENCE:.0%} 
 
 
 def _layer_npz() -> bytes:
-    return ui.npz_bytes(freqs=f.freqs, spectrum=f.spectrum, gated_spectrum=f.gated_spectrum,
+    return export.npz_bytes(freqs=f.freqs, spectrum=f.spectrum, gated_spectrum=f.gated_spectrum,
                         response=f.response, magnitude_db=f.magnitude_db, phase=f.phase,
                         group_delay=f.group_delay, kernel=f.kernel, lags=f.lags)
 
 
 def _head_csv() -> bytes:
-    return ui.csv_bytes({"freq_cycles_per_token": f.freqs, "magnitude_db": f.magnitude_db[head],
+    return export.csv_bytes({"freq_cycles_per_token": f.freqs, "magnitude_db": f.magnitude_db[head],
                          "phase_rad": f.phase[head], "group_delay_tokens": f.group_delay[head]})
 
 
@@ -100,7 +100,7 @@ if kind == "mhf":
     ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data",
                    file_name=f"{ui.stem(ck)}_block{layer}_datakernel")
     ui.download_npz("Gate and combined kernels (NPZ)",
-                    lambda: ui.npz_bytes(freqs=dk.freqs, gate_db=dk.gate_db, combined_db=dk.combined_db,
+                    lambda: export.npz_bytes(freqs=dk.freqs, gate_db=dk.gate_db, combined_db=dk.combined_db,
                                          gate_kernel=dk.gate_kernel, combined_kernel=dk.combined_kernel),
                     f"{ui.stem(ck)}_block{layer}_data_kernels.npz", key="sf_dk_npz")
 elif kind == "fftnet":
@@ -111,6 +111,6 @@ elif kind == "fftnet":
     ui.show_figure(figures.fftnet_filter_figure(ff, head), key="sf_fftnet",
                    file_name=f"{ui.stem(ck)}_block{layer}_head{head}_adapted")
     ui.download_csv("Base and adapted filter (CSV)",
-                    lambda: ui.csv_bytes({"freq_cycles_per_token": ff.freqs, "base_db": ff.base_db[head],
+                    lambda: export.csv_bytes({"freq_cycles_per_token": ff.freqs, "base_db": ff.base_db[head],
                                           "adapted_db": ff.adapted_db[head], "open_fraction": ff.data_open[head]}),
                     f"{ui.stem(ck)}_block{layer}_head{head}_adapted.csv", key="sf_ff_csv")

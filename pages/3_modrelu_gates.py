@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, filters, gates
+from caracal_viz import export, figures, filters, gates
 
 ck, text = ui.page_setup(
     "modReLU gates",
@@ -62,14 +62,14 @@ def _npz() -> bytes:
     arrays = {k: getattr(g, k) for k in ("freqs", "bias", "magnitude", "open", "transmission", "open_fraction",
                                          "dead", "data_open", "token_energy", "passed_energy", "passed_fraction")
               if getattr(g, k) is not None}
-    return ui.npz_bytes(**arrays)
+    return export.npz_bytes(**arrays)
 
 
 def _heads_csv() -> bytes:
     rows = [(i, h, report[i].open_fraction[h], report[i].passed_fraction[h] if report[i].passed_fraction is not None
              else np.nan, bool(report[i].dead[h])) for i in layers for h in range(len(report[i].dead))]
     cols = list(zip(*rows))
-    return ui.csv_bytes({"block": cols[0], "head": cols[1], "open_fraction": cols[2],
+    return export.csv_bytes({"block": cols[0], "head": cols[1], "open_fraction": cols[2],
                          "passed_energy_fraction": cols[3], "dead": cols[4]})
 
 

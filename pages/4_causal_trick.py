@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import causality, explainer, figures, impulse
+from caracal_viz import causality, explainer, export, figures, impulse
 from caracal_viz.figures import explainer as xf
 
 ss = st.session_state
@@ -69,7 +69,7 @@ with view:
     ui.show_figure(xf.toy_inputs_figure(x, h), key="ct_fig_inputs", file_name="causal_trick_inputs")
     st.caption("The input x (one value per token) and the filter h by lag: h[m] multiplies the token m steps back.")
     ui.download_csv("Signal and filter (CSV)",
-                    lambda: ui.csv_bytes({"t_or_lag": np.arange(L), "x": x, "h": np.pad(h, (0, L - len(h)))}),
+                    lambda: export.csv_bytes({"t_or_lag": np.arange(L), "x": x, "h": np.pad(h, (0, L - len(h)))}),
                     "causal_trick_inputs.csv", key="ct_dl_inputs")
 
 st.subheader("No padding vs. pad to 2L and truncate")
@@ -83,7 +83,7 @@ with right:
 st.caption("Green: the exact causal output. Blue circles: what the FFT computes. Red bars: the difference, "
            "made only of future tokens that wrapped around. Shaded: the outputs that read the future.")
 ui.download_csv("Both outputs (CSV)",
-                lambda: ui.csv_bytes({"t": np.arange(L), "x": x, "exact_causal": padded.exact,
+                lambda: export.csv_bytes({"t": np.arange(L), "x": x, "exact_causal": padded.exact,
                                       "circular_output": circ.fft_output, "circular_leak": circ.leak,
                                       "padded_output": padded.fft_output}),
                 "causal_trick_outputs.csv", key="ct_dl_outputs")
@@ -135,7 +135,7 @@ st.caption("Each bar is one coefficient of the full product x(z)·h(z) (the line
            "outputs; grey: the padding, computed and thrown away; red: terms past the end of the buffer, "
            "which the FFT wraps around (red arcs) onto the first outputs.")
 ui.download_csv("Wrap-around terms (CSV)",
-                lambda: ui.csv_bytes({"position": np.arange(len(demo.linear_full)), "coefficient": demo.linear_full,
+                lambda: export.csv_bytes({"position": np.arange(len(demo.linear_full)), "coefficient": demo.linear_full,
                                       "lands_on": np.arange(len(demo.linear_full)) % N,
                                       "wraps": np.arange(len(demo.linear_full)) >= N}),
                 f"causal_trick_wraparound_N{N}.csv", key="ct_dl_wrap")
@@ -147,7 +147,7 @@ st.caption("The same convolutions as matrices, y = M x: row t lists the weight o
            "future; the wrapped entries are tinted red, the colour of a leak on every page (weights: purple negative, blue "
            "positive). Raise N and watch them leave from the corner.")
 ui.download_npz("Matrices (NPZ)",
-                lambda: ui.npz_bytes(circulant=demo.circulant, matrix=demo.matrix, toeplitz=demo.toeplitz,
+                lambda: export.npz_bytes(circulant=demo.circulant, matrix=demo.matrix, toeplitz=demo.toeplitz,
                                      reads_future=demo.future, n_fft=N),
                 f"causal_trick_matrices_N{N}.npz", key="ct_dl_mat")
 
@@ -162,7 +162,7 @@ st.caption(f"Leaked energy for every N from L to 2L (log scale). It is exactly z
               f" (this signal happens to be zero where the last wrapped terms would come from; the matrix "
               f"still has wrapped entries up to N = {demo.n_min - 1})")
            + ": Caracal's 2L is enough for any kernel of at most L taps.")
-ui.download_csv("Leak against N (CSV)", lambda: ui.csv_bytes({"n_fft": sizes, "leak_fraction": fractions}),
+ui.download_csv("Leak against N (CSV)", lambda: export.csv_bytes({"n_fft": sizes, "leak_fraction": fractions}),
                 "causal_trick_leak_vs_N.csv", key="ct_dl_curve")
 
 with st.expander("Details: convolution is polynomial multiplication"):
@@ -199,7 +199,7 @@ st.header("Your checkpoint")
 with ui.guard():
     ck = ui.current_checkpoint()
 ui.nonfinite_note(ck)
-st.markdown(f"**{ui.md_escape(ck.name)}**: {ui.model_card(ck)['mixer']}. First its learned kernels, before and after the "
+st.markdown(f"**{export.md_escape(ck.name)}**: {ui.model_card(ck)['mixer']}. First its learned kernels, before and after the "
             "causal mask; then the proof by perturbation that no output reads a later token.")
 
 st.subheader("Impulse responses before and after the causal mask")
@@ -235,13 +235,13 @@ else:
                "(negative, shaded) lags. Solid: what is left after the causal mask zeroes the future. "
                f"Share of energy the mask removes: {mask_share}.")
     ui.download_npz("Kernels of every layer (NPZ)",
-                    lambda: ui.npz_bytes(**{f"layer{i}_{f}": getattr(kernels[i], f) for i in layers
+                    lambda: export.npz_bytes(**{f"layer{i}_{f}": getattr(kernels[i], f) for i in layers
                                             for f in ("lags", "two_sided", "causal", "masked_fraction")}),
                     "kernel_impulses.npz", key="ct_dl_kernels")
     after_mask = np.zeros_like(ki.two_sided)
     after_mask[:, ki.lags >= 0] = ki.causal[:, : int(np.sum(ki.lags >= 0))]
     ui.download_csv(f"Layer {layer} kernels (CSV)",
-                    lambda: ui.csv_bytes({"lag": ki.lags,
+                    lambda: export.csv_bytes({"lag": ki.lags,
                                           **{f"head{h}_before_mask": ki.two_sided[h] for h in range(len(ki.two_sided))},
                                           **{f"head{h}_after_mask": after_mask[h] for h in range(len(after_mask))}}),
                     f"kernels_layer{layer}.csv", key="ct_dl_kernels_csv")
@@ -288,11 +288,11 @@ if leaky:
                f"{report.floor_factor:g} rounding floors relative to its response: above it, every layer's change "
                "is a leak.")
     ui.download_npz("Leak by offset (NPZ)",
-                    lambda: ui.npz_bytes(**{f"layer{p.layer}_leak_by_offset": p.leak_by_offset for p in leaky},
+                    lambda: export.npz_bytes(**{f"layer{p.layer}_leak_by_offset": p.leak_by_offset for p in leaky},
                                          **{f"layer{p.layer}_response": p.response for p in leaky}),
                     "leak_by_offset.npz", key="ct_dl_offsets")
 ui.download_csv("Per-layer evidence (CSV)",
-                lambda: ui.csv_bytes({"layer": rows["layer"], "mixer": rows["mixer"], "mode": rows["mode"],
+                lambda: export.csv_bytes({"layer": rows["layer"], "mixer": rows["mixer"], "mode": rows["mode"],
                                       "verdict": rows["verdict"], "structure": rows["structure"],
                                       "leak": [p.leak for p in report.per_layer],
                                       "response": [p.response for p in report.per_layer],

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import energy, figures
+from caracal_viz import energy, export, figures
 
 ck, text = ui.page_setup(
     "Parseval energy",
@@ -71,7 +71,7 @@ def _table() -> bytes:
              rep.layers[i].energy_gain[h]) for i in layers for h in range(len(rep.layers[i].input_time))]
     names = ("block", "head", "input_time", "input_freq", "output_time", "output_freq", "input_rel_error",
              "output_rel_error", "energy_gain")
-    return ui.csv_bytes(dict(zip(names, (np.array(c) for c in zip(*rows)))))
+    return export.csv_bytes(dict(zip(names, (np.array(c) for c in zip(*rows)))))
 
 
 def _bands_csv() -> bytes:
@@ -80,11 +80,11 @@ def _bands_csv() -> bytes:
         cols[f"input_share {name}"] = bands.input_fraction[:, j]
         cols[f"output_share {name}"] = bands.output_fraction[:, j]
         cols[f"gain_db {name}"] = bands.band_gain_db[:, j]
-    return ui.csv_bytes({**cols, "gain_db": bands.gain_db, "verdict": bands.verdict})
+    return export.csv_bytes({**cols, "gain_db": bands.gain_db, "verdict": bands.verdict})
 
 
 def _esd_npz() -> bytes:
-    return ui.npz_bytes(freqs=e.freqs, esd_input=e.esd_input, esd_output=e.esd_output, gain=e.gain,
+    return export.npz_bytes(freqs=e.freqs, esd_input=e.esd_input, esd_output=e.esd_output, gain=e.gain,
                         mixer_esd_input=e.mixer_esd_input, mixer_esd_output=e.mixer_esd_output,
                         mixer_gain=e.mixer_gain)
 

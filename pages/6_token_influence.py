@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import attribution, figures, influence, spectral
+from caracal_viz import attribution, export, figures, influence, spectral
 from caracal_viz.text import visible_label
 
 # A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
@@ -54,12 +54,12 @@ if imap.upper_rel >= 1e-6:
 c1, c2 = st.columns(2)
 with c1:
     ui.download_csv("Influence map (CSV)",
-                    lambda: ui.matrix_csv_bytes(imap.values, [f"{i}:{s}" for i, s in enumerate(labels)],
+                    lambda: export.matrix_csv_bytes(imap.values, [f"{i}:{s}" for i, s in enumerate(labels)],
                                                 [f"{j}:{s}" for j, s in enumerate(labels)], corner="prediction\\input"),
                     "token_influence.csv", key="ti_dl_map_csv")
 with c2:
     ui.download_npz("Influence map (NPZ)",
-                    lambda: ui.npz_bytes(values=imap.values, ids=imap.ids, upper_max=imap.upper_max, scale=imap.scale),
+                    lambda: export.npz_bytes(values=imap.values, ids=imap.ids, upper_max=imap.upper_max, scale=imap.scale),
                     "token_influence.npz", key="ti_dl_map_npz")
 
 # ---- one prediction -------------------------------------------------------------------------------
@@ -74,11 +74,11 @@ ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
 top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
 st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
            "outlined byte is the last one the prediction may read). Strongest: "
-           + ui.md_escape(", ".join(f"'{shown[j]}' at position {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
+           + export.md_escape(", ".join(f"'{shown[j]}' at position {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
                                     for j in top))
            + ".")
 ui.download_csv("This prediction's row (CSV)",
-                lambda: ui.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,
+                lambda: export.csv_bytes({"input_position": np.arange(L), "byte": imap.ids, "label": labels,
                                       "influence": row}),
                 f"token_influence_row{position}.csv", key="ti_dl_row")
 
@@ -128,18 +128,18 @@ else:
                  hide_index=True, key="ti_rank_corr")
     d1, d2, d3 = st.columns(3)
     with d1:
-        ui.download_npz("All attribution arrays (NPZ)", lambda: ui.npz_bytes(**rep.arrays()),
+        ui.download_npz("All attribution arrays (NPZ)", lambda: export.npz_bytes(**rep.arrays()),
                         f"attribution_pos{position}.npz", key="ti_dl_attr_npz")
     with d2:
         ui.download_csv("Scores (CSV)",
-                        lambda: ui.csv_bytes({"input_position": np.arange(len(rep.ids)), "byte": rep.ids,
+                        lambda: export.csv_bytes({"input_position": np.arange(len(rep.ids)), "byte": rep.ids,
                                               "label": rep.labels,
                                               **{f"{n}_{f}": getattr(a, f) for n, a in rep.methods.items()
                                                  for f in ("signed", "absolute", "normalised")}}),
                         f"attribution_pos{position}.csv", key="ti_dl_attr_csv")
     with d3:
         ui.download_csv("Curves (CSV)",
-                        lambda: ui.csv_bytes({"k": rep.ks, **{f"deletion_{n}": c for n, c in rep.deletion.items()},
+                        lambda: export.csv_bytes({"k": rep.ks, **{f"deletion_{n}": c for n, c in rep.deletion.items()},
                                               **{f"insertion_{n}": c for n, c in rep.insertion.items()}}),
                         f"faithfulness_pos{position}.csv", key="ti_dl_curves_csv")
 
@@ -166,7 +166,7 @@ st.caption("Largest entry above the diagonal, relative to the head's largest: "
 c3, c4 = st.columns(2)
 with c3:
     ui.download_npz(f"Layer {mix_layer} matrices (NPZ)",
-                    lambda: ui.npz_bytes(ids=imap.ids, **{f"layer{mix_layer}": m}),
+                    lambda: export.npz_bytes(ids=imap.ids, **{f"layer{mix_layer}": m}),
                     f"mixing_layer{mix_layer}.npz", key="ti_dl_mix_npz")
 with c4:
     if m.size > MAX_CSV_ENTRIES:
@@ -174,7 +174,7 @@ with c4:
                    f"use the NPZ.")
     else:
         ui.download_csv(f"Layer {mix_layer} matrices (CSV, one row per entry)",
-                        lambda: ui.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),
+                        lambda: export.csv_bytes({"head": np.repeat(np.arange(m.shape[0]), L * L),
                                               "output_t": np.tile(np.repeat(np.arange(L), L), m.shape[0]),
                                               "input_j": np.tile(np.arange(L), L * m.shape[0]),
                                               "weight": m.reshape(-1)}),

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import compare, figures, filters, gates
+from caracal_viz import compare, export, figures, filters, gates
 
 ck_a, text = ui.page_setup(
     "Compare two checkpoints",
@@ -37,7 +37,7 @@ def side_by_side(draw) -> None:
 
 
 def card(side, ck):
-    st.markdown(f"#### {side}: {ui.md_escape(ui.stem(ck))}")
+    st.markdown(f"#### {side}: {export.md_escape(ui.stem(ck))}")
     c = ui.model_card(ck)
     st.markdown(" · ".join(f"**{k}** {c[k]}" for k in ("mixer", "layers", "heads", "parameters", "val bits/byte")))
 
@@ -94,9 +94,9 @@ st.subheader("Head by head: B minus A")
 try:
     cmp = ui.analysis(compare.compare_checkpoints, ck_a, ck_b, passthrough=(compare.CompareError,))
 except compare.CompareError as e:
-    st.warning(ui.md_escape(f"These two cannot be compared head by head: {e}"))
+    st.warning(export.md_escape(f"These two cannot be compared head by head: {e}"))
     st.stop()
-st.markdown(ui.md_escape(cmp.summary))
+st.markdown(export.md_escape(cmp.summary))
 d = cmp.layers[layer] if layer < len(cmp.layers) else None
 if d is None:
     st.info(f"Block {layer} has no learned filter in either checkpoint.")
@@ -106,7 +106,7 @@ ui.show_figure(figures.compare_figure(d, cmp.name_a, cmp.name_b), key="cmp_diff"
 
 
 def _npz() -> bytes:
-    return ui.npz_bytes(**{k: v for k, v in vars(d).items() if isinstance(v, np.ndarray)})
+    return export.npz_bytes(**{k: v for k, v in vars(d).items() if isinstance(v, np.ndarray)})
 
 
 ui.download_npz(f"Block {layer} differences (NPZ)", _npz, f"compare_{ui.stem(ck_a)}_{ui.stem(ck_b)}_block{layer}.npz",

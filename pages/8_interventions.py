@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures
+from caracal_viz import export, figures
 from caracal_viz import interventions as iv
 from caracal_viz.text import TextError
 
@@ -80,7 +80,7 @@ elif kind in KINDS[1:3]:
     try:
         band = iv.parse_band(typed) if typed.strip() else iv.check_band(picked)
     except ValueError as e:
-        st.error(ui.md_escape(ui.error_message(e)))
+        st.error(export.md_escape(ui.error_message(e)))
     if band is not None:
         st.caption(f"Band {_freq(band[0])} to {_freq(band[1])}: periods "
                    f"{1 / band[1]:.3g} to {'∞' if band[0] == 0 else f'{1 / band[0]:.3g}'} tokens.")
@@ -106,7 +106,7 @@ if band is not None or kind in (KINDS[0], KINDS[3]):
         result = ui.analysis(fn, ck, text, *args, spinner="Running the intervened model...",
                              passthrough=(ValueError, TextError), **kwargs)
     except (ValueError, TextError) as e:  # one line; the widgets above keep their values
-        st.error(ui.md_escape(ui.error_message(e)))
+        st.error(export.md_escape(ui.error_message(e)))
 
 if result is not None:
     m1, m2, m3, m4 = st.columns(4)
@@ -132,12 +132,12 @@ if result is not None:
                    file_name=f"{ui.stem(ck)}_topk_pos{pos}")
     d1, d2 = st.columns(2)
     with d1:
-        ui.download_csv("Per-byte loss before and after (CSV)", lambda: ui.csv_bytes({
+        ui.download_csv("Per-byte loss before and after (CSV)", lambda: export.csv_bytes({
             "position": np.arange(L), "label": result.labels, "loss_bits_before": result.loss_before,
             "loss_bits_after": result.loss_after, "change_bits": result.loss_change}),
             f"{ui.stem(ck)}_intervention_losses.csv", key="iv_dl_loss")
     with d2:
-        ui.download_csv(f"Top-k at position {pos} (CSV)", lambda: ui.csv_bytes({
+        ui.download_csv(f"Top-k at position {pos} (CSV)", lambda: export.csv_bytes({
             "when": ["before"] * len(before) + ["after"] * len(after), "byte": [b for b, _ in before + after],
             "probability": [p for _, p in before + after]}), f"{ui.stem(ck)}_topk_pos{pos}.csv", key="iv_dl_topk")
 
@@ -163,7 +163,7 @@ if asked("iv_sweep_for", (ck.sha256, str(ck.device), text), "Run the sweep",
         sw = ui.analysis(iv.sweep, ck, text, spinner="Ablating every head and band...",
                          passthrough=(ValueError, TextError))
     except (ValueError, TextError) as e:
-        st.error(ui.md_escape(ui.error_message(e)))
+        st.error(export.md_escape(ui.error_message(e)))
         st.stop()
     ss["iv_sweep_last"] = sw
     st.plotly_chart(figures.sweep_figure(sw), width="stretch", theme="streamlit", key="iv_sweep_fig",
@@ -172,7 +172,7 @@ if asked("iv_sweep_for", (ck.sha256, str(ck.device), text), "Run the sweep",
     st.caption(f"Each cell: bits/byte added to {sw.bits_clean:.3f} when that head is zeroed (first column) or one "
                "band of its learned spectrum is stopped (MHF: before the causal mask; FFTNet: its adapted filter), "
                "on a log-frequency grid. Click a cell to apply it above.")
-    ui.download_csv("Sweep (CSV)", lambda: ui.csv_bytes({k: [r[k] for r in sw.rows()] for k in sw.rows()[0]}),
+    ui.download_csv("Sweep (CSV)", lambda: export.rows_csv_bytes(sw.rows()),
                     f"{ui.stem(ck)}_sweep.csv", key="iv_dl_sweep")
 
 # ---- activation patching ----------------------------------------------------------------------------
@@ -204,10 +204,10 @@ if asked("iv_patch_for", (ck.sha256, str(ck.device), clean), "Run activation pat
         pr = ui.analysis(iv.activation_patching, ck, clean, corrupted, hook=hook, position=target,
                          spinner="Patching every block and position...", passthrough=(ValueError, TextError))
     except (ValueError, TextError) as e:
-        st.error(ui.md_escape(ui.error_message(e)))
+        st.error(export.md_escape(ui.error_message(e)))
 if pr is not None:
     ui.show_figure(figures.patching_figure(pr), key="iv_fig_patch", file_name=f"{ui.stem(ck)}_patching")
-    ui.download_csv("Patching (CSV)", lambda: ui.csv_bytes({
+    ui.download_csv("Patching (CSV)", lambda: export.csv_bytes({
         "block": np.repeat(np.arange(pr.loss_bits.shape[0]), pr.loss_bits.shape[1]),
         "position": np.tile(np.arange(pr.loss_bits.shape[1]), pr.loss_bits.shape[0]),
         "loss_bits": pr.loss_bits.ravel(), "restored": pr.restored.ravel()}),

@@ -5,7 +5,7 @@ from the influence map of a window."""
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import figures, reach
+from caracal_viz import export, figures, reach
 from caracal_viz.influence import token_influence
 
 ck, text = ui.page_setup(
@@ -36,7 +36,7 @@ else:
     ui.show_figure(figures.long.reach_lags_figure([r for b in mhf for r in b.learned],
                                                   [r for b in mhf for r in b.combined]),
                    key="re_fig_lags", file_name=f"{ui.stem(ck)}_reach_lags")
-    ui.download_csv("Lags holding 50% and 90% (CSV)", lambda: ui.csv_bytes({
+    ui.download_csv("Lags holding 50% and 90% (CSV)", lambda: export.csv_bytes({
         "block": [r.block for b in mhf for r in b.learned], "head": [r.head for b in mhf for r in b.learned],
         "learned_lag50": [r.lag50 for b in mhf for r in b.learned],
         "learned_lag90": [r.lag90 for b in mhf for r in b.learned],

@@ -16,7 +16,7 @@ import pytest
 import torch
 from playwright.sync_api import expect, sync_playwright
 
-import caracal_viz.app_support as ui
+from caracal_viz.app_support import caching as ui
 from caracal_viz import predict
 from caracal_viz.checkpoint import load_checkpoint, save_checkpoint
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, error_texts, streamlit_server, wait_until_idle

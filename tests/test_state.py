@@ -95,7 +95,7 @@ def test_failed_analysis_keeps_checkpoint_text_and_page_settings(monkeypatch):
     limit was lowered under the running app and the cache emptied) shows one error line; once
     it works again the checkpoint, the text and the page's own settings (which layer to
     differentiate, and the mixing layer, a widget the failed run never reached) are as they were."""
-    import caracal_viz.app_support as ui
+    from caracal_viz.app_support import caching
 
     at = start()
     at.selectbox("ck_select").set_value("caracal-periodic").run()
@@ -108,7 +108,7 @@ def test_failed_analysis_keeps_checkpoint_text_and_page_settings(monkeypatch):
     before = snapshot(at)
 
     monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", str(len(TEXT) - 1))
-    ui._cached_analysis.clear()
+    caching._cached_analysis.clear()
     at.run()
     assert not at.exception
     assert any(f"over the limit of {len(TEXT) - 1} bytes" in e for e in errors(at)), errors(at)

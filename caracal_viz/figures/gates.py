@@ -41,6 +41,18 @@ def _gate_hover(axis: str, value: str, freq_at: int) -> str:
     return f"head %{{y}}<br>{f}<br>{value}"
 
 
+def _head_axes(fig: go.Figure, g, xaxis: dict, axis: str, periods: Sequence[float]) -> None:
+    """A heads x frequency gate map's axes: dead heads dotted in vermilion, the known periods, the
+    frequency axis `xaxis` (from freq_axis) and one row per head, head 0 on top."""
+    H = g.bias.shape[0]
+    for h in np.flatnonzero(g.dead):
+        fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
+    mark_periods(fig, periods, axis)
+    fig.update_xaxes(**xaxis)
+    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
+                     autorange="reversed")
+
+
 def gate_map_figure(g, title: str | None = None, axis: str = "frequency", periods: Sequence[float] = ()) -> go.Figure:
     """modReLU gates of one block (`gates.LayerGates`), heads x frequency: open (1) or closed
     (0); with a text, the fraction of gates open for it (fftnet, per bin). Dead heads marked.
@@ -56,12 +68,7 @@ def gate_map_figure(g, title: str | None = None, axis: str = "frequency", period
                              np.broadcast_to(g.freqs, g.bias.shape)], axis=-1)[:, keep],
         hovertemplate=_gate_hover(axis, "open %{z:.0%}<br>|z| = %{customdata[0]:.3g}, b = %{customdata[1]:.3g}", 2)
                       + "<extra></extra>"))
-    for h in np.flatnonzero(g.dead):
-        fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
-    mark_periods(fig, periods, axis)
-    fig.update_xaxes(**xaxis)
-    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
-                     autorange="reversed")
+    _head_axes(fig, g, xaxis, axis, periods)
     n_dead = int(g.dead.sum())
     sub = f"open where |z| + b > 0; {n_dead} dead head(s) (open on at most 5% of bins)" if n_dead \
         else "open where |z| + b > 0; no dead heads"
@@ -93,12 +100,7 @@ def passed_energy_figure(g, title: str | None = None, axis: str = "frequency",
         colorbar=dict(title=dict(text=ztitle)),
         customdata=np.broadcast_to(np.asarray(g.freqs)[keep], (H, int(keep.sum())))[..., None],
         hovertemplate=_gate_hover(axis, "%{z:.1f} dB", 0) + "<extra></extra>"))
-    for h in np.flatnonzero(g.dead):
-        fig.add_hline(y=float(h), line=dict(color=FUTURE, width=2, dash="dot"))
-    mark_periods(fig, periods, axis)
-    fig.update_xaxes(**xaxis)
-    fig.update_yaxes(title_text="head", tickmode="array", tickvals=list(range(H)), ticktext=_gate_heads(g),
-                     autorange="reversed")
+    _head_axes(fig, g, xaxis, axis, periods)
     return layout(_no_data(fig, g), esc(title or f"modReLU gates: {what}"), 150 + 40 * H, sub)
 
 

@@ -223,7 +223,7 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
     magnitude; the predicting position outlined. The subtitle gives the unit, the largest score
     after the prediction (measured, nothing masked) and, for integrated gradients, Captum's
     convergence delta."""
-    from .attribution import METHOD_NAMES, UNSIGNED
+    from ..attribution import METHOD_NAMES, UNSIGNED
 
     a = rep.methods[method]
     signed = method not in UNSIGNED
@@ -251,7 +251,7 @@ def faithfulness_figure(rep) -> go.Figure:
     log p of the target byte against the number of bytes replaced by (deletion) or restored from
     (insertion) the baseline byte. The k axis is drawn at even spacing (the curve's points grow
     by about sqrt(2) each), labelled with k."""
-    from .attribution import METHOD_NAMES
+    from ..attribution import METHOD_NAMES
 
     ks = np.asarray(rep.ks)
     x = np.arange(ks.size)
