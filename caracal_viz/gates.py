@@ -19,10 +19,8 @@ from . import spectral
 from .checkpoint import Checkpoint
 from .energy import head_energy
 from .filters import resample_spectrum
+from .results import DEAD_OPEN_FRACTION
 from .trace import LayerTrace, Trace, static_internals, text_internals
-
-DEAD_OPEN_FRACTION = 0.05
-"""A head whose gates are open on at most this fraction of its bins is reported dead."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..gates import DEAD_OPEN_FRACTION
+from ..results import DEAD_OPEN_FRACTION
 from .style import FUTURE, HEADS, MAGNITUDE, NO_DATA, esc, freq_axis, layout, mark_periods, rounded, threshold_line
 
 
