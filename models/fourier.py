@@ -16,14 +16,17 @@ from . import fftconv_triton
 def smooth_fft_size(n: int, primes: tuple[int, ...] = (2, 3, 5)) -> int:
     """Smallest integer >= n whose prime factors are all in `primes` (2 must be one of them)."""
     best = 1 << max(0, n - 1).bit_length()
-    stack = [1]
-    while stack:  # every product of the odd primes below best, each completed with powers of 2
-        m = stack.pop()
+    odd = sorted(p for p in primes if p != 2)
+    stack = [(1, 0)]
+    # every product of the odd primes below best, each completed with powers of 2; a product is
+    # built in non-decreasing prime order only (3*5, never 5*3 too), so each is visited once
+    while stack:
+        m, first = stack.pop()
         k = m
         while k < n:
             k *= 2
         best = min(best, k)
-        stack.extend(m * p for p in primes if p != 2 and m * p < best)
+        stack.extend((m * p, i) for i, p in enumerate(odd) if i >= first and m * p < best)
     return best
 
 
