@@ -31,9 +31,12 @@ if not ck.nonfinite and not np.isfinite(view.loss_bits[:-1]).all():  # NaN/Inf w
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Bytes", len(view.ids))
-c2.metric("Bits/byte, this text", "n/a" if np.isnan(view.mean_bits) else f"{view.mean_bits:.3f}")
+# short labels, the unit in the help: "Bits/byte, this text" was cut in a 900 px window
+c2.metric("This text", "n/a" if np.isnan(view.mean_bits) else f"{view.mean_bits:.3f}",
+          help="Bits per byte: the mean loss over this text's predictions")
 bpb = ck.meta.get("val_bits_per_byte")
-c3.metric("Bits/byte, validation", f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "n/a")
+c3.metric("Validation", f"{bpb:.3f}" if isinstance(bpb, (int, float)) else "n/a",
+          help="Bits per byte on the validation split, as the checkpoint's training record gives it")
 cert = ui.certificate(ck)
 c4.metric("Causality", {"causal": "causal", "leaks": "leaks"}.get(cert.verdict, "cannot certify"),
           help="The causality certificate (details on The causal trick page)")

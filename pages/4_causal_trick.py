@@ -103,11 +103,12 @@ demo = explainer.padding_demo(x, h, N)
 with st.container(border=True):
     st.markdown(f"**Predict first.** With N = {N}, how many outputs, counting from t = 0, read a *later* "
                 "token? (Work it out from L, K and N before you look at the pictures below.)")
-    q1, q2, q3 = st.columns([2, 1, 1], vertical_alignment="bottom")
-    guess = q1.number_input("Your answer: number of outputs", min_value=0, max_value=L, step=1, key="ct_guess")
-    if q2.button("Check my answer", key="ct_check"):
+    # the buttons sit under the box, not beside it: three abreast, a 900 px window cut their labels
+    guess = st.number_input("Your answer: number of outputs", min_value=0, max_value=L, step=1, key="ct_guess")
+    q1, q2 = st.columns(2)
+    if q1.button("Check my answer", key="ct_check", width="stretch"):
         ss["ct_checked"] = (L, K, N, int(guess))
-    if q3.button("Show the answer", key="ct_show"):
+    if q2.button("Show the answer", key="ct_show", width="stretch"):
         ss["ct_shown"] = (L, K, N)
     count = explainer.future_output_count(L, K, N)
     why = (f"The terms at positions {N}..{L + K - 2} have no room in the buffer and wrap onto outputs "
@@ -123,11 +124,13 @@ with st.container(border=True):
     elif ss.get("ct_shown") == (L, K, N):
         st.info(f"The answer is {count}. {why}")
 revealed = ss.get("ct_shown") == (L, K, N) or (ss.get("ct_checked") or ())[:3] == (L, K, N)
-m1, m2, m3 = st.columns(3)
+# two metrics a row: three abreast, a 900 px window cut the labels and values to "answe…"
+m1, m2 = st.columns(2)
 m1.metric("Leaked energy", leak_text(demo.leak_fraction),
           help="||FFT output − exact causal output||² / ||exact||²")
 m2.metric("Outputs that read the future", f"{int(demo.future_rows.sum())} of {L}" if revealed else "answer first",
           help=None if revealed else "Shown once you have checked your answer above (or asked for it)")
+m3, _ = st.columns(2)
 m3.metric("Smallest N with no leak", f"L + K − 1 = {demo.n_min}" if revealed else "answer first")
 
 ui.show_figure(xf.wraparound_figure(demo), key="ct_fig_wrap", file_name="causal_trick_wraparound")

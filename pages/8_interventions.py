@@ -110,8 +110,9 @@ if band is not None or kind in (KINDS[0], KINDS[3]):
 
 if result is not None:
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Bits/byte before", f"{result.bits_before:.4f}")
-    m2.metric("Bits/byte after", f"{result.bits_after:.4f}", delta=f"{result.delta_bits:+.4f}", delta_color="inverse")
+    # three decimals as on the Overview: four were cut to "2.29…" in a 900 px window
+    m1.metric("Bits/byte before", f"{result.bits_before:.3f}")
+    m2.metric("Bits/byte after", f"{result.bits_after:.3f}", delta=f"{result.delta_bits:+.3g}", delta_color="inverse")
     m3.metric("Bytes", len(result.labels))
     if result.certificate is not None:
         m4.metric("Causal after", "yes" if result.certificate.causal else "no")
@@ -132,7 +133,7 @@ if result is not None:
                    file_name=f"{ui.stem(ck)}_topk_pos{pos}")
     d1, d2 = st.columns(2)
     with d1:
-        ui.download_csv("Per-byte loss before and after (CSV)", lambda: export.csv_bytes({
+        ui.download_csv("Loss per byte (CSV)", lambda: export.csv_bytes({
             "position": np.arange(L), "label": result.labels, "loss_bits_before": result.loss_before,
             "loss_bits_after": result.loss_after, "change_bits": result.loss_change}),
             f"{ui.stem(ck)}_intervention_losses.csv", key="iv_dl_loss")

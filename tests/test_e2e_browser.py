@@ -25,7 +25,7 @@ N_PAGES = 8
 # one data download per page of ours, checked for its header: (page title, button, CSV header start)
 DOWNLOADS = {"The causal trick": ("Both outputs (CSV)", "t,x,exact_causal,circular_output"),
              "Token influence": ("This prediction's row (CSV)", "input_position,byte,label,influence"),
-             "Interventions": ("Per-byte loss before and after (CSV)", "position,label,loss_bits_before")}
+             "Interventions": ("Loss per byte (CSV)", "position,label,loss_bits_before")}
 
 
 def settle(page) -> None:

@@ -47,14 +47,14 @@ def test_the_page_with_each_sample(sample):
     assert n_figures(at) == 4  # loss change, top-k, sweep, patching
     layer = at.number_input("iv_layer").value
     want = iv.ablate_head(ck, text, layer, 0)
-    assert metric(at, "Bits/byte before") == f"{want.bits_before:.4f}"
-    assert metric(at, "Bits/byte after") == f"{want.bits_after:.4f}"
+    assert metric(at, "Bits/byte before") == f"{want.bits_before:.3f}"
+    assert metric(at, "Bits/byte after") == f"{want.bits_after:.3f}"
     # a band in the learned spectrum
     at.radio("iv_kind").set_value("Filter a band").run()
     at.text_input("iv_band_text").input("0.1 0.2").run()
     assert errors(at) == [], errors(at)
     band = iv.filter_band(ck, text, layer, 0, (0.1, 0.2))
-    assert metric(at, "Bits/byte after") == f"{band.bits_after:.4f}"
+    assert metric(at, "Bits/byte after") == f"{band.bits_after:.3f}"
     if sample in CAUSAL_SAMPLES:  # the circular switch leaks, and the page says so
         at.radio("iv_kind").set_value("Switch a block to circular").run()
         assert errors(at) == [] and metric(at, "Causal after") == "no"
@@ -107,4 +107,4 @@ def test_bad_requests_get_one_line_and_keep_the_page():
     at.text_area("text_box").input(PERIODIC_TEXT).run()
     assert errors(at) == []
     want = iv.filter_band(load_sample("caracal-periodic"), PERIODIC_TEXT, 0, 1, (0.1, 0.2))
-    assert metric(at, "Bits/byte after") == f"{want.bits_after:.4f}"
+    assert metric(at, "Bits/byte after") == f"{want.bits_after:.3f}"

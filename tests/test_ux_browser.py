@@ -148,3 +148,32 @@ def test_the_loss_grids_colour_bar_is_readable_in_its_box(tmp_path, text):
         length, ticks = colour_bar(page, "Loss per byte")
         assert length >= 110 and ticks >= 3, (length, ticks)
         assert error_texts(page) == []
+
+
+# Every metric label and value and every button label of the main column that the browser cut
+# with an ellipsis: a box with text-overflow: ellipsis whose text (measured by a Range, as its
+# inline children report no scroll width) is wider than the box.
+CUT_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMetric"] *, '
+  + '[data-testid="stMain"] [data-testid^="stBaseButton"] *')]
+  .filter(e => getComputedStyle(e).textOverflow === 'ellipsis' && e.textContent.trim())
+  .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                 return r.getBoundingClientRect().width > e.clientWidth + 1; })
+  .map(e => e.textContent.trim())"""
+
+
+@pytest.mark.timeout(500)
+def test_no_metric_or_button_label_is_cut_in_a_900_px_window(tmp_path):
+    """After the screenshot review at 900 px: the quiz's buttons ("Check m…"), its hidden answers
+    ("answe…") and the Interventions page's bits/byte ("2.29…") were cut."""
+    with app_page(tmp_path, "/") as (page, _):
+        page.set_viewport_size({"width": 900, "height": 900})
+        settle(page)
+        assert page.evaluate(CUT_JS) == []
+        go_to(page, "The causal trick")
+        assert page.evaluate(CUT_JS) == []
+        page.locator('[data-testid="stMain"]').get_by_role("button", name="Show the answer").click()
+        settle(page)
+        assert page.evaluate(CUT_JS) == []
+        go_to(page, "Interventions")
+        assert page.evaluate(CUT_JS) == []
+        assert error_texts(page) == []
