@@ -13,12 +13,15 @@
   ablate CKPT --text-file F [--layer K] [--head H] [--band LO HI] [--json] | --sweep --out F.csv
       bits/byte before and after an intervention (caracal_viz.interventions), or the whole
       layer x head x band sweep as CSV
+  extrapolate CKPT [CKPT ...] --text-file F [--length L] [--windows W] [--json]
+      bits/byte per position bin (log-spaced: 0-64, 64-128, ...) of each checkpoint on windows of
+      the text scored from their first byte, past the training context too (caracal_viz.extrapolate)
 
 Exit codes: 0 success (check: the checkpoint is certified causal), 1 check found a leak,
 2 bad input (missing file, bad checkpoint, bad text, bad arguments), 3 an internal failure,
 4 cannot certify: NaN/Inf in the weights or the activations (check prints where it first appears;
-report and analyze still write their output, with the NaN views marked, and exit 4; attribute and
-ablate on a checkpoint whose weights hold NaN/Inf print their NaN results with a line naming the
+report and analyze still write their output, with the NaN views marked, and exit 4; attribute,
+ablate and extrapolate on a checkpoint whose weights hold NaN/Inf print their NaN results with a line naming the
 tensors, "nonfinite_weights" in --json, and exit 4).
 Errors are one line on stderr, never a traceback.
 """
@@ -41,6 +44,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .compare import CompareError
 from .energy import ParsevalReport, parseval_report
 from .export import npz_bytes, rows_csv_bytes
+from .extrapolate import Extrapolation, extrapolate
 from .filters import data_kernels, fftnet_filters, learned_filters
 from .gates import gate_report
 from .impulse import kernel_impulses
@@ -48,6 +52,7 @@ from .text import TextError, decode_text_file, encode_text, max_text_bytes
 from .trace import Trace, run_trace
 
 EXIT_OK, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_CANNOT_CERTIFY = 0, 1, 2, 3, 4
+EXTRAPOLATE_WINDOWS = 8  # extrapolate --length without --windows: at most this many, not overlapping
 DEFAULT_CHECK_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
                       "abcabcabc 0123456789 \u00e9\u00e8 \u2603\n")
 
@@ -106,10 +111,10 @@ def _byte(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser: the subcommands check, report, analyze, attribute and ablate."""
+    """The CLI's argument parser: the subcommands check, report, analyze, attribute, ablate and extrapolate."""
     parser = _Parser(prog="python3 -m caracal_viz",
                      description="caracal-viz: the spectral microscope for Fourier-mixing language models")
-    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute,ablate}")
+    sub = parser.add_subparsers(dest="command", metavar="{check,report,analyze,attribute,ablate,extrapolate}")
     sub.required = True
 
     def common(p: argparse.ArgumentParser, text_required: bool) -> None:
@@ -164,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--sweep", action="store_true", help="ablate every head and every band of every block")
     ablate.add_argument("--bands", type=_positive_int, default=8, help="with --sweep: log-spaced bands per head")
     ablate.add_argument("--out", help="with --sweep: the CSV file to write")
+
+    ext = sub.add_parser("extrapolate", help="bits/byte per position bin of each checkpoint, past its training context")
+    ext.add_argument("checkpoints", nargs="+", metavar="checkpoint", help="caracal-viz checkpoints to compare")
+    ext.add_argument("--text-file", required=True, help="UTF-8 text to score (at most the text limit)")
+    ext.add_argument("--length", type=_positive_int, default=None,
+                     help="predicted bytes per window (default: the whole text, one window)")
+    ext.add_argument("--windows", type=_positive_int, default=None,
+                     help="windows of --length bytes spread over the text (default: as many as fit without overlap)")
+    ext.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where to run the models (auto: CUDA when available)")
+    ext.add_argument("--json", action="store_true", help="print every checkpoint's bins as JSON")
     return parser
 
 
@@ -171,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default sys.argv[1:]) and return the exit code."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "extrapolate":  # several checkpoints
+            return _extrapolate(args)
         ck = _load(args.checkpoint, args.device)
         return {"check": _check, "report": _report, "analyze": _analyze,
                 "attribute": _attribute, "ablate": _ablate}[args.command](ck, args)
@@ -486,6 +504,57 @@ def _sweep(ck: Checkpoint, text: str, args, iv) -> int:
         band = "" if r["band_lo"] == "" else f" band {r['band_lo']:.4g}..{r['band_hi']:.4g} cycles/token"
         print(f"  block {r['layer']} head {r['head']}{band}: {r['delta_bits_per_byte']:+.4f} bits/byte")
     return _weights_exit(ck, args)
+
+
+# ---- extrapolate ------------------------------------------------------------------------------
+def _extrapolate(args) -> int:
+    data = np.frombuffer(_read_text(args.text_file).encode("utf-8"), dtype=np.uint8)
+    if args.windows is not None and args.length is None:
+        raise UsageError("--windows goes with --length (without it one window covers the whole text)")
+    length = args.length if args.length is not None else data.size - 1
+    if not 1 <= length < data.size:
+        raise UsageError(f"--length {length:,} needs {length + 1:,} bytes but the text has {data.size:,}: "
+                         "give a shorter --length")
+    windows = args.windows or max(1, min(EXTRAPOLATE_WINDOWS, data.size // (length + 1)))  # no overlap by default
+    cks = [_load(path, args.device) for path in args.checkpoints]  # every file checked before any model runs
+    results = [extrapolate(ck, data, length=length, n_windows=windows, source=Path(args.text_file).name)
+               for ck in cks]
+    if args.json:
+        print(json.dumps(_jsonable(extrapolation_summary(cks, results)), indent=2, allow_nan=False))
+    else:
+        print(_extrapolation_text(cks, results))
+        for ck in cks:
+            if ck.nonfinite:
+                print(f"NaN/Inf in {ck.name}: {ck.nonfinite_text}")
+    return EXIT_CANNOT_CERTIFY if any(ck.nonfinite for ck in cks) else EXIT_OK
+
+
+def extrapolation_summary(cks: list[Checkpoint], results: list[Extrapolation]) -> dict:
+    """The JSON-ready result of `extrapolate`: per checkpoint its training context, the window
+    starts (byte offsets), the mean bits/byte and the log-spaced bins (edges in positions, bin i
+    holding positions edges[i]..edges[i+1]-1; bits/byte per bin)."""
+    out = []
+    for ck, r in zip(cks, results):
+        c = r.curve()
+        out.append({"checkpoint": ck.name, "sha256": ck.sha256, "device": str(ck.device), "context": r.context,
+                    "length": r.length, "window_starts": r.starts, "mean_bits_per_byte": r.mean_bits,
+                    "bin_edges": c.edges, "bits_per_byte": c.bits, "nonfinite_weights": list(ck.nonfinite)})
+    return {"text": results[0].source, "checkpoints": out}
+
+
+def _extrapolation_text(cks: list[Checkpoint], results: list[Extrapolation]) -> str:
+    r0 = results[0]
+    lines = [f"{r0.source}: {r0.n_windows} window{'s' if r0.n_windows > 1 else ''} of {r0.length:,} predicted "
+             "bytes, each scored from its first byte; bits/byte by position (* past the training context)"]
+    names = [f"{ck.name} (context {r.context:,})" for ck, r in zip(cks, results)]
+    width = max(len(n) for n in names)
+    lines.append(f"{'positions':<14}" + "".join(f"  {n:>{width}}" for n in names))
+    curves = [r.curve() for r in results]
+    for k, (lo, hi) in enumerate(zip(curves[0].edges[:-1].tolist(), curves[0].edges[1:].tolist())):
+        cells = [f"{c.bits[k]:.4f}{'*' if lo >= r.context else ' '}" for c, r in zip(curves, results)]
+        lines.append(f"{f'{lo:,}-{hi:,}':<14}" + "".join(f"  {c:>{width}}" for c in cells))
+    lines.append(f"{'all':<14}" + "".join(f"  {r.mean_bits:>{width - 1}.4f} " for r in results))
+    return "\n".join(lines)
 
 
 def _arrays_of(prefix: str, rec) -> dict[str, np.ndarray]:
