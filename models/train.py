@@ -60,7 +60,7 @@ PRESETS: dict[str, Preset] = {
     "fftnet-shakespeare": Preset(ModelConfig(mixer="fftnet", d_model=128, n_layers=4, n_heads=4, context=512, dropout=0.1),
                                  description="FFTNet adaptive spectral filter used as an LM: reads the future"),
     "caracal-long": Preset(ModelConfig(mixer="mhf", d_model=128, n_layers=6, n_heads=4, context=2048, dropout=0.1),
-                           steps=3000, batch_size=32, eval_every=500,
+                           steps=2000, batch_size=16, eval_every=250,
                            description="Caracal MHF, causal pad mode, context 2048: kernels with long lags"),
     "caracal-periodic": Preset(ModelConfig(mixer="mhf", d_model=64, n_layers=2, n_heads=4, context=256),
                                data="periodic", steps=1500, lr=3e-3, warmup=100, eval_every=250,
