@@ -21,7 +21,7 @@ CHECKPOINT = ROOT / "sample_checkpoints" / "caracal-periodic.safetensors"
 TEXT = "abcabcabcabcabc qwertyuiqwertyui thequickbrownfoxjump"  # the periodic model's kind of text
 SHOTS = ROOT / "artifacts" / "screenshots"
 WIDTH, HEIGHT = 1400, 1000
-N_PAGES = 8
+N_PAGES = len(list((ROOT / "pages").glob("[0-9]*_*.py")))  # every page in the pages/ folder
 # one data download per page of ours, checked for its header: (page title, button, CSV header start)
 DOWNLOADS = {"The causal trick": ("Both outputs (CSV)", "t,x,exact_causal,circular_output"),
              "Token influence": ("This prediction's row (CSV)", "input_position,byte,label,influence"),

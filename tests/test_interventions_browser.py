@@ -73,7 +73,8 @@ def test_interventions_page_with_every_sample_and_a_sweep_click(tmp_path):
                         hd = page.get_by_label("Head (0..3)").input_value()
                         assert (blk, hd) == ("1", "2")
                         change = float(metric(page, "Bits/byte after")) - float(metric(page, "Bits/byte before"))
-                        assert change == pytest.approx(sw.band_delta[layer, head, band], abs=2e-4)
+                        # the page rounds each bits/byte to three decimals: the difference of two is within 1e-3
+                        assert change == pytest.approx(sw.band_delta[layer, head, band], abs=1.05e-3)
                         assert not error_texts(page)
                     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
                     page.set_viewport_size({"width": width, "height": max(1000, min(int(height), 16000))})
