@@ -120,7 +120,7 @@ class Attribution:
 
     @property
     def future_rel(self) -> float:
-        """future_max / scale: rounding when tiny (below 1e-6), a leak when large."""
+        """future_max / scale: rounding below results.ROUNDING_REL, a leak above it."""
         return self.future_max / self.scale if self.scale > 0 else 0.0
 
 

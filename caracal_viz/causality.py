@@ -227,6 +227,23 @@ class CausalityReport:
         return "Causal"
 
     @property
+    def leaking_layers(self) -> list[LayerLeak]:
+        """The blocks that leak and moved at all (response > 0), whose leak by offset can be read
+        relative to their response; in block order."""
+        return [p for p in self.per_layer if p.verdict == LEAKS and p.response > 0]
+
+    @property
+    def leak_curves(self) -> list[tuple[str, np.ndarray]]:
+        """For each of `leaking_layers`: ("layer k", (Lmax,) leak_by_offset / response)."""
+        return [(f"layer {p.layer}", p.leak_by_offset / p.response) for p in self.leaking_layers]
+
+    @property
+    def leak_tolerance(self) -> float | None:
+        """The largest relative_threshold of `leaking_layers` (the rounding tolerance drawn with
+        `leak_curves`: above it every one of those blocks' changes is a leak), None without one."""
+        return max((p.relative_threshold for p in self.leaking_layers if p.relative_threshold > 0), default=None)
+
+    @property
     def leak_text(self) -> str:
         """The largest change of an earlier logit, in words (no verdict): "changing a token moves
         earlier logits by up to 22.1 (rounding floor 1.5e-05, float32)", or what was seen when nothing

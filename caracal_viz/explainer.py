@@ -133,6 +133,16 @@ class PaddingDemo:
         """True when some output reads a later input at this n_fft (the matrix's strict upper triangle)."""
         return bool(self.future.any())
 
+    @property
+    def leak_text(self) -> str:
+        """The leaked energy in words: "0 (exactly)" or a percentage to three figures."""
+        return leak_words(self.leak_fraction)
+
+
+def leak_words(fraction: float) -> str:
+    """A leaked-energy fraction in words: "0 (exactly)" for exactly 0, else "12.3 %"."""
+    return "0 (exactly)" if fraction == 0 else f"{100 * fraction:.3g} %"
+
 
 def padding_demo(x: np.ndarray, h: np.ndarray, n_fft: int) -> PaddingDemo:
     """Everything the explainer shows for one signal, kernel and FFT size (see `PaddingDemo`).
@@ -207,3 +217,36 @@ def format_poly(c: np.ndarray, var: str = "z") -> str:
             power = var if i == 1 else f"{var}{str(i).translate(sup)}"
             terms.append(f"{coef}{power}")
     return " + ".join(terms).replace("+ -", "- ") if terms else "0"
+
+
+@dataclass
+class LeakSweep:
+    """The leaked energy of one signal and kernel for every FFT size from L to 2L.
+
+    sizes:       (L + 1,) int, the FFT sizes N = L .. 2L.
+    fractions:   (L + 1,) `PaddingDemo.leak_fraction` at each N.
+    n_min:       L + K - 1, the smallest N whose matrix has no wrapped entry.
+    first_clean: the smallest N from which on the leak of this signal is exactly 0 (at most n_min:
+                 a signal that is zero where the last wrapped terms come from stops leaking earlier).
+    """
+
+    sizes: np.ndarray
+    fractions: np.ndarray
+    n_min: int
+    first_clean: int
+
+    @property
+    def clean_by_structure(self) -> bool:
+        """True when the leak stops exactly at L + K - 1 (not earlier, by a zero in the signal)."""
+        return self.first_clean == self.n_min
+
+
+def leak_sweep(x: np.ndarray, h: np.ndarray) -> LeakSweep:
+    """`padding_demo(x, h, N).leak_fraction` for every N from L = len(x) to 2L (see `LeakSweep`)."""
+    L = np.asarray(x).shape[-1]
+    sizes = np.arange(L, 2 * L + 1)
+    demos = [padding_demo(x, h, int(n)) for n in sizes]
+    fractions = np.array([d.leak_fraction for d in demos])
+    leaky = sizes[fractions > 0]
+    return LeakSweep(sizes=sizes, fractions=fractions, n_min=demos[0].n_min,
+                     first_clean=int(leaky.max()) + 1 if leaky.size else int(L))

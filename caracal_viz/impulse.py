@@ -47,6 +47,12 @@ class KernelImpulse:
     masked_energy: np.ndarray
     masked_fraction: np.ndarray
 
+    @property
+    def after_mask(self) -> np.ndarray:
+        """(H, 2L - 1) the kernel after the causal mask in `two_sided`'s layout (by `lags`): the
+        negative lags zeroed, the others as `causal`."""
+        return np.where(self.lags >= 0, self.two_sided, 0.0)
+
 
 @dataclass
 class MixerImpulse:

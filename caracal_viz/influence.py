@@ -42,6 +42,7 @@ from .mixing import mixing_matrices as mixing_matrices  # re-exported: the two v
 from .mixing import mixing_matrix as mixing_matrix
 from .mixing import upper_triangle_max as upper_triangle_max
 from .resources import check_influence_text, graph_bytes, memory_budget, row_bytes
+from .results import ROUNDING_REL, TOP_INFLUENCES
 from .resources import influence_limit as influence_limit
 from .text import utf8_prefix as utf8_prefix  # re-exported: the page and notebooks call influence.utf8_prefix
 
@@ -82,11 +83,24 @@ class InfluenceMap:
 
     @property
     def upper_rel(self) -> float:
-        """upper_max / scale: 1e-6 and below is (float32 FFT) rounding; 1e-3 and above is a real leak.
+        """upper_max / scale: below results.ROUNDING_REL it is (float32 FFT) rounding, above a leak.
         NaN, never 0, when the map holds NaN/Inf below its last row (nothing can be read from it)."""
         if not np.isfinite(self.values[:-1]).all() or not np.isfinite([self.upper_max, self.scale]).all():
             return float("nan")
         return self.upper_max / self.scale if self.scale > 0 else 0.0
+
+    @property
+    def reads_future(self) -> bool:
+        """True when some prediction depends on a later byte by more than rounding
+        (upper_rel >= results.ROUNDING_REL); False when the map holds NaN (nothing can be read)."""
+        return bool(self.upper_rel >= ROUNDING_REL)
+
+    def strongest(self, position: int, k: int = TOP_INFLUENCES) -> np.ndarray:
+        """(min(k, L),) int: the input positions j that move the prediction after `position` the
+        most, largest values[position, j] first, the earlier of equal ones first (NaN counts as
+        below every value)."""
+        row = self.values[int_arg("position", position, 0, len(self.ids) - 1)]
+        return np.argsort(-np.nan_to_num(row, nan=-1.0), kind="stable")[:k]
 
     def __array__(self, dtype=None, copy=None):
         return self.values if dtype is None else self.values.astype(dtype)

@@ -139,3 +139,12 @@ def upper_triangle_max(m: np.ndarray) -> float:
     """Max |m[..., t, j]| over j > t (the entries a causal map must not have) over every matrix
     in m; NaN ignored (`spectral.upper_triangle_maxima` gives one per matrix)."""
     return float(upper_triangle_maxima(m).max(initial=0))
+
+
+def future_fraction(m: np.ndarray) -> np.ndarray:
+    """(H,) for (H, L, L) matrices: each head's largest |entry| above the diagonal relative to its
+    largest |entry| anywhere (0 for an all-zero head): 0 for a causal head in mode "pad", rounding
+    for a causal FFTNet Jacobian, large where a head reads the future."""
+    m = np.asarray(m)
+    top = np.abs(m).max(axis=(-2, -1))
+    return upper_triangle_maxima(m) / np.maximum(top, np.finfo(np.float32).tiny)

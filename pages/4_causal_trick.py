@@ -21,10 +21,6 @@ def apply_preset() -> None:
     ss["ct_delay"], ss["ct_osc"] = p["delay"], p["oscillation"]
 
 
-def leak_text(frac: float) -> str:
-    return "0 (exactly)" if frac == 0 else f"{100 * frac:.3g} %"
-
-
 ui.ensure_entry()
 for k, v in DEFAULTS.items():
     ss.setdefault(k, v)
@@ -75,10 +71,10 @@ with view:
 st.subheader("No padding vs. pad to 2L and truncate")
 left, right = st.columns(2, gap="large")
 with left:
-    st.markdown(f"**Circular (N = L = {L})**: leaked energy **{leak_text(circ.leak_fraction)}**")
+    st.markdown(f"**Circular (N = L = {L})**: leaked energy **{circ.leak_text}**")
     ui.show_figure(xf.outputs_figure(circ), key="ct_fig_circ", file_name="causal_trick_circular")
 with right:
-    st.markdown(f"**Pad to 2L = {2 * L}, keep the first {L}**: leaked energy **{leak_text(padded.leak_fraction)}**")
+    st.markdown(f"**Pad to 2L = {2 * L}, keep the first {L}**: leaked energy **{padded.leak_text}**")
     ui.show_figure(xf.outputs_figure(padded), key="ct_fig_padded", file_name="causal_trick_padded")
 st.caption("Green: the exact causal output. Blue circles: what the FFT computes. Red bars: the difference, "
            "made only of future tokens that wrapped around. Shaded: the outputs that read the future.")
@@ -126,7 +122,7 @@ with st.container(border=True):
 revealed = ss.get("ct_shown") == (L, K, N) or (ss.get("ct_checked") or ())[:3] == (L, K, N)
 # two metrics a row: three abreast, a 900 px window cut the labels and values to "answe…"
 m1, m2 = st.columns(2)
-m1.metric("Leaked energy", leak_text(demo.leak_fraction),
+m1.metric("Leaked energy", demo.leak_text,
           help="||FFT output − exact causal output||² / ||exact||²")
 m2.metric("Outputs that read the future", f"{int(demo.future_rows.sum())} of {L}" if revealed else "answer first",
           help=None if revealed else "Shown once you have checked your answer above (or asked for it)")
@@ -154,18 +150,15 @@ ui.download_npz("Matrices (NPZ)",
                                      reads_future=demo.future, n_fft=N),
                 f"causal_trick_matrices_N{N}.npz", key="ct_dl_mat")
 
-sizes = np.arange(L, 2 * L + 1)
-fractions = np.array([explainer.padding_demo(x, h, int(n)).leak_fraction for n in sizes])
-ui.show_figure(xf.leak_vs_padding_figure(sizes, fractions, N, demo.n_min), key="ct_fig_curve",
+sweep = explainer.leak_sweep(x, h)
+ui.show_figure(xf.leak_vs_padding_figure(sweep.sizes, sweep.fractions, N, sweep.n_min), key="ct_fig_curve",
                file_name="causal_trick_leak_vs_N")
-leaky_sizes = sizes[fractions > 0]
-first_clean = int(leaky_sizes.max()) + 1 if leaky_sizes.size else L
-st.caption(f"Leaked energy for every N from L to 2L (log scale). It is exactly zero from N = {first_clean} on"
-           + (" = L + K − 1" if first_clean == demo.n_min else
+st.caption(f"Leaked energy for every N from L to 2L (log scale). It is exactly zero from N = {sweep.first_clean} on"
+           + (" = L + K − 1" if sweep.clean_by_structure else
               f" (this signal happens to be zero where the last wrapped terms would come from; the matrix "
-              f"still has wrapped entries up to N = {demo.n_min - 1})")
+              f"still has wrapped entries up to N = {sweep.n_min - 1})")
            + ": Caracal's 2L is enough for any kernel of at most L taps.")
-ui.download_csv("Leak against N (CSV)", lambda: export.csv_bytes({"n_fft": sizes, "leak_fraction": fractions}),
+ui.download_csv("Leak against N (CSV)", lambda: export.csv_bytes({"n_fft": sweep.sizes, "leak_fraction": sweep.fractions}),
                 "causal_trick_leak_vs_N.csv", key="ct_dl_curve")
 
 with st.expander("Details: convolution is polynomial multiplication"):
@@ -241,8 +234,7 @@ else:
                     lambda: export.npz_bytes(**{f"layer{i}_{f}": getattr(kernels[i], f) for i in layers
                                             for f in ("lags", "two_sided", "causal", "masked_fraction")}),
                     "kernel_impulses.npz", key="ct_dl_kernels")
-    after_mask = np.zeros_like(ki.two_sided)
-    after_mask[:, ki.lags >= 0] = ki.causal[:, : int(np.sum(ki.lags >= 0))]
+    after_mask = ki.after_mask
     ui.download_csv(f"Layer {layer} kernels (CSV)",
                     lambda: export.csv_bytes({"lag": ki.lags,
                                           **{f"head{h}_before_mask": ki.two_sided[h] for h in range(len(ki.two_sided))},
@@ -279,11 +271,10 @@ rows = {
 }
 with st.expander("Per-layer details: the evidence for each block", expanded=report.verdict != causality.CAUSAL):
     st.dataframe(rows, hide_index=True, width="stretch")
-leaky = [p for p in report.per_layer if p.verdict == causality.LEAKS and p.response > 0]
+leaky = report.leaking_layers
 if leaky:
-    curves = [(f"layer {p.layer}", p.leak_by_offset / p.response) for p in leaky]
-    tolerance = max((p.relative_threshold for p in leaky if p.relative_threshold > 0), default=None)
-    ui.show_figure(xf.leak_by_offset_figure(curves, tolerance), key="ct_fig_offsets", file_name="leak_by_offset")
+    ui.show_figure(xf.leak_by_offset_figure(report.leak_curves, report.leak_tolerance), key="ct_fig_offsets",
+                   file_name="leak_by_offset")
     st.caption("For each leaking layer: how much an earlier output moves (relative to the layer's normal "
                "response) when the token d steps later is changed. A circular mixer leaks from tokens up to "
                "the kernel's reach ahead; a global (FFTNet) mixer from everywhere; a two-sided kernel from its "

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import attribution, export, figures, influence, spectral
+from caracal_viz import attribution, export, figures, influence, mixing
 from caracal_viz.text import visible_label
 
 # A long-format CSV row per entry: 4 heads x 1,024^2 entries is ~80 MB; 4,096 bytes would be ~2 GB.
@@ -48,7 +48,7 @@ st.caption(f"Colour is logarithmic over {figures.LOG_DECADES:.0f} decades below 
               "downloads below hold every value. ")
            + "The last row is empty: nothing follows the last byte. The subtitle gives the largest value above the "
              "diagonal, measured, nothing masked.")
-if imap.upper_rel >= 1e-6:
+if imap.reads_future:
     st.warning(f"Predictions depend on later bytes (largest future entry {imap.upper_max:.3g}, "
                f"{imap.upper_rel:.2g} of the map's scale): this checkpoint is not causal.")
 c1, c2 = st.columns(2)
@@ -71,7 +71,7 @@ position = ui.linked("pos", "ti_pos", range(L - 1), lambda k: st.select_slider(
 row = imap.values[position]
 ui.show_figure(figures.influence_strip_figure(imap, position), key="ti_fig_row",
                file_name=f"token_influence_row{position}", pick="pos")
-top = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:5]
+top = imap.strongest(position)
 st.caption("The text, each byte coloured by how much it moves this one prediction (same colours as the map; the "
            "outlined byte is the last one the prediction may read). Strongest: "
            + export.md_escape(", ".join(f"'{shown[j]}' at position {j} ({row[j]:.3g}{', in the future' if j > position else ''})"
@@ -160,7 +160,7 @@ mix_layer = ui.linked("layer", "ti_mix_layer", mixers, lambda k: st.selectbox(
 m = ui.analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
 ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
                file_name=f"mixing_layer{mix_layer}")
-future = spectral.upper_triangle_maxima(m) / np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float32).tiny)
+future = mixing.future_fraction(m)
 st.caption("Largest entry above the diagonal, relative to the head's largest: "
            + ", ".join(f"head {h}: {f:.2g}" for h, f in enumerate(future)) + ". The heads share one colour scale.")
 c3, c4 = st.columns(2)

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..results import is_rounding
 from ..spectral import upper_triangle_maxima
 from .style import (
     FUTURE, HEADS, MAGNITUDE, MAX_TICK_LABELS, add_pick_layer, esc, layout, rounded, show_label, token_ticks,
@@ -84,7 +85,7 @@ def influence_verdict(upper_max: float, scale: float, sep: str = ", ") -> str:
     """One line on the upper triangle: rounding or a leak, with the measured numbers (`sep`
     between the numbers and the verdict)."""
     rel = upper_max / scale if scale > 0 else 0.0
-    what = "float rounding: no token hears the future" if rel < 1e-6 else "LEAK: earlier predictions depend on later bytes"
+    what = "float rounding: no token hears the future" if is_rounding(rel) else "LEAK: earlier predictions depend on later bytes"
     return f"above the diagonal: max {upper_max:.2g} ({rel:.2g} of the map's max){sep}{what}"
 
 
@@ -235,7 +236,7 @@ def attribution_strip_figure(rep, method: str) -> go.Figure:
                        zmin=-top if signed else 0.0, zmax=top, marked=[rep.position], signed=signed)
     rel = a.future_rel
     future = (f"after the prediction: max {a.future_max:.2g} ({rel:.2g} of the largest earlier score)"
-              + (", rounding" if rel < 1e-6 else ", READS THE FUTURE"))
+              + (", rounding" if is_rounding(rel) else ", READS THE FUTURE"))
     sub = f"{a.unit}; {future}"
     if a.delta is not None:
         sub += (f"; completeness: sum {np.sum(a.signed):.4g} vs f(x) − f(baseline) "
