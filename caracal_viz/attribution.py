@@ -54,7 +54,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.stats
 import torch
 
 from models.mhf import MultiHeadFourier
@@ -568,6 +567,8 @@ def _curve_texts(ids: np.ndarray, base_text: np.ndarray, ks: np.ndarray,
 
 def _spearman(scores: list[np.ndarray]) -> np.ndarray:
     """(M, M) Spearman's rho; NaN where a method is constant over the bytes compared."""
+    import scipy.stats  # here, not at the top: 0.6-1 s of loading the token influence page
+
     M = len(scores)
     out = np.eye(M)
     for a in range(M):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.signal import find_peaks
 
 from models import MixerInternals
 from models.fftnet import resample_bins
@@ -143,6 +142,8 @@ def filter_peaks(f: LayerFilters, most: int = MAX_PEAKS, prominence: float = PEA
                  prominence_db: float = PEAK_PROMINENCE_DB) -> FilterPeaks:
     """Peaks of each head's time kernel (by lag) and of its magnitude response (by frequency and
     period), found by scipy.signal.find_peaks with the given prominences, strongest first."""
+    from scipy.signal import find_peaks  # here, not at the top: 1-2 s of the app's start-up
+
     order = np.argsort(f.lags, kind="stable")  # fftnet kernels are in irfft layout
     lags_sorted = f.lags[order]
     out = FilterPeaks([], [], [], [], [])

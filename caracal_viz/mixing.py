@@ -5,7 +5,6 @@ Jacobian of the FFT stage (fftnet). The whole model's gradient map is caracal_vi
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 import torch
 
 from models.fftnet import resample_bins
@@ -66,6 +65,8 @@ def _mixing_heads(ck: Checkpoint, rec, layer: int) -> np.ndarray:
 def mhf_lag_kernels(ck: Checkpoint, rec) -> np.ndarray:
     """The lag kernels of an mhf block's recorded internals `rec` (MixerInternals of one text):
     (D, 2L-1) float64 w_c[d], the weight of v_j in y_t[c] at lag d = t - j (index d + L - 1)."""
+    import scipy.signal  # here, not at the top: 1-2 s of the app's start-up, which never calls it
+
     cfg = ck.config
     g = rec.gate_kernel[0].double().cpu().numpy().T  # (D, L)
     D, L = g.shape
