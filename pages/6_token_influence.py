@@ -62,6 +62,14 @@ with c2:
                     lambda: export.npz_bytes(values=imap.values, ids=imap.ids, upper_max=imap.upper_max, scale=imap.scale),
                     "token_influence.npz", key="ti_dl_map_npz")
 
+st.subheader("Map and text, linked")
+linked_html, linked_note = figures.linked_influence_html(imap, start=window.start)
+st.caption("Hover a row of the map: the bytes that prediction reads light up in the text (outlined: the last byte "
+           "it may read; underlined: the byte it predicts). Hover a byte: the bytes whose predictions read it light "
+           f"up. Showing {linked_note}.")
+# our own document: the text reaches it as JSON set with textContent, never as markup
+st.iframe(linked_html, height="content")
+
 # ---- one prediction -------------------------------------------------------------------------------
 st.subheader("One prediction")
 shown = [visible_label(s) for s in labels]

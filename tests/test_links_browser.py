@@ -9,10 +9,13 @@ import contextlib
 import re
 from urllib.parse import parse_qs, quote, urlparse
 
+import numpy as np
 import pytest
+from plotly.colors import sample_colorscale
 from playwright.sync_api import sync_playwright
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, error_texts, streamlit_server, wait_until_idle
+from caracal_viz.text import utf8_spans
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, error_texts, streamlit_server, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -159,3 +162,63 @@ def test_a_click_on_a_byte_or_a_map_row_selects_that_position_on_every_page(tmp_
         assert "block 3" in selectbox_text(page, "Layer") and selectbox_text(page, "Head") == "head 2"
         assert params(page)["layer"] == "3" and params(page)["head"] == "2"
         assert error_texts(page) == []
+
+
+LINKED_TEXT = "To be, or not to be: «ça» 🦁\nthat is the question"
+
+
+@pytest.mark.timeout(400)
+def test_hovering_the_linked_map_colours_the_bytes_that_row_reads_and_hovering_a_byte_its_readers(tmp_path):
+    from caracal_viz import influence
+    from caracal_viz.figures.linked import NO_VALUE
+    from tests.conftest import load_sample
+    from tests.test_linked_view import loop_levels
+
+    name = "caracal-circular-leaky"  # reads the future: the colours must follow the map, not a causal mask
+    m = influence.token_influence(load_sample(name), LINKED_TEXT)
+    want = loop_levels(np.asarray(m.values))  # the colour levels, spelled out per entry
+    spans = [(a, b) for a, b, _ in utf8_spans(m.ids)]
+
+    def per_char(level_of_byte) -> list[int]:  # a character shows the largest level of its bytes
+        return [max((int(level_of_byte(j)) for j in range(a, b) if level_of_byte(j) != NO_VALUE), default=-1)
+                for a, b in spans]
+
+    with app_page(tmp_path, f"/token_influence?ck={name}&text={quote(LINKED_TEXT)}") as (page, _):
+        shots = ROOT / "artifacts" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        for width in (1280, 900):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.wait_for_timeout(500)
+            holder = page.locator("iframe[srcdoc]").first
+            holder.scroll_into_view_if_needed()
+            frame = page.frame_locator("iframe[srcdoc]").first
+            canvas = frame.locator("canvas#map")
+            box = canvas.bounding_box()
+            n = len(m.ids)
+            for i in (5, 17, n - 3):
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + (i + 0.5) / n * box["height"])
+                expect_row = per_char(lambda j: want[i, j])
+                frame.locator(f'#readout[data-row="{i}"]').wait_for(timeout=10_000)
+                shown = [int(v) for v in frame.locator("#text span").evaluate_all("s => s.map(e => e.dataset.level)")]
+                assert shown == expect_row, f"row {i} at {width} px"
+                assert "reads most" in frame.locator("#readout").inner_text()
+                # each lit byte in the map's colour scale (Cividis) at its level
+                backgrounds = frame.locator("#text span").evaluate_all("s => s.map(e => getComputedStyle(e).backgroundColor)")
+                for level, bg in zip(shown, backgrounds):
+                    if level > 0:
+                        assert bg == sample_colorscale("Cividis", [level / 254])[0], (level, bg)
+            page.screenshot(path=str(shots / f"linked_view_{width}.png"))
+            # a byte: each prediction that reads it colours the byte it predicts
+            k = 3
+            frame.locator("#text span").nth(k).hover()
+            j = spans[k][0]
+            frame.locator(f'#readout[data-col="{j}"]').wait_for(timeout=10_000)
+            shown = [int(v) for v in frame.locator("#text span").evaluate_all("s => s.map(e => e.dataset.level)")]
+            assert shown == per_char(lambda t: want[t - 1, j] if t >= 1 else 0)
+            # the map and the text fit the frame: nothing cut at this width
+            fits = frame.locator("body").evaluate(
+                "b => [b.scrollWidth <= b.clientWidth, document.getElementById('text').getBoundingClientRect().bottom"
+                " <= window.innerHeight, document.getElementById('readout').getBoundingClientRect().bottom"
+                " <= window.innerHeight]")
+            assert fits == [True, True, True], f"the linked view is cut at {width} px: {fits}"
+        assert not error_texts(page)

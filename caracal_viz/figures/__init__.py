@@ -8,7 +8,8 @@ the topic modules below, which a reader opens by topic:
 - `text`: the text views, the top-k next bytes, the training record (the Overview), the byte wording;
 - `filters`, `gates`, `energy`, `influence` (with mixing matrices and attribution), `causality`
   (impulses, aliasing, the certificate), `compare`, `interventions`: one module per page's topic;
-- `explainer`: the causal-trick toy of page 4; `long`: views of long texts (reach by lag).
+- `explainer`: the causal-trick toy of page 4; `long`: views of long texts (reach by lag);
+- `linked`: the influence map and the text in one HTML document, linked by hover (not Plotly).
 
 Conventions for every figure:
 - Colour scales are colour-blind safe and carry one meaning each: Cividis for magnitudes (dB,
@@ -47,6 +48,7 @@ from .influence import (
     LOG_DECADES, MAX_MATRIX_SIDE, pool_factor, pool_max, influence_verdict, influence_figure,
     influence_strip_figure, mixing_matrix_figure, attribution_strip_figure, faithfulness_figure,
 )
+from .linked import LINKED_MAX_SIDE, influence_levels, linked_influence_html
 from .compare import compare_figure
 from .interventions import loss_change_figure, topk_change_figure, sweep_figure, patching_figure
 from . import explainer, long
@@ -63,6 +65,7 @@ __all__ = [
     "VERDICT_COLOURS", "causality_figure", "energy_identity_figure", "esd_figure", "energy_bands_figure",
     "energy_gain_figure", "LOG_DECADES", "MAX_MATRIX_SIDE", "pool_factor", "pool_max", "influence_verdict",
     "influence_figure", "influence_strip_figure", "mixing_matrix_figure", "attribution_strip_figure",
-    "faithfulness_figure", "compare_figure", "loss_change_figure", "topk_change_figure", "sweep_figure",
+    "faithfulness_figure", "LINKED_MAX_SIDE", "influence_levels", "linked_influence_html",
+    "compare_figure", "loss_change_figure", "topk_change_figure", "sweep_figure",
     "patching_figure", "explainer", "long"
 ]
