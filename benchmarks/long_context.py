@@ -8,13 +8,20 @@ figure), data kernels g and g*k, gate report, Parseval report and bands, reach o
 the causality certificate (once per checkpoint: it does not read the text). Wall clock,
 synchronised on the GPU; one cold run per view (a user's wait after typing a new text).
 
-    python3 -m benchmarks.long_context [--device cpu|cuda] [--length N] [--sample caracal-long]
+    python3 -m benchmarks.long_context [--device cpu|cuda] [--length N] [--sample caracal-long] [--profile]
+
+--profile: the two slowest views (data kernels, gate report) run under cProfile (the table's
+seconds then include its small overhead); after the table, the functions with the most own time
+in each. On the GPU a tensor's `.cpu()` holds the wait for the device work queued before it.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import time
 
 import torch
@@ -27,6 +34,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--length", type=int, default=None, help="bytes (default: the device's text limit)")
     p.add_argument("--sample", default="caracal-long")
+    p.add_argument("--profile", action="store_true", help="cProfile the data kernels and the gate report")
     args = p.parse_args()
     from caracal_viz import causality, energy, figures, filters, gates, load_checkpoint, predict, reach, trace
     from caracal_viz.text import max_text_bytes
@@ -39,18 +47,21 @@ def main() -> None:
     text = corpus[len(corpus) // 2:][:L]
     for fn in (trace.shared_forward, reach.text_reach):
         fn(ck, warm)
-    rows = []
+    rows, profiles = [], {}
 
-    def timed(view, fn, fig=None):
+    def timed(view, fn, fig=None, profile=False):
+        prof = cProfile.Profile() if profile and args.profile else None
         sync(args.device)
         t0 = time.perf_counter()
-        value = fn()
+        value = prof.runcall(lambda: (fn(), sync(args.device))[0]) if prof else fn()
         sync(args.device)
         s = time.perf_counter() - t0
         mb = float("nan")
         if fig is not None:
             mb = len(fig(value).to_json()) / 1e6
         rows.append({"view": view, "s": s, "fig_mb": mb})
+        if prof:
+            profiles[view] = prof
         print(f"{view:34s} {s:7.3f} s  figure {mb:.2f} MB", flush=True)
         return value
 
@@ -58,8 +69,8 @@ def main() -> None:
     timed("Overview: next-byte losses", lambda: predict.next_token_view(ck, text, k=5), figures.token_loss_figure)
     mhf = next(i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) == "mhf")
     timed("data kernels g, g*k", lambda: filters.data_kernels(ck, text),
-          lambda dk: figures.data_kernel_figure(dk[mhf], 0))
-    timed("gate report", lambda: gates.gate_report(ck, text))
+          lambda dk: figures.data_kernel_figure(dk[mhf], 0), profile=True)
+    timed("gate report", lambda: gates.gate_report(ck, text), profile=True)
     rep = timed("Parseval report", lambda: energy.parseval_report(ck, text), figures.energy_gain_figure)
     timed("energy bands", lambda: energy.energy_bands(rep), figures.energy_bands_figure)
     timed("reach (every head, both kernels)", lambda: reach.text_reach(ck, text),
@@ -73,6 +84,11 @@ def main() -> None:
     out += table(rows, [("view", "view"), ("s", "seconds"), ("fig_mb", "figure JSON (MB)")])
     print(out)
     save(f"long_context_{args.device}_{L}", {"rows": rows, "length": L, "sample": args.sample})
+    for view, prof in profiles.items():
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
+        print(f"\nprofile: {view}, {L:,} bytes, {args.device} (own time)")
+        print("\n".join(line for line in buf.getvalue().splitlines()[3:] if line.strip()))
 
 
 if __name__ == "__main__":
