@@ -16,7 +16,7 @@ import torch
 
 from models import MixerInternals
 
-from . import spectral
+from . import binning, spectral
 from .checkpoint import Checkpoint
 from .device_fft import rfft64
 from .trace import Trace, text_internals
@@ -62,6 +62,13 @@ class LayerEnergy:
     mixer_esd_input: np.ndarray
     mixer_esd_output: np.ndarray
     mixer_gain: np.ndarray
+
+    def gain_bins(self, max_bins: int = binning.MAX_BINS) -> binning.Bins:
+        """The gain per head over bands of `binning.bin_width(F, max_bins)` adjacent frequency bins
+        (all F bins, width 1, when F <= max_bins): values (H, m), each band's output energy over
+        its input energy, sum of esd_output / sum of esd_input (NaN where the band has no input
+        energy); starts/ends index `freqs`."""
+        return binning.ratio_bins(self.esd_output, self.esd_input, binning.bin_width(self.freqs.size, max_bins))
 
 
 @dataclass

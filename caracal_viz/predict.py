@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import binning
 from .checkpoint import Checkpoint
 from .checks import int_arg
 from .text import encode_text
@@ -49,6 +50,19 @@ class NextTokenView:
     entropy_bits: np.ndarray
     mean_bits: float
     causal: bool
+
+    @property
+    def binned(self) -> bool:
+        """Whether the text is too long to draw byte by byte (more than binning.TEXT_CELLS bytes):
+        the Overview then draws `loss_bins()`."""
+        return len(self.ids) > binning.TEXT_CELLS
+
+    def loss_bins(self, max_bins: int = binning.MAX_BINS) -> binning.Bins:
+        """The loss on each byte (bits; byte t's is loss_bits[t - 1], byte 0 has none) averaged
+        over bins of `binning.bin_width(L, max_bins)` consecutive bytes: values (m,) float64, the
+        mean over the bin's bytes that have a loss (NaN for the bin holding byte 0 alone)."""
+        per_byte = np.concatenate([[np.nan], self.loss_bits[:-1]])
+        return binning.mean_bins(per_byte, binning.bin_width(per_byte.size, max_bins))
 
 
 def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import export, figures, predict, trace
+from caracal_viz import binning, export, figures, predict, trace
 
 TOP_K = 5
 
@@ -47,8 +47,16 @@ if cert.verdict == "leaks":
 
 ui.show_figure(figures.token_loss_figure(view), key="tokens", file_name=f"{ui.stem(ck)}_token_loss", max_height=figures.TEXT_BOX_PX,
                pick="pos")
-st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
-           "predict it from, so it stays uncoloured. Click a byte to select its position on every page.")
+if view.binned:
+    bins = view.loss_bins()
+    st.caption(f"Binned: the text has {len(view.ids):,} bytes, more than the {binning.TEXT_CELLS:,} drawn one by one, so "
+               f"each cell is the mean loss in bits, -log2 p(byte | earlier bytes), of {bins.width} consecutive bytes "
+               f"({bins.values.size:,} bins, {figures.BIN_COLUMNS} a line; the first byte, with nothing before it, "
+               "counts in none). Hover a bin for its positions, its largest loss and its first bytes; click it to "
+               "select its first position. The top guesses below and the CSV have every byte.")
+else:
+    st.caption("Colour: loss in bits, -log2 p(byte | earlier bytes). The first byte has nothing before it to "
+               "predict it from, so it stays uncoloured. Click a byte to select its position on every page.")
 
 st.subheader("What the model expected at one position")
 n = len(view.ids)

@@ -49,8 +49,13 @@ st.caption("Each head's energy, into its FFT mixing and out of it, summed over b
            + f"A head within ±{bands.keep_db:g} dB keeps its energy.")
 
 ui.show_figure(figures.energy_gain_figure(rep), key="pe_gain", file_name=f"{ui.stem(ck)}_energy_gain")
+gain_width = next(e.gain_bins().width for e in rep.layers if e is not None)
 st.caption("Gain over frequency, output / input energy spectral density of the FFT stream, in dB, per block "
-           "and head: red amplifies that frequency, blue damps it, white (0 dB) keeps it.")
+           "and head: red amplifies that frequency, blue damps it, white (0 dB) keeps it."
+           + ("" if gain_width == 1 else
+              f" Binned: the text's {next(e.freqs.size for e in rep.layers if e is not None):,} frequency bins are "
+              f"drawn in bands of {gain_width} adjacent bins, each the band's output energy over its input energy "
+              "(the energy-weighted mean of its bins' gains), at the band's mean frequency."))
 
 c1, c2 = st.columns(2)
 layer = ui.linked("layer", "pe_layer", layers, lambda k: c1.selectbox(
@@ -62,7 +67,9 @@ head = None if pick == "all heads" else heads.index(pick) - 1
 st.subheader(f"Block {layer}: energy spectral density")
 ui.show_figure(figures.esd_figure(e, head), key="pe_esd", file_name=f"{ui.stem(ck)}_esd_block{layer}")
 st.caption("Energy per frequency bin of the mixer's FFT input and output (one-sided, Parseval scaled: the "
-           "bins sum to the energy), a panel per head on one shared axis.")
+           "bins sum to the energy), a panel per head on one shared axis."
+           + ("" if gain_width == 1 else f" Binned: each point is the mean energy per bin of {gain_width} adjacent "
+                                         "bins, at their mean frequency."))
 
 
 def _table() -> bytes:

@@ -32,8 +32,8 @@ from .style import (
     shared_db_range, freq_axis, mark_periods, add_pick_layer,
 )
 from .text import (
-    TEXT_WIDTH, TEXT_BOX_PX, CBAR_MIN_PX, cell_label, byte_value, char_glyph, char_hover, byte_context,
-    text_grid, text_heatmap, token_loss_figure, topk_figure, training_curve_figure,
+    TEXT_WIDTH, BIN_COLUMNS, TEXT_BOX_PX, CBAR_MIN_PX, cell_label, byte_value, char_glyph, char_hover, byte_context,
+    text_grid, text_heatmap, token_loss_figure, binned_loss_figure, topk_figure, training_curve_figure,
 )
 from .filters import (
     GROUP_DELAY_FLOOR_DB, filter_heatmap, filter_grid_figure, filter_detail, kernel_figure,
@@ -57,8 +57,8 @@ __all__ = [
     "MAGNITUDE", "SIGNED", "HEADS", "FUTURE", "OK", "NO_DATA", "MAX_TICK_LABELS", "SUBTITLE_WIDTH", "esc",
     "show_label", "wrap", "layout", "threshold_line", "head_colour", "head_list", "token_ticks",
     "finite_or_none", "rounded", "FREQ_AXES", "DB_SPAN", "shared_db_range", "freq_axis", "mark_periods",
-    "add_pick_layer", "TEXT_WIDTH", "TEXT_BOX_PX", "CBAR_MIN_PX", "cell_label", "byte_value", "char_glyph",
-    "char_hover", "byte_context", "text_grid", "text_heatmap", "token_loss_figure", "topk_figure",
+    "add_pick_layer", "TEXT_WIDTH", "BIN_COLUMNS", "TEXT_BOX_PX", "CBAR_MIN_PX", "cell_label", "byte_value", "char_glyph",
+    "char_hover", "byte_context", "text_grid", "text_heatmap", "token_loss_figure", "binned_loss_figure", "topk_figure",
     "training_curve_figure", "GROUP_DELAY_FLOOR_DB", "filter_heatmap", "filter_grid_figure", "filter_detail",
     "kernel_figure", "data_kernel_figure", "fftnet_filter_figure", "gate_map_figure", "passed_energy_figure",
     "gate_summary_figure", "kernel_impulse_figure", "mixer_impulse_figure", "aliasing_figure",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from .. import binning
 from .style import FUTURE, HEADS, MAGNITUDE, SIGNED, esc, finite_or_none, head_colour, head_list, layout, rounded
 from plotly.subplots import make_subplots
 
@@ -45,8 +46,13 @@ def energy_identity_figure(rep) -> go.Figure:
 def esd_figure(e, head: int | None = None, title: str | None = None) -> go.Figure:
     """Energy spectral density of one block's FFT input and output (`energy.LayerEnergy`),
     Parseval-scaled: the bins add up to the time-domain energy. One head, or (head None) small
-    multiples, a panel per head on one shared log axis, so eight overlapping lines stay apart."""
+    multiples, a panel per head on one shared log axis, so eight overlapping lines stay apart.
+    Over more than binning.MAX_BINS bins (a text longer than about 2,048 bytes) each point is the
+    mean energy per bin of a band of adjacent bins, at the band's mean frequency (the subtitle
+    says so): a long text's spectrum, drawn bin by bin, is megabytes of JSON."""
     H = e.esd_input.shape[0]
+    width = binning.bin_width(e.freqs.size)
+    esd_in, esd_out, freqs = (binning.mean_bins(a, width).values for a in (e.esd_input, e.esd_output, e.freqs))
     heads = head_list(H, head)
     cols = 1 if head is not None else min(2, H)
     rows = -(-len(heads) // cols)
@@ -55,10 +61,10 @@ def esd_figure(e, head: int | None = None, title: str | None = None) -> go.Figur
                         subplot_titles=[f"head {h}" for h in heads] if head is None else None)
     for n, h in enumerate(heads):
         c, r, k = head_colour(h), n // cols + 1, n % cols + 1
-        fig.add_scatter(x=e.freqs, y=finite_or_none(e.esd_input[h]), mode="lines", name="input" if n == 0 else None,
+        fig.add_scatter(x=freqs, y=finite_or_none(esd_in[h]), mode="lines", name="input" if n == 0 else None,
                         legendgroup="input", showlegend=n == 0, line=dict(color="#999999", width=1.2, dash="dot"),
                         hovertemplate=f"head {h} input<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>", row=r, col=k)
-        fig.add_scatter(x=e.freqs, y=finite_or_none(e.esd_output[h]), mode="lines",
+        fig.add_scatter(x=freqs, y=finite_or_none(esd_out[h]), mode="lines",
                         name="output" if n == 0 else None, legendgroup="output", showlegend=n == 0,
                         line=dict(color=c, width=2),
                         hovertemplate=f"head {h} output<br>f = %{{x:.4f}}<br>%{{y:.4g}}<extra></extra>", row=r, col=k)
@@ -67,7 +73,8 @@ def esd_figure(e, head: int | None = None, title: str | None = None) -> go.Figur
     fig.update_yaxes(title_text="energy per bin", col=1)
     which = "every head" if head is None else f"head {head}"
     return layout(fig, esc(title or f"Energy spectral density, {which}"), 380 if head is not None else 120 + 230 * rows,
-                  "grey dotted: into the FFT mixing (value stream); colour: out of it (before the output projection)",
+                  "grey dotted: into the FFT mixing (value stream); colour: out of it (before the output projection)"
+                  + ("" if width == 1 else f"; binned: each point the mean of {width} adjacent frequency bins"),
                   gap=10 if head is None else 0)
 
 
@@ -101,26 +108,35 @@ def energy_bands_figure(b) -> go.Figure:
 
 def energy_gain_figure(rep) -> go.Figure:
     """Energy gain of every block and head over frequency (`energy.ParsevalReport`): 10 log10 of
-    output ESD / input ESD, signed colours centred at 0 dB (red: amplified, blue: attenuated)."""
-    rows, names = [], []
+    output ESD / input ESD, signed colours centred at 0 dB (red: amplified, blue: attenuated).
+    Over more than binning.MAX_BINS frequency bins (a text longer than about 2,048 bytes), each
+    column is a band of adjacent bins (`LayerEnergy.gain_bins`: the band's output energy over its
+    input energy) at the band's mean frequency; the subtitle says so."""
+    rows, names, width = [], [], 1
     freqs = None
     for i, e in enumerate(rep.layers):
         if e is None:
             continue
-        freqs = e.freqs
+        bins = e.gain_bins()
+        width = bins.width
+        freqs = np.array([e.freqs[a:b].mean() for a, b in zip(bins.starts, bins.ends)])
         with np.errstate(divide="ignore", invalid="ignore"):
-            rows.extend(10 * np.log10(e.gain))
-        names.extend(f"block {i} head {h}" for h in range(e.gain.shape[0]))
+            rows.extend(10 * np.log10(bins.values))
+        names.extend(f"block {i} head {h}" for h in range(bins.values.shape[0]))
     fig = go.Figure()
     if rows:
         z = np.array(rows)
         finite = z[np.isfinite(z)]
         zmax = float(np.max(np.abs(finite))) if finite.size else 1.0
         z = np.where(np.isfinite(z), z, np.nan)
+        where = "f = %{x:.4f}" if width == 1 else f"band of {width} bins around f = %{{x:.4f}}"
         fig.add_heatmap(z=rounded(z, 2), x=freqs, y=names, colorscale=SIGNED, reversescale=True,
                         zmid=0.0, zmin=-zmax, zmax=zmax, colorbar=dict(title=dict(text="gain (dB)")),
-                        hovertemplate="%{y}<br>f = %{x:.4f}<br>gain %{z:.1f} dB<extra></extra>")
+                        hovertemplate=f"%{{y}}<br>{where}<br>gain %{{z:.1f}} dB<extra></extra>")
         fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="frequency f (cycles/token)")
     fig.update_yaxes(title_text="block and head")
-    return layout(fig, "Energy gain of each head over frequency (output / input ESD)", 140 + 22 * max(len(names), 4))
+    sub = None if width == 1 else (f"binned: each column is a band of {width} adjacent frequency bins, its output "
+                                   "energy over its input energy")
+    return layout(fig, "Energy gain of each head over frequency (output / input ESD)", 140 + 22 * max(len(names), 4),
+                  sub)

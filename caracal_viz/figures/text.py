@@ -15,6 +15,7 @@ from .style import FUTURE, HEADS, MAGNITUDE, OK, SIGNED, add_pick_layer, esc, la
 
 
 TEXT_WIDTH = 48  # tokens per line in the text views
+BIN_COLUMNS = 64  # bins per line in the binned text views (a long text's 1,024 bins: 16 lines)
 TEXT_BOX_PX = 640  # a text view taller than this scrolls inside a box this high (pages: show_figure's max_height)
 CBAR_MIN_PX = 160  # a colour bar (its title and padding included) shorter than this shows one or two ticks
 
@@ -193,7 +194,10 @@ def text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str]
 def token_loss_figure(view) -> go.Figure:
     """The text, each byte coloured by the model's loss on it in bits (`predict.NextTokenView`):
     byte t gets -log2 p(x_t | x_<t), so the first byte is uncoloured; the hover lists what the
-    model expected there instead."""
+    model expected there instead. A long text (`view.binned`) is drawn in bins instead
+    (`binned_loss_figure`)."""
+    if view.binned:
+        return binned_loss_figure(view)
     L = len(view.labels)
     values = np.full(L, np.nan)
     values[1:] = view.loss_bits[:-1]
@@ -213,6 +217,46 @@ def token_loss_figure(view) -> go.Figure:
     note = "" if view.causal else "; NOT causal: these predictions read the future"
     return layout(fig, "Loss per byte", fig.layout.height, f"mean {mean} over {max(L - 1, 0)} predictions{note}",
                   bottom=fig.layout.margin.b)
+
+
+def binned_loss_figure(view) -> go.Figure:
+    """The loss per byte of a text in bins of consecutive bytes (`view.loss_bins()`), BIN_COLUMNS
+    bins a line read like text (the y axis names each line's first position): each cell the mean
+    loss in bits of its bytes. The hover gives the bin's positions, its mean and largest loss and
+    its first bytes as text; a click selects the bin's first position."""
+    b = view.loss_bins()
+    L, m = len(view.ids), b.values.size
+    per_byte = np.concatenate([[np.nan], view.loss_bits[:-1]])
+    with np.errstate(invalid="ignore"):
+        largest = np.fmax.reduceat(per_byte, b.starts) if m else per_byte[:0]
+    rows, cols = np.divmod(np.arange(m), BIN_COLUMNS)
+    R = int(rows.max()) + 1 if m else 1
+    z = np.full((R, BIN_COLUMNS if m > BIN_COLUMNS else max(m, 1)), np.nan)
+    z[rows, cols] = b.values
+    raw = bytes(int(i) for i in view.ids)
+    tips = [f"positions {a}–{e - 1}: mean loss "
+            + ("n/a" if not np.isfinite(v) else f"{v:.2f} bits") + ("" if not np.isfinite(mx) else f", largest {mx:.2f}")
+            + "<br>starts: \u2068" + esc(raw[a:a + 24].decode("utf-8", errors="replace").replace("\n", "↵")) + "\u2069"
+            for a, e, v, mx in zip(b.starts.tolist(), b.ends.tolist(), b.values, largest)]
+    finite = b.values[np.isfinite(b.values)]
+    rows_px = max(90, 30 * R)
+    bar = int(np.clip(rows_px, CBAR_MIN_PX, TEXT_BOX_PX - 140))
+    fig = go.Figure(go.Heatmap(
+        z=rounded(z, 4), hoverinfo="skip", colorscale=MAGNITUDE, zmin=0.0,
+        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, xgap=1, ygap=1,
+        colorbar=dict(title=dict(text="mean loss (bits)"), lenmode="pixels", len=bar, y=1.0, yanchor="top",
+                      thickness=14)))
+    add_pick_layer(fig, cols, rows, b.starts, tips)
+    fig.update_xaxes(visible=False, range=[-0.5, z.shape[1] - 0.5])
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(R)),
+                     ticktext=[f"{r * BIN_COLUMNS * b.width:,}" for r in range(R)], title_text="first position")
+    bottom = 20 + max(0, bar - rows_px)
+    fig.update_layout(height=90 + bottom + rows_px, margin=dict(b=bottom))
+    mean = "n/a" if not np.isfinite(view.mean_bits) else f"{view.mean_bits:.3f} bits/byte"
+    note = "" if view.causal else "; NOT causal: these predictions read the future"
+    return layout(fig, "Loss per byte, binned", fig.layout.height,
+                  f"mean {mean} over {max(L - 1, 0):,} predictions{note}; each cell: the mean loss of {b.width} "
+                  f"consecutive bytes ({m:,} bins of the {L:,})", bottom=fig.layout.margin.b)
 
 
 def topk_figure(view, pos: int) -> go.Figure:
