@@ -24,7 +24,8 @@ from caracal_viz.gates import gate_report
 from caracal_viz.impulse import aliasing, kernel_impulses, mixer_impulse
 from caracal_viz.influence import InfluenceMap, mixing_matrices, token_influence
 from caracal_viz.predict import next_token_view
-from tests.conftest import load_sample
+from caracal_viz.trace import forward_pass
+from tests.conftest import figure_strings, load_sample
 
 HOSTILE = "<script>alert(1)</script> & <b>x</b>\n<img src=x onerror=alert(2)>"
 
@@ -35,17 +36,17 @@ def built():
     ck, fn = load_sample("caracal-periodic"), load_sample("fftnet-shakespeare")
     text = "abcabcabc " + HOSTILE
     lf, flf = learned_filters(ck), learned_filters(fn)
-    gates = gate_report(ck, text)
-    view = next_token_view(ck, text, k=4)
+    gates = gate_report(ck, forward_pass(ck, text))
+    view = next_token_view(ck, forward_pass(ck, text), k=4)
     m = token_influence(ck, HOSTILE[:30])
-    rep = parseval_report(ck, text)
+    rep = parseval_report(ck, forward_pass(ck, text))
     figs = {
         "filter_heatmap": figures.filter_heatmap(lf[0].freqs, lf[0].magnitude_db, title="|H| <i>"),
         "filter_detail": figures.filter_detail(lf[0], 1),
         "filter_detail_all": figures.filter_detail(flf[0]),
         "kernel": figures.kernel_figure(flf[0].lags, flf[0].kernel[0]),
-        "data_kernel": figures.data_kernel_figure(data_kernels(ck, text)[0], 2),
-        "fftnet_filter": figures.fftnet_filter_figure(fftnet_filters(fn, text)[1]),
+        "data_kernel": figures.data_kernel_figure(data_kernels(ck, forward_pass(ck, text))[0], 2),
+        "fftnet_filter": figures.fftnet_filter_figure(fftnet_filters(fn, forward_pass(fn, text))[1]),
         "gate_map": figures.gate_map_figure(gates[0]),
         "passed_energy": figures.passed_energy_figure(gates[1]),
         "passed_energy_static": figures.passed_energy_figure(gate_report(ck)[1]),
@@ -61,28 +62,13 @@ def built():
         "topk": figures.topk_figure(view, 12),
         "influence": figures.influence_figure(m),
         "influence_strip": figures.influence_strip_figure(m, 5),
-        "mixing": figures.mixing_matrix_figure(mixing_matrices(ck, HOSTILE[:20])[0], list(HOSTILE[:20]), 0),
+        "mixing": figures.mixing_matrix_figure(mixing_matrices(ck, forward_pass(ck, HOSTILE[:20]))[0], list(HOSTILE[:20]), 0),
         "training": figures.training_curve_figure(ck.meta["loss_curve"], ck.meta["val_curve"]),
         "compare": figures.compare_figure(
             compare_checkpoints(load_sample("caracal-shakespeare"), load_sample("caracal-circular-leaky")).layers[0],
             "<b>a</b>", "b & c"),
     }
     return {"ck": ck, "view": view, "m": m, "lf": lf, "rep": rep, "text": text, "figs": figs}
-
-
-def _strings(obj):
-    """Every string in a figure's dict, recursively (keys excluded)."""
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _strings(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _strings(v)
-    elif isinstance(obj, np.ndarray) and obj.dtype == object:
-        for v in obj.ravel():
-            yield from _strings(v)
 
 
 def test_every_figure_has_titles_and_fills_the_width(built):
@@ -98,7 +84,7 @@ def test_every_figure_has_titles_and_fills_the_width(built):
 
 def test_user_text_is_escaped_everywhere(built):
     for name, fig in built["figs"].items():
-        for s in _strings(fig.to_dict()):
+        for s in figure_strings(fig.to_dict()):
             for bad in ("<script", "<img", "<b>", "<i>", "&>", "& "):
                 assert bad not in s, (name, s)
     ticks = built["figs"]["influence"].layout.xaxis.ticktext

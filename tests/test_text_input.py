@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 
 from caracal_viz.text import TextError, decode_text_file, encode_text, max_text_bytes
+from caracal_viz.trace import forward_pass
 from models import ByteTokenizer
+from tests.conftest import figure_strings
 from tests.security_helpers import peak_rss_growth
 
 MB = 2**20
@@ -157,21 +158,10 @@ _BUILDER_TAGS = re.compile(r"</?(br|b|i|em|sup|sub|extra)>|<span style=\"[^\"<>]
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
 
-def _strings(obj):
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _strings(v)
-    elif isinstance(obj, (list, tuple, np.ndarray)):
-        for v in obj:
-            yield from _strings(v)
-
-
 def assert_escaped(fig, what: str) -> None:
     """No '<' in the figure but the builders' own tags, and every '&' starts an entity: user
     text cannot open a tag in a label, a tick, a hover or a title."""
-    for s in _strings(fig.to_plotly_json()):
+    for s in figure_strings(fig.to_plotly_json()):
         bare = _BUILDER_TAGS.sub("", s)
         assert "<" not in bare, f"{what}: unescaped markup in {s[:120]!r}"
         assert len(re.findall("&", bare)) == len(_ENTITY.findall(bare)), f"{what}: bare '&' in {s[:120]!r}"
@@ -183,9 +173,9 @@ def hostile_figures():
     from tests.conftest import load_sample
 
     ck = load_sample("caracal-periodic")
-    view = predict.next_token_view(ck, HOSTILE, k=5)
+    view = predict.next_token_view(ck, forward_pass(ck, HOSTILE), k=5)
     imap = influence.token_influence(ck, HOSTILE)
-    mats = influence.mixing_matrices(ck, HOSTILE)
+    mats = influence.mixing_matrices(ck, forward_pass(ck, HOSTILE))
     lt = HOSTILE.index("<")
     amp = HOSTILE.index("&")
     out = {

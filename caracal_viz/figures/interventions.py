@@ -9,25 +9,17 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .style import FUTURE, HEADS, SIGNED, add_pick_layer, esc, layout, rounded, show_label, token_ticks
-from .text import text_heatmap
+from .text import by_predicted_byte, text_heatmap
 
 
 def loss_change_figure(res) -> go.Figure:
     """The text, each byte coloured by the loss change (bits, after - before) an intervention
     caused on its prediction (`interventions.InterventionResult`): byte t gets the change of
     -log2 p(x_t | x_<t); RdBu centred at zero (red: harder to predict, blue: easier)."""
-    L = len(res.labels)
     change = res.loss_change
-    values = np.full(L, np.nan)
-    values[1:] = change[:-1]
-    hover = []
-    for t in range(L):
-        head = f"position {t}: {show_label(res.labels[t])}"
-        if t == 0:
-            hover.append(head + "<br>first byte: not predicted")
-            continue
-        hover.append(f"{head}<br>loss {res.loss_before[t - 1]:.2f} -> {res.loss_after[t - 1]:.2f} bits "
-                     f"({change[t - 1]:+.2f})")
+    values, hover = by_predicted_byte(
+        change, lambda t: f"position {t}: {show_label(res.labels[t])}", "first byte: not predicted",
+        lambda i: f"loss {res.loss_before[i]:.2f} -> {res.loss_after[i]:.2f} bits ({change[i]:+.2f})")
     finite = np.abs(values[np.isfinite(values)])
     top = float(max(0.5, finite.max())) if finite.size else 1.0
     fig = text_heatmap(res.labels, values, hover, "loss change (bits)", zmin=-top, zmax=top, signed=True,

@@ -191,6 +191,19 @@ def text_heatmap(labels: Sequence[str], values: np.ndarray, hover: Sequence[str]
     return fig
 
 
+def by_predicted_byte(per_prediction: np.ndarray, head, first: str, detail) -> tuple[np.ndarray, list[str]]:
+    """A per-prediction quantity laid out by the byte it predicts, for `text_heatmap`: byte t
+    shows the value of the prediction made after byte t-1; byte 0, which nothing predicts, NaN.
+    per_prediction: (L,) by the predicting position (its last entry, after the last byte, unused).
+    Hover of byte t: head(t), then `first` for byte 0 and detail(t - 1) for the others (the
+    prediction's index)."""
+    L = len(per_prediction)
+    values = np.full(L, np.nan)
+    values[1:] = per_prediction[:-1]
+    hover = [f"{head(0)}<br>{first}"] + [f"{head(t)}<br>{detail(t - 1)}" for t in range(1, L)]
+    return values, hover
+
+
 def token_loss_figure(view) -> go.Figure:
     """The text, each byte coloured by the model's loss on it in bits (`predict.NextTokenView`):
     byte t gets -log2 p(x_t | x_<t), so the first byte is uncoloured; the hover lists what the
@@ -199,17 +212,13 @@ def token_loss_figure(view) -> go.Figure:
     if view.binned:
         return binned_loss_figure(view)
     L = len(view.labels)
-    values = np.full(L, np.nan)
-    values[1:] = view.loss_bits[:-1]
-    hover = []
-    for t in range(L):
-        head = f"position {t}: byte value {byte_value(view.ids[t])}"
-        if t == 0:
-            hover.append(head + "<br>first byte: nothing before it to predict it from")
-            continue
-        guesses = ", ".join(f"{show_label(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[t - 1], view.topk_probs[t - 1]))
-        hover.append(f"{head}<br>loss {view.loss_bits[t - 1]:.2f} bits (p = {view.target_prob[t - 1]:.3g})"
-                     f"<br>expected: {guesses}")
+
+    def detail(i: int) -> str:
+        guesses = ", ".join(f"{show_label(lab)} {p:.0%}" for lab, p in zip(view.topk_labels[i], view.topk_probs[i]))
+        return f"loss {view.loss_bits[i]:.2f} bits (p = {view.target_prob[i]:.3g})<br>expected: {guesses}"
+
+    values, hover = by_predicted_byte(view.loss_bits, lambda t: f"position {t}: byte value {byte_value(view.ids[t])}",
+                                      "first byte: nothing before it to predict it from", detail)
     finite = values[np.isfinite(values)]
     fig = text_heatmap(view.labels, values, hover, "loss (bits)", zmin=0.0,
                        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, ids=view.ids)
