@@ -3,6 +3,7 @@ and what every page calls first (`page_setup`)."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 
 import streamlit as st
@@ -12,6 +13,7 @@ from ..export import markdown_literal_text, md_escape, sentence
 from ..text import TextError, decode_text_file, encode_text, max_text_bytes
 from .caching import (
     DEFAULT_SAMPLE,
+    ROOT,
     SAMPLE_NAMES,
     CheckpointChoice,
     device_options,
@@ -112,19 +114,22 @@ def _validate_text_box() -> None:
     st.session_state["text"] = raw
 
 
-# Every page file, listed explicitly: st.navigation ignores pages/ discovery. (file, title)
-# No icons: a page's icon is also its tab's favicon, fetched from a CDN, and the app runs offline.
-PAGE_FILES = (
-    ("pages/1_overview.py", "Overview"),
-    ("pages/2_spectral_filters.py", "Spectral filters"),
-    ("pages/3_modrelu_gates.py", "modReLU gates"),
-    ("pages/4_causal_trick.py", "The causal trick"),
-    ("pages/5_parseval_energy.py", "Parseval energy"),
-    ("pages/6_token_influence.py", "Token influence"),
-    ("pages/7_compare.py", "Compare"),
-    ("pages/8_interventions.py", "Interventions"),
-    ("pages/9_reach.py", "Reach"),
-)
+def _page_files() -> tuple[tuple[str, str], ...]:
+    """(file relative to the repository root, title) of every pages/N_name.py, in the order of N.
+    The title is the page's docstring up to its first colon (each page's docstring starts
+    "Title: what it shows"), else the file name in words: a new page file is in the app at once."""
+    found = []
+    for path in (ROOT / "pages").glob("[0-9]*_*.py"):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        title = doc.split(":", 1)[0].strip() if ":" in doc.split("\n", 1)[0] else ""
+        found.append((int(path.name.split("_", 1)[0]), f"pages/{path.name}",
+                      title or path.stem.split("_", 1)[1].replace("_", " ").capitalize()))
+    return tuple((name, title) for _, name, title in sorted(found))
+
+
+# Every page file of pages/ (st.navigation needs them listed: it does no discovery). No icons: a
+# page's icon is also its tab's favicon, fetched from a CDN, and the app runs offline.
+PAGE_FILES = _page_files()
 
 
 def pages() -> list:
