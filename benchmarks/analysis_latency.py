@@ -26,7 +26,7 @@ import time
 import torch
 
 from benchmarks._util import ROOT, header, save, sync, table
-from caracal_viz import causality, energy, filters, gates, impulse, influence, load_checkpoint, predict
+from caracal_viz import causality, energy, filters, gates, impulse, influence, load_checkpoint, predict, trace
 from caracal_viz.text import TextError
 
 SOURCE = (ROOT / "benchmarks" / "analysis_text.txt")
@@ -42,15 +42,17 @@ def text_of(n: int, shift: int = 0) -> str:
 
 def analyses():
     return [
-        ("next_token_view", lambda ck, t: predict.next_token_view(ck, t, k=5)),
+        # the analyses of a text include their forward pass (trace.forward_pass): a new text's cost
+        ("forward_pass", lambda ck, t: trace.forward_pass(ck, t)),
+        ("next_token_view", lambda ck, t: predict.next_token_view(ck, trace.forward_pass(ck, t), k=5)),
         ("learned_filters", lambda ck, t: filters.learned_filters(ck)),
-        ("data_kernels", lambda ck, t: filters.data_kernels(ck, t)),
-        ("gate_report", lambda ck, t: gates.gate_report(ck, t)),
+        ("data_kernels", lambda ck, t: filters.data_kernels(ck, trace.forward_pass(ck, t))),
+        ("gate_report", lambda ck, t: gates.gate_report(ck, trace.forward_pass(ck, t))),
         ("kernel_impulses", lambda ck, t: impulse.kernel_impulses(ck, 64)),
         ("causality_report", lambda ck, t: causality.causality_report(ck)),
-        ("parseval_report", lambda ck, t: energy.parseval_report(ck, t)),
+        ("parseval_report", lambda ck, t: energy.parseval_report(ck, trace.forward_pass(ck, t))),
         ("token_influence", lambda ck, t: influence.token_influence(ck, t, None)),
-        ("mixing_matrix", lambda ck, t: influence.mixing_matrix(ck, t, 0)),
+        ("mixing_matrix", lambda ck, t: influence.mixing_matrix(ck, trace.forward_pass(ck, t), 0)),
     ]
 
 

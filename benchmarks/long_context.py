@@ -45,8 +45,7 @@ def main() -> None:
     corpus = (ROOT / "data" / "tinyshakespeare.txt").read_text()
     warm = corpus[:L]  # the first text: plans and kernels for this length are made here, untimed
     text = corpus[len(corpus) // 2:][:L]
-    for fn in (trace.shared_forward, reach.text_reach):
-        fn(ck, warm)
+    reach.text_reach(ck, trace.forward_pass(ck, warm))
     rows, profiles = [], {}
 
     def timed(view, fn, fig=None, profile=False):
@@ -65,15 +64,15 @@ def main() -> None:
         print(f"{view:34s} {s:7.3f} s  figure {mb:.2f} MB", flush=True)
         return value
 
-    timed("shared forward pass", lambda: trace.shared_forward(ck, text))
-    timed("Overview: next-byte losses", lambda: predict.next_token_view(ck, text, k=5), figures.token_loss_figure)
+    fwd = timed("forward pass (shared by the views below)", lambda: trace.forward_pass(ck, text))
+    timed("Overview: next-byte losses", lambda: predict.next_token_view(ck, fwd, k=5), figures.token_loss_figure)
     mhf = next(i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) == "mhf")
-    timed("data kernels g, g*k", lambda: filters.data_kernels(ck, text),
+    timed("data kernels g, g*k", lambda: filters.data_kernels(ck, fwd),
           lambda dk: figures.data_kernel_figure(dk[mhf], 0), profile=True)
-    timed("gate report", lambda: gates.gate_report(ck, text), profile=True)
-    rep = timed("Parseval report", lambda: energy.parseval_report(ck, text), figures.energy_gain_figure)
+    timed("gate report", lambda: gates.gate_report(ck, fwd), profile=True)
+    rep = timed("Parseval report", lambda: energy.parseval_report(ck, fwd), figures.energy_gain_figure)
     timed("energy bands", lambda: energy.energy_bands(rep), figures.energy_bands_figure)
-    timed("reach (every head, both kernels)", lambda: reach.text_reach(ck, text),
+    timed("reach (every head, both kernels)", lambda: reach.text_reach(ck, fwd),
           lambda rs: figures.long.reach_figure([r for b in rs if b is not None for r in b.combined]))
     total = sum(r["s"] for r in rows)
     cert = timed("causality certificate (per checkpoint)", lambda: causality.causality_report(ck))

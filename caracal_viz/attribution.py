@@ -63,7 +63,7 @@ from .checks import int_arg
 from .mixing import mhf_lag_kernels
 from .resources import influence_limit, memory_budget
 from .text import TextError, encode_text
-from .trace import text_internals
+from .trace import forward_pass
 
 METHODS = ("grad_norm", "grad_x_input", "integrated_gradients", "occlusion", "linear_path")
 METHOD_NAMES = {"grad_norm": "gradient norm", "grad_x_input": "gradient × input",
@@ -416,7 +416,7 @@ def _linear_path(ck: Checkpoint, text: str, position: int) -> tuple[np.ndarray, 
     """(mean over channels, RMS over channels) of w_c[position - j] of block 0's FFT stage, or None."""
     if ck.config.layer_kind(0) != "mhf":
         return None
-    rec = text_internals(ck, text)[0]
+    rec = forward_pass(ck, text).records[0]
     w = mhf_lag_kernels(ck, rec)  # (D, 2L-1), lag d at index d + L - 1
     L = w.shape[1] // 2 + 1
     row = w[:, position - np.arange(L) + L - 1]  # (D, L): lag position - j

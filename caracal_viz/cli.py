@@ -49,7 +49,7 @@ from .filters import data_kernels, fftnet_filters, learned_filters
 from .gates import gate_report
 from .impulse import kernel_impulses
 from .text import TextError, decode_text_file, encode_text, max_text_bytes
-from .trace import Trace, run_trace
+from .trace import Trace, forward_pass, trace_of
 
 EXIT_OK, EXIT_LEAK, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_CANNOT_CERTIFY = 0, 1, 2, 3, 4
 EXTRAPOLATE_WINDOWS = 8  # extrapolate --length without --windows: at most this many, not overlapping
@@ -234,8 +234,9 @@ def _check(ck: Checkpoint, args) -> int:
     text = _read_text(args.text_file)
     report = causality_report(ck, precision=args.precision, lengths=args.lengths, trials=args.trials,
                               seed=args.seed)
-    trace = run_trace(ck, text)
-    parseval = parseval_report(ck, text, trace=trace)
+    fwd = forward_pass(ck, text)
+    trace = trace_of(ck, fwd)
+    parseval = parseval_report(ck, fwd)
     if args.json:
         print(json.dumps(_jsonable(check_summary(ck, report, parseval, trace)), indent=2, allow_nan=False))
     else:
@@ -334,15 +335,16 @@ def _analyze(ck: Checkpoint, args) -> int:
 def analyze(ck: Checkpoint, text: str) -> tuple[dict[str, np.ndarray], dict]:
     """Every analysis of `ck` on `text`: (arrays named "<part>.<field>" or "block<i>.<part>.<field>",
     a JSON-ready summary)."""
-    trace = run_trace(ck, text)
+    fwd = forward_pass(ck, text)  # the one pass every analysis of the text reads
+    trace = trace_of(ck, fwd)
     L = int(trace.ids.size)
     arrays: dict[str, np.ndarray] = {"trace.ids": trace.ids, "trace.logits": trace.logits}
     parts = {
-        "filters": learned_filters(ck), "data_kernels": data_kernels(ck, text, trace=trace),
-        "fftnet": fftnet_filters(ck, text, trace=trace), "gates": gate_report(ck, text, trace=trace),
+        "filters": learned_filters(ck), "data_kernels": data_kernels(ck, fwd),
+        "fftnet": fftnet_filters(ck, fwd), "gates": gate_report(ck, fwd),
         "impulse": kernel_impulses(ck, L),
     }
-    parseval = parseval_report(ck, text, trace=trace)
+    parseval = parseval_report(ck, fwd)
     parts["energy"] = parseval.layers
     causality = causality_report(ck)
     parts["causality"] = causality.per_layer

@@ -19,7 +19,7 @@ from models import MixerInternals
 from . import binning, spectral
 from .checkpoint import Checkpoint
 from .device_fft import rfft64
-from .trace import Trace, text_internals
+from .trace import Forward
 
 PARSEVAL_TOLERANCE = 1e-9
 """Largest relative difference between time and frequency energy (float64 sums) that passes."""
@@ -152,10 +152,9 @@ def energy_bands(rep: ParsevalReport, edges: tuple[float, ...] = BAND_EDGES, nam
                        band_gain_db=_db(_gain(e_out, e_in)), gain_db=gain_db, verdict=verdict, keep_db=keep_db)
 
 
-def parseval_report(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> ParsevalReport:
-    """Energies of every mixer for `text` (validated, raises TextError). `trace`: a
-    `run_trace(ck, text)` result to use instead of the shared forward pass (`trace.shared_forward`)."""
-    records = text_internals(ck, text, trace)
+def parseval_report(ck: Checkpoint, fwd: Forward) -> ParsevalReport:
+    """Energies of every mixer for the text of `fwd`, a forward pass of ck (`trace.forward_pass`)."""
+    records = fwd.check(ck).records
     layers = [None if rec is None else _layer_energy(rec, ck.config.n_heads) for rec in records]
     errors = [e for layer in layers if layer is not None
               for e in (*layer.input_rel_error, *layer.output_rel_error, layer.mixer_rel_error)]

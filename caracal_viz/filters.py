@@ -21,7 +21,7 @@ from models.fftnet import resample_bins
 from . import spectral
 from .checkpoint import Checkpoint
 from .device_fft import rfft64
-from .trace import LayerTrace, Trace, numpy_copy, static_internals, text_internals
+from .trace import Forward, LayerTrace, numpy_copy, static_internals
 
 
 @dataclass
@@ -200,14 +200,13 @@ def _layer_filters(rec: LayerTrace | None) -> LayerFilters | None:
     )
 
 
-def data_kernels(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[DataKernels | None]:
-    """Per block, the mhf gate kernel g and the combined kernel g * k for `text` (None for
-    fftnet and attention blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)`
-    result to use instead of the shared forward pass. The FFTs run in float64 on the device that
-    holds the activations."""
+def data_kernels(ck: Checkpoint, fwd: Forward) -> list[DataKernels | None]:
+    """Per block, the mhf gate kernel g and the combined kernel g * k for the text of `fwd`
+    (`trace.forward_pass(ck, text)`; None for fftnet and attention blocks). The FFTs run in
+    float64 on the device that holds the activations."""
     H = ck.config.n_heads
     return [_data_kernels(rec, H) if rec is not None and rec.kind == "mhf" else None
-            for rec in text_internals(ck, text, trace)]
+            for rec in fwd.check(ck).records]
 
 
 def _per_head(x: torch.Tensor, H: int) -> torch.Tensor:
@@ -233,13 +232,12 @@ def _data_kernels(rec: MixerInternals, H: int) -> DataKernels:
     )
 
 
-def fftnet_filters(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[FFTNetFilters | None]:
-    """Per block, the fftnet base filter and the filter adapted to `text` (None for other
-    blocks). Raises TextError for bad text. `trace`: a `run_trace(ck, text)` result to use
-    instead of the shared forward pass."""
+def fftnet_filters(ck: Checkpoint, fwd: Forward) -> list[FFTNetFilters | None]:
+    """Per block, the fftnet base filter and the filter adapted to the text of `fwd`
+    (`trace.forward_pass(ck, text)`; None for other blocks)."""
     H = ck.config.n_heads
     return [_fftnet_filters(rec, H) if rec is not None and rec.kind == "fftnet" else None
-            for rec in text_internals(ck, text, trace)]
+            for rec in fwd.check(ck).records]
 
 
 def resample_spectrum(z: np.ndarray, n_bins: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from .checkpoint import Checkpoint
 from .energy import head_energy
 from .filters import resample_spectrum
 from .results import DEAD_OPEN_FRACTION
-from .trace import LayerTrace, Trace, static_internals, text_internals
+from .trace import Forward, LayerTrace, static_internals
 
 
 @dataclass
@@ -65,12 +65,12 @@ class LayerGates:
     passed_fraction: np.ndarray | None = None
 
 
-def gate_report(ck: Checkpoint, text: str | None = None, *, trace: Trace | None = None) -> list[LayerGates | None]:
+def gate_report(ck: Checkpoint, fwd: Forward | None = None) -> list[LayerGates | None]:
     """Per block, its modReLU gates (None for attention blocks and mixers without modReLU).
-    With `text` (validated, raises TextError), also the energy each gate passes for it.
-    `trace`: a `run_trace(ck, text)` result to use instead of the shared forward pass (`trace.shared_forward`)."""
+    With `fwd`, a forward pass of ck on a text (`trace.forward_pass(ck, text)`), also the energy
+    each gate passes for that text."""
     layers = static_internals(ck)
-    records = [None] * len(layers) if text is None else text_internals(ck, text, trace)
+    records = [None] * len(layers) if fwd is None else fwd.check(ck).records
     H = ck.config.n_heads
     out: list[LayerGates | None] = []
     for rec, text_rec in zip(layers, records):
@@ -78,7 +78,7 @@ def gate_report(ck: Checkpoint, text: str | None = None, *, trace: Trace | None 
             out.append(None)
             continue
         gates = _static_gates(rec)
-        if text is not None:
+        if fwd is not None:
             (_mhf_text if rec.kind == "mhf" else _fftnet_text)(gates, text_rec, H)
         gates.dead = gates.open_fraction <= DEAD_OPEN_FRACTION
         out.append(gates)

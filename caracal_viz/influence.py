@@ -9,7 +9,7 @@ Two views, both of the checkpoint as it runs (eval mode):
   block k at position j). Computed with batched vector-Jacobian products (torch.func.vjp, then
   vmap over a chunk of one-hot cotangents), never one Python-level backward pass per row;
   chunks are sized to memory.
-- `mixing_matrices(ck, text)` (or one block: `mixing_matrix`): per layer and head, the
+- `mixing_matrices(ck, fwd)` (or one block: `mixing_matrix`): per layer and head, the
   token-to-token matrix of the mixer's sequence-mixing stage (caracal_viz/mixing.py, re-exported
   here; see its docstring for the exact definition per mixer kind).
 Both are bounded by the memory budget of caracal_viz/resources.py (`influence_limit`).

@@ -34,6 +34,7 @@ from .checkpoint import Checkpoint
 from .checks import int_arg
 from .predict import NextTokenView, next_token_view
 from .text import TextError, encode_text
+from .trace import forward_pass
 
 TOP_K = 5
 SWEEP_BANDS = 8
@@ -368,9 +369,9 @@ def run_intervention(ck: Checkpoint, text: str, fwd_hooks: list, description: st
     intervened model (caracal_viz.causality.causality_report with the hooks attached)."""
     ids = _check_text(text)
     after_ck = model_ck or ck
-    before = next_token_view(ck, text, k)
+    before = next_token_view(ck, forward_pass(ck, text), k)
     with after_ck.model.hooks(fwd_hooks):
-        after = next_token_view(after_ck, text, k)
+        after = next_token_view(after_ck, forward_pass(after_ck, text), k)
         cert = _certificate(after_ck) if certify else None
     if position is None:
         change = np.nan_to_num(np.abs(after.loss_bits - before.loss_bits)[:-1], nan=-1.0)

@@ -14,12 +14,12 @@ from .checkpoint import Checkpoint
 from .checks import int_arg
 from .resources import check_influence_text, memory_budget
 from .spectral import upper_triangle_maxima
-from .trace import text_internals
+from .trace import Forward
 
 
-def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
-    """Per block, the (H, L, L) float32 token-to-token mixing matrices of its mixer on `text`
-    (None for attention blocks). Entry [h, t, j] says how strongly position j feeds output t.
+def mixing_matrices(ck: Checkpoint, fwd: Forward) -> list[np.ndarray | None]:
+    """Per block, the (H, L, L) float32 token-to-token mixing matrices of its mixer on the text of
+    `fwd`, a forward pass of ck (`trace.forward_pass(ck, text)`; None for attention blocks). Entry [h, t, j] says how strongly position j feeds output t.
 
     For channel c, the mixing matrix is the Jacobian d y[:, c] / d v[:, c] of the FFT stage
     output y (`MixerInternals.fft_output`) w.r.t. its input v (`fft_input`), with the other
@@ -35,15 +35,15 @@ def mixing_matrices(ck: Checkpoint, text: str) -> list[np.ndarray | None]:
       (vmap over jacrev, channels in memory-bounded chunks), in float64.
     Heads: entry [h, t, j] is the RMS over the head's dh channels of the channel matrices,
     sqrt(mean_c J_c[t, j]^2): a magnitude (the signs of different channels would cancel in a mean).
-    Raises TextError for empty text or text over `influence_limit(ck)`.
+    Raises TextError for a text over `influence_limit(ck)`.
     """
-    check_influence_text(ck, text)
-    internals = text_internals(ck, text)  # the forward pass the other analyses of this text share
+    check_influence_text(ck, fwd.check(ck).text)
+    internals = fwd.records
     return [None if rec is None else _mixing_heads(ck, rec, i) for i, rec in enumerate(internals)]
 
 
-def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
-    """One block's (H, L, L) float32 mixing matrices, `mixing_matrices(ck, text)[layer]`, without
+def mixing_matrix(ck: Checkpoint, fwd: Forward, layer: int) -> np.ndarray:
+    """One block's (H, L, L) float32 mixing matrices, `mixing_matrices(ck, fwd)[layer]`, without
     building the others (at 4,096 bytes each block's matrices are 4 heads x 64 MB).
     Raises TextError as `mixing_matrices`; ValueError for a layer that is not a Fourier mixer."""
     if layer is None:
@@ -52,8 +52,8 @@ def mixing_matrix(ck: Checkpoint, text: str, layer: int) -> np.ndarray:
     k = int_arg("layer", layer, 0, n - 1, expect=f"None or a block index 0..{n - 1}")
     if ck.config.layer_kind(k) not in ("mhf", "fftnet"):
         raise ValueError(f"block {k} is an attention block: it has no Fourier mixing matrix")
-    check_influence_text(ck, text)
-    return _mixing_heads(ck, text_internals(ck, text)[k], k)
+    check_influence_text(ck, fwd.check(ck).text)
+    return _mixing_heads(ck, fwd.records[k], k)
 
 
 def _mixing_heads(ck: Checkpoint, rec, layer: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from . import binning
 from .checkpoint import Checkpoint
 from .checks import int_arg
 from .text import encode_text
-from .trace import shared_forward
+from .trace import Forward
 
 MAX_NEW_TOKENS = 4096
 
@@ -65,13 +65,14 @@ class NextTokenView:
         return binning.mean_bins(per_byte, binning.bin_width(per_byte.size, max_bins))
 
 
-def next_token_view(ck: Checkpoint, text: str, k: int = 5) -> NextTokenView:
-    """Top-k next bytes with probabilities and the loss in bits at every position of `text`.
+def next_token_view(ck: Checkpoint, fwd: Forward, k: int = 5) -> NextTokenView:
+    """Top-k next bytes with probabilities and the loss in bits at every position of the text of
+    `fwd`, a forward pass of ck (`trace.forward_pass(ck, text)`).
 
-    k: 1..256. Raises TextError for empty or over-long text, ValueError for a bad k.
+    k: 1..256. Raises ValueError for a bad k.
     """
     int_arg("k", k, 1, 256)
-    fwd = shared_forward(ck, text)  # one pass per text, shared with the other analyses of it
+    fwd.check(ck)
     ids = list(fwd.ids)
     L = len(ids)
     with torch.no_grad():

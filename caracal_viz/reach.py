@@ -20,7 +20,7 @@ import numpy as np
 from models.hooks import run_with_cache
 
 from .checkpoint import Checkpoint
-from .trace import Trace, text_internals
+from .trace import Forward
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,12 @@ def reach(model, tokens) -> list[HeadReach]:
     return out
 
 
-def text_reach(ck: Checkpoint, text: str, *, trace: Trace | None = None) -> list[BlockReach | None]:
-    """Per block, the reach of its learned and combined kernels on `text` (None for fftnet and
-    attention blocks). Uses the shared forward pass (or `trace`, a `run_trace(ck, text)` result).
-    Raises TextError for bad text."""
+def text_reach(ck: Checkpoint, fwd: Forward) -> list[BlockReach | None]:
+    """Per block, the reach of its learned and combined kernels on the text of `fwd`, a forward
+    pass of ck (`trace.forward_pass`); None for fftnet and attention blocks."""
     H = ck.config.n_heads
     out: list[BlockReach | None] = []
-    for i, rec in enumerate(text_internals(ck, text, trace)):
+    for i, rec in enumerate(fwd.check(ck).records):
         if rec is None or rec.kind != "mhf":
             out.append(None)
             continue

@@ -27,7 +27,6 @@ from models import ByteLM
 
 from .checkpoint import Checkpoint
 from .text import TextError, encode_text
-from .trace import clear_trace_cache
 
 CPU = torch.device("cpu")
 
@@ -66,9 +65,8 @@ def cpu_copy(ck: Checkpoint) -> Checkpoint:
 
 
 def free_gpu_memory() -> None:
-    """Drop the shared forward passes (`trace.clear_trace_cache`) and return the CUDA caching
-    allocator's unused blocks (only the first without a GPU)."""
-    clear_trace_cache()
+    """Collect garbage and return the CUDA caching allocator's unused blocks (only the first
+    without a GPU). A caller that keeps forward passes (the app's cache) drops them first."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -81,11 +79,13 @@ def _is_cpu_oom(e: BaseException) -> bool:
 
 
 def run_with_fallback(fn: Callable[..., Any], ck: Checkpoint, *args, what: str | None = None,
-                      **kwargs) -> Guarded:
+                      release: Callable[[], None] | None = None, **kwargs) -> Guarded:
     """Run `fn(ck, *args, **kwargs)`; on a CUDA out-of-memory error run it once more as
     `fn(cpu_copy(ck), *args, **kwargs)` and say so in `Guarded.message`.
 
     what: the analysis in words for the messages (default: fn's name).
+    release: called before the retry to drop what the caller keeps on the GPU (the app's
+    forward passes), then `free_gpu_memory`.
     Raises ResourceError (one line) when the CPU run runs out of memory too; any other
     exception from fn propagates unchanged.
     """
@@ -96,6 +96,8 @@ def run_with_fallback(fn: Callable[..., Any], ck: Checkpoint, *args, what: str |
         detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else "out of memory"
     # Retry outside the except block: the caught error's traceback holds the frames, and with
     # them the GPU tensors, of the failed call until the block is left.
+    if release is not None:
+        release()
     free_gpu_memory()
     cpu = cpu_copy(ck)
     try:

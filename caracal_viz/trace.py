@@ -1,18 +1,16 @@
-"""One forward pass with every mixer's internals: the raw material of the other analyses (as
-tensors on the model's device, `text_internals`, or as numpy on the CPU, `run_trace`), and the
-place where NaN/Inf in activations is found and reported (never hidden).
+"""One forward pass with every mixer's internals: the raw material of the other analyses, and
+the place where NaN/Inf in activations is found and reported (never hidden).
 
-The forward pass of a (checkpoint, text) is run once and shared: `shared_forward` keeps the last
-few on the model's device (a small LRU, thread-safe: Streamlit sessions are threads), so that the
-next-byte view, the data kernels, the gates, the energies and `run_trace` of one text cost one
-pass of the model between them, not one each.
+`forward_pass(ck, text)` runs it once and returns a `Forward` (tensors on the model's device);
+the analyses of a text (next-byte view, data kernels, gates, energies, reach, mixing matrices)
+take that object, so whoever runs them decides how often the model runs: the CLI and the report
+run one pass per text and pass it to every analysis; the app keeps the passes it ran in its own
+cache (caracal_viz.app_support.caching.forward_pass, st.cache_resource). Nothing here keeps one.
+`trace_of` copies a pass to numpy on the CPU (`Trace`, what the CLI saves); `run_trace` is both.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 
 import numpy as np
@@ -20,8 +18,6 @@ import torch
 
 from models import MixerInternals
 from models.internals import BATCHED
-from models import hooks as model_hooks
-from models.precision import fft_options_in_effect
 
 from .checkpoint import Checkpoint
 from .text import encode_text
@@ -98,19 +94,30 @@ class Trace:
 
 @dataclass(frozen=True)
 class Forward:
-    """One forward pass, kept on the model's device: what `shared_forward` returns and shares.
-    Read it, never write into it (other analyses read the same tensors).
+    """One forward pass of a checkpoint on a text (`forward_pass`), kept on the model's device: the
+    object every analysis of a text takes. Read it, never write into it (several analyses, and in
+    the app several sessions, read the same tensors).
 
+    text:      the text; checkpoint_sha256, device: the checkpoint's (Checkpoint.sha256, str(ck.device)).
     ids:       (L,) the text's byte ids.
-    logits:    (L, 256) float32 next-byte logits, on ck.device.
-    records:   one MixerInternals per block (None for attention), batch of one, on ck.device.
+    logits:    (L, 256) float32 next-byte logits, on the device.
+    records:   one MixerInternals per block (None for attention), batch of one, on the device.
     nonfinite: as `Trace.nonfinite`.
     """
 
+    text: str
+    checkpoint_sha256: str
+    device: str
     ids: tuple[int, ...]
     logits: torch.Tensor
     records: list[MixerInternals | None]
     nonfinite: list[NonFinite]
+
+    def check(self, ck: Checkpoint) -> Forward:
+        """self, after checking that it is a pass of `ck` (same weights and device); ValueError if not."""
+        if self.checkpoint_sha256 != ck.sha256 or self.device != str(ck.device):
+            raise ValueError("the forward pass passed was made for another checkpoint or device: pass the matching one")
+        return self
 
     @property
     def nbytes(self) -> int:
@@ -120,62 +127,11 @@ class Forward:
         return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
 
 
-TRACE_CACHE_ENTRIES = 6
-"""Forward passes `shared_forward` keeps (the least recently used goes first): a few texts of a
-few checkpoints, each checkpoint's one-token pass (`static_internals`) included."""
-TRACE_CACHE_BYTES = 512 * 1024 * 1024
-"""Most bytes of tensors they may hold together (one pass of caracal-shakespeare on 4,096 bytes
-holds ~100 MB); a pass larger than this alone is returned without being kept."""
-# key -> (weak reference to the model, its pass); the reference tells a live model from a new
-# one that happens to get the same id() after the first was freed
-_cache: OrderedDict[tuple, tuple[weakref.ref, Forward]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _model_state(ck: Checkpoint) -> tuple:
-    """What the forward pass depends on besides the text: the model object, its weights (storage
-    and in-place version counters: editing or reloading a weight misses), its mode, paths and
-    FFT options (models.precision.fft_options)."""
-    model = ck.model
-    return (id(model), ck.sha256, str(ck.device), model.training, torch.is_autocast_enabled(ck.device.type),
-            fft_options_in_effect(), tuple(getattr(b.mixer, "fast", None) for b in model.blocks),
-            tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())))
-
-
-def shared_forward(ck: Checkpoint, text: str) -> Forward:
+def forward_pass(ck: Checkpoint, text: str) -> Forward:
     """The forward pass of ck on `text` (validated by `encode_text`, raises TextError) with every
-    mixer's internals, run once and then shared: the last TRACE_CACHE_ENTRIES passes are kept
-    (within TRACE_CACHE_BYTES), keyed by the model object and the state of its weights, so a
-    modified or reloaded model runs again. Nothing in it may be modified. While hooks are attached
-    in this thread (`model.hooks`, an intervention) the pass runs with them and is not shared."""
+    mixer's internals, on ck.device. Hooks attached in this thread (`model.hooks`, an
+    intervention) take effect. Run it once per text and pass it to each analysis of that text."""
     ids = tuple(encode_text(text, device=ck.device))
-    if model_hooks.any_active():
-        return _run_forward(ck, ids)
-    key = (_model_state(ck), ids)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0]() is ck.model:
-            _cache.move_to_end(key)
-            return hit[1]
-    done = _run_forward(ck, ids)
-    with _cache_lock:
-        for stale in [k for k, (ref, _) in _cache.items() if ref() is None]:
-            del _cache[stale]  # its model is gone: free its tensors now
-        if done.nbytes <= TRACE_CACHE_BYTES:
-            _cache[key] = (weakref.ref(ck.model), done)
-            _cache.move_to_end(key)
-            while len(_cache) > TRACE_CACHE_ENTRIES or sum(f.nbytes for _, f in _cache.values()) > TRACE_CACHE_BYTES:
-                _cache.popitem(last=False)
-    return done
-
-
-def clear_trace_cache() -> None:
-    """Forget every shared forward pass (frees the memory, GPU memory included, that they hold)."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def _run_forward(ck: Checkpoint, ids: tuple[int, ...]) -> Forward:
     x = torch.tensor([ids], dtype=torch.long, device=ck.device)
     logits, records, block_outputs = forward_blocks(ck, x)
     scanned: list[tuple[int | None, str, torch.Tensor]] = []
@@ -184,18 +140,18 @@ def _run_forward(ck: Checkpoint, ids: tuple[int, ...]) -> Forward:
             scanned += [(i, name, getattr(rec, name)[0]) for name in _POSITIONAL if getattr(rec, name) is not None]
         scanned.append((i, "block_output", out[0]))
     scanned.append((None, "logits", logits[0]))
-    return Forward(ids=ids, logits=logits[0], records=records, nonfinite=_find_nonfinite(scanned))
+    return Forward(text=text, checkpoint_sha256=ck.sha256, device=str(ck.device), ids=ids, logits=logits[0],
+                   records=records, nonfinite=_find_nonfinite(scanned))
 
 
-def run_trace(ck: Checkpoint, text: str) -> Trace:
-    """The model's forward pass on `text` (validated by `encode_text`, raises TextError) on
-    ck.device (`shared_forward`: run once per checkpoint and text): the logits and every mixer's
-    internals, copied to the CPU (the caller owns them). NaN/Inf in block outputs, mixer
-    internals or logits are listed in `Trace.nonfinite` (where, how many, which positions)."""
-    fwd = shared_forward(ck, text)
+def trace_of(ck: Checkpoint, fwd: Forward) -> Trace:
+    """A forward pass of ck (checked to match) copied to the CPU as numpy (the caller owns it): the
+    logits and every mixer's internals, and where NaN/Inf appeared (`Trace.nonfinite`: which
+    activation, how many, which positions)."""
+    fwd.check(ck)
     tok = ck.tokenizer
     return Trace(
-        text=text,
+        text=fwd.text,
         checkpoint_sha256=ck.sha256,
         ids=np.asarray(fwd.ids, dtype=np.int64),
         labels=[tok.label(i) for i in fwd.ids],
@@ -205,41 +161,9 @@ def run_trace(ck: Checkpoint, text: str) -> Trace:
     )
 
 
-def reuse_trace(ck: Checkpoint, text: str, trace: Trace | None) -> Trace:
-    """`trace` when it was made for this checkpoint and text, else `run_trace(ck, text)`.
-    Raises ValueError when a trace for another text or checkpoint is passed."""
-    if trace is None:
-        return run_trace(ck, text)
-    _check_trace(ck, text, trace)
-    return trace
-
-
-def _check_trace(ck: Checkpoint, text: str, trace: Trace) -> None:
-    if trace.text != text or trace.checkpoint_sha256 != ck.sha256:
-        raise ValueError("the trace passed was made for another text or checkpoint: pass the matching one")
-
-
-def text_internals(ck: Checkpoint, text: str, trace: Trace | None = None) -> list[MixerInternals | None]:
-    """Every mixer's internals for `text` as tensors with a batch of one (None for attention):
-    those of `trace` (a `run_trace(ck, text)` result, checked to match; its numpy arrays seen as
-    CPU tensors, not copied) when given, else the shared forward pass's, on ck.device
-    (`shared_forward`; raises TextError for bad text). Read them, never write into them."""
-    if trace is None:
-        return shared_forward(ck, text).records
-    _check_trace(ck, text, trace)
-    return [None if layer is None else _as_internals(layer) for layer in trace.layers]
-
-
-def _as_internals(layer: LayerTrace) -> MixerInternals:
-    kw = {}
-    for f in fields(MixerInternals):
-        value = getattr(layer, f.name)
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value)
-            if f.name in BATCHED:
-                value = value[None]
-        kw[f.name] = value
-    return MixerInternals(**kw)
+def run_trace(ck: Checkpoint, text: str) -> Trace:
+    """`trace_of(ck, forward_pass(ck, text))`: one new pass on `text`, as numpy (raises TextError)."""
+    return trace_of(ck, forward_pass(ck, text))
 
 
 @torch.no_grad()
@@ -303,6 +227,6 @@ def _scan(found: list[NonFinite], t: torch.Tensor, layer: int | None, name: str)
 
 def static_internals(ck: Checkpoint) -> list[LayerTrace | None]:
     """Every mixer's input-independent internals (learned spectrum, gate bias and mask, two-sided
-    kernel) from a one-token forward pass (a newline, shared: `shared_forward`), as numpy copies;
-    the per-token fields describe that one token only."""
-    return [None if r is None else layer_numpy(r, 0) for r in shared_forward(ck, "\n").records]
+    kernel) from a one-token forward pass (a newline: cheap, so not kept), as numpy copies; the
+    per-token fields describe that one token only."""
+    return [None if r is None else layer_numpy(r, 0) for r in forward_pass(ck, "\n").records]

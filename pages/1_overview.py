@@ -16,11 +16,11 @@ ck, text = ui.page_setup(
     "surprising). Hover a byte to see the model's top guesses for it.",
 )
 
-view = ui.analysis(predict.next_token_view, ck, text, k=TOP_K, spinner="Running the model on the text...")
+view = ui.text_analysis(predict.next_token_view, ck, text, k=TOP_K, spinner="Running the model on the text...")
 
 if not ck.nonfinite and not np.isfinite(view.loss_bits[:-1]).all():  # NaN/Inf weights: page_setup said so
     # say where the activations broke instead of plotting gaps silently
-    bad = ui.analysis(trace.run_trace, ck, text, spinner="Locating the non-finite activations...").nonfinite
+    bad = ui.text_analysis(trace.trace_of, ck, text, spinner="Locating the non-finite activations...").nonfinite
     first = bad[0] if bad else None
     st.markdown(":gray-background[:material/help: **NaN/Inf**] :gray[The model's activations overflow to NaN/Inf "
                 "on this text"

@@ -96,7 +96,7 @@ if kind == "mhf":
                 "itself a causal kernel, multiplied by the learned filter. Below: each head's mean "
                 "response over its channels, for the gate alone and for the combined kernel g*k that "
                 "actually mixes the value stream.")
-    dk = ui.analysis(filters.data_kernels, ck, text, spinner="Running the model on the text...")[layer]
+    dk = ui.text_analysis(filters.data_kernels, ck, text, spinner="Running the model on the text...")[layer]
     ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data",
                    file_name=f"{ui.stem(ck)}_block{layer}_datakernel")
     ui.download_npz("Gate and combined kernels (NPZ)",
@@ -107,7 +107,7 @@ elif kind == "fftnet":
     st.subheader("Base filter against the filter adapted to this text")
     st.markdown("FFTNet adds an input-dependent modulation (an MLP of the mean over all tokens) to its "
                 "base filter. The mean reads every token, the future included.")
-    ff = ui.analysis(filters.fftnet_filters, ck, text, spinner="Running the model on the text...")[layer]
+    ff = ui.text_analysis(filters.fftnet_filters, ck, text, spinner="Running the model on the text...")[layer]
     ui.show_figure(figures.fftnet_filter_figure(ff, head), key="sf_fftnet",
                    file_name=f"{ui.stem(ck)}_block{layer}_head{head}_adapted")
     ui.download_csv("Base and adapted filter (CSV)",

@@ -15,7 +15,7 @@ ck, text = ui.page_setup(
     "text's energy that gets through them.",
 )
 
-report = ui.analysis(gates.gate_report, ck, text, spinner="Reading the gates...")
+report = ui.text_analysis(gates.gate_report, ck, text, spinner="Reading the gates...")
 layers = [i for i, g in enumerate(report) if g is not None]
 if not layers:
     st.info("This checkpoint has no modReLU gates (modrelu is off, or every block is attention).")

@@ -17,7 +17,7 @@ ck, text = ui.page_setup(
     "before and after each mixer: the **gain** says which frequencies a layer amplifies (> 1) or damps (< 1).",
 )
 
-rep = ui.analysis(energy.parseval_report, ck, text, spinner="Measuring energies...")
+rep = ui.text_analysis(energy.parseval_report, ck, text, spinner="Measuring energies...")
 layers = [i for i, e in enumerate(rep.layers) if e is not None]
 if not layers:
     st.info("This checkpoint has no Fourier mixers to measure.")

@@ -165,7 +165,7 @@ if not mixers:
     st.stop()
 mix_layer = ui.linked("layer", "ti_mix_layer", mixers, lambda k: st.selectbox(
     "Layer", mixers, key=k, format_func=lambda i: f"layer {i}"))
-m = ui.analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
+m = ui.text_analysis(influence.mixing_matrix, ck, text, mix_layer, spinner="Building the mixing matrices...")
 ui.show_figure(figures.mixing_matrix_figure(m, labels, mix_layer, ck.config.layer_kind(mix_layer)), key="ti_fig_mix",
                file_name=f"mixing_layer{mix_layer}")
 future = mixing.future_fraction(m)

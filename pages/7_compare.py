@@ -71,7 +71,7 @@ def learned(side, ck):
 def gate_map(side, ck):
     if layer >= ck.config.n_layers:
         return
-    gr = ui.analysis(gates.gate_report, ck, text)[layer]
+    gr = ui.text_analysis(gates.gate_report, ck, text)[layer]
     if gr is None:
         st.info(f"Block {layer} of {side} has no modReLU gates.")
         return

@@ -17,7 +17,7 @@ ck, text = ui.page_setup(
     "holds that share of the head's energy. At the bottom, the whole model's reach measured instead: the mean "
     "influence of a byte on a prediction by their distance apart.")
 
-blocks = ui.analysis(reach.text_reach, ck, text, spinner="Reading every head's kernels...")
+blocks = ui.text_analysis(reach.text_reach, ck, text, spinner="Reading every head's kernels...")
 mhf = [b for b in blocks if b is not None]
 n_bytes = len(text.encode("utf-8"))
 if not mhf:

@@ -18,7 +18,7 @@ from caracal_viz import attribution
 from caracal_viz.attribution import METHODS, attribute, curve_points
 from caracal_viz.influence import token_influence
 from caracal_viz.text import TextError
-from caracal_viz.trace import text_internals
+from caracal_viz.trace import forward_pass
 from tests.conftest import CAUSAL_SAMPLES, LEAKY_SAMPLES, ROOT, SAMPLE_NAMES, load_sample, sample_path
 
 TEXT = "ROMEO:\nBut soft, what light through yonder"  # 42 bytes
@@ -207,7 +207,7 @@ def test_gradient_x_input_is_the_gradient_dotted_with_the_embedding():
 def test_linear_path_is_the_first_blocks_kernel_by_direct_convolution(name):
     ck = load_sample(name, DEVICE)
     rep = report(name)
-    rec = text_internals(ck, text_for(name))[0]
+    rec = forward_pass(ck, text_for(name)).records[0]
     g = rec.gate_kernel[0].double().cpu().numpy().T  # (D, L)
     D, L = g.shape
     k = np.repeat(rec.kernel.double().cpu().numpy(), ck.config.head_dim, axis=0)  # (D, L) lags 0..L-1

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from caracal_viz.energy import parseval_report
+from caracal_viz.trace import forward_pass
 
 from .conftest import load_sample
 
@@ -37,7 +38,7 @@ def test_parseval_against_numpy(name, text):
     ids = torch.tensor([list(text.encode())])
     with torch.no_grad():
         _, recs = ck.model(ids, return_internals=True)
-    rep = parseval_report(ck, text)
+    rep = parseval_report(ck, forward_pass(ck, text))
     H = ck.config.n_heads
     for rec, e in zip(recs, rep.layers):
         v, y = (rec.fft_input[0].double().numpy(), rec.fft_output[0].double().numpy())
@@ -68,5 +69,5 @@ def test_nan_activations_fail_the_check():
     ck = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # a private copy, damaged below
     with torch.no_grad():
         ck.model.tok_emb.weight[ord("x")] = float("inf")
-    rep = parseval_report(ck, "abcxabc")
+    rep = parseval_report(ck, forward_pass(ck, "abcxabc"))
     assert not rep.ok and np.isnan(rep.max_rel_error)

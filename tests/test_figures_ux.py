@@ -21,6 +21,7 @@ from caracal_viz.gates import gate_report
 from caracal_viz.influence import token_influence
 from caracal_viz.predict import next_token_view
 from caracal_viz.text import utf8_spans
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 
 # Arabic (right to left), a combining acute accent, an emoji with a zero-width joiner, a snowman,
@@ -51,7 +52,7 @@ def expected_glyph(ch: str) -> str:
 @pytest.fixture(scope="module")
 def views():
     ck = load_sample("caracal-periodic")
-    return next_token_view(ck, MIXED, k=3), token_influence(ck, MIXED)
+    return next_token_view(ck, forward_pass(ck, MIXED), k=3), token_influence(ck, MIXED)
 
 
 def test_each_utf8_character_is_drawn_once_over_its_bytes(views):
@@ -169,7 +170,7 @@ def test_a_text_views_colour_bar_fits_what_is_shown(n_bytes):
     TEXT_BOX_PX scroll box shows of a long text."""
     ck = load_sample("caracal-shakespeare")
     text = ("to be or not to be, " * 200)[:n_bytes]
-    fig = figures.token_loss_figure(next_token_view(ck, text))
+    fig = figures.token_loss_figure(next_token_view(ck, forward_pass(ck, text)))
     (heat,) = [t for t in fig.data if t.type == "heatmap"]
     bar, lay = heat.colorbar, fig.layout
     plot_px = lay.height - lay.margin.t - lay.margin.b
@@ -239,7 +240,7 @@ def test_a_leak_has_one_colour_and_no_weight_shares_it():
 def test_fftnets_bins_without_data_look_the_same_on_both_gate_maps():
     """Item 6: a short text leaves FFTNet gate bins without data: no data on the gates map (NaN)
     and on the energy map alike (it drew them as the darkest, 'blocked', colour)."""
-    g = gate_report(load_sample("fftnet-shakespeare"), "Hello there, friend.")[0]
+    g = gate_report(load_sample("fftnet-shakespeare"), forward_pass(load_sample("fftnet-shakespeare"), "Hello there, friend."))[0]
     empty = np.isnan(g.data_open)
     assert empty.any() and not empty.all()
     maps = (figures.gate_map_figure(g), figures.passed_energy_figure(g))

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from caracal_viz import energy, figures, filters
 from caracal_viz.gates import gate_report
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 from tests.security_helpers import open_link, server_like_navigation
 
@@ -135,7 +136,7 @@ def test_energy_bands_against_pure_tones():
 
 
 def test_esd_small_multiples_put_each_head_in_its_own_panel():
-    rep = energy.parseval_report(load_sample("caracal-periodic"), PERIODIC_TEXT)
+    rep = energy.parseval_report(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), PERIODIC_TEXT))
     fig = figures.esd_figure(rep.layers[0])
     axes = {t.xaxis for t in fig.data}
     assert len(axes) == 4 and len(fig.data) == 8
@@ -185,7 +186,7 @@ def test_the_gate_maps_offer_the_filter_axes_and_mark_the_task_periods(axis):
     heatmap (f = 0 left out where it has no log or period) and the periodic task's known
     periods marked."""
     ck = load_sample("caracal-periodic")
-    g = next(x for x in gate_report(ck, "abcabcabc xyzxyzxyz 0123456701234567") if x is not None)
+    g = next(x for x in gate_report(ck, forward_pass(ck, "abcabcabc xyzxyzxyz 0123456701234567")) if x is not None)
     periods = filters.task_periods(ck)
     for fig in (figures.gate_map_figure(g, axis=axis, periods=periods),
                 figures.passed_energy_figure(g, axis=axis, periods=periods)):

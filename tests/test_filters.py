@@ -7,6 +7,7 @@ import scipy.signal
 import torch
 
 from caracal_viz.filters import data_kernels, fftnet_filters, learned_filters
+from caracal_viz.trace import forward_pass
 
 from .conftest import load_sample
 
@@ -74,7 +75,7 @@ def test_data_kernels_against_np_convolve():
     with torch.no_grad():
         _, recs = ck.model(ids, return_internals=True)
     H, dh = ck.config.n_heads, ck.config.head_dim
-    for block, rec, dk in zip(ck.model.blocks, recs, data_kernels(ck, TEXT)):
+    for block, rec, dk in zip(ck.model.blocks, recs, data_kernels(ck, forward_pass(ck, TEXT))):
         g = rec.gate_kernel[0].double().numpy()  # (L, D)
         k = mhf_kernel_from_params(block.mixer)[:, :L]
         np.testing.assert_allclose(dk.learned_kernel, k, atol=1e-6 * np.abs(k).max())
@@ -94,7 +95,7 @@ def test_fftnet_base_against_adapted_filter():
     L = ids.shape[1]
     with torch.no_grad():
         _, recs = ck.model(ids, return_internals=True)
-    ff = fftnet_filters(ck, TEXT)
+    ff = fftnet_filters(ck, forward_pass(ck, TEXT))
     H = ck.config.n_heads
     for block, rec, f in zip(ck.model.blocks, recs, ff):
         W0 = torch.view_as_complex(block.mixer.base_filter.detach().contiguous()).numpy().astype(np.complex128)
@@ -111,5 +112,5 @@ def test_fftnet_base_against_adapted_filter():
         Wc, bc = np.repeat(adapted, ck.config.head_dim, axis=0).T, np.repeat(b, ck.config.head_dim, axis=0).T
         open_ = (np.abs(X * Wc) + bc > 0).reshape(L // 2 + 1, H, -1).mean(-1).T
         assert np.mean(np.abs(f.data_open - open_)) < 0.01  # float32 vs float64 at the gate boundary
-    assert all(x is None for x in data_kernels(ck, TEXT))
-    assert all(x is None for x in fftnet_filters(load_sample("caracal-periodic"), TEXT))
+    assert all(x is None for x in data_kernels(ck, forward_pass(ck, TEXT)))
+    assert all(x is None for x in fftnet_filters(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), TEXT)))

@@ -7,6 +7,7 @@ import torch
 
 from caracal_viz import load_checkpoint
 from caracal_viz.gates import DEAD_OPEN_FRACTION, gate_report
+from caracal_viz.trace import forward_pass
 
 from .conftest import load_sample, sample_path
 
@@ -47,7 +48,7 @@ def test_mhf_passed_energy_against_parseval():
     with torch.no_grad():
         _, recs = ck.model(ids, return_internals=True)
     H = ck.config.n_heads
-    for rec, g in zip(recs, gate_report(ck, TEXT)):
+    for rec, g in zip(recs, gate_report(ck, forward_pass(ck, TEXT))):
         v = rec.fft_input[0].double().numpy()
         head_energy = (v**2).reshape(v.shape[0], H, -1).sum(axis=(0, 2))
         np.testing.assert_allclose(g.token_energy.sum(-1), head_energy, rtol=1e-9)
@@ -68,7 +69,7 @@ def test_fftnet_passed_energy_against_numpy_modrelu():
     w[0] = 1.0
     if L % 2 == 0:
         w[-1] = 1.0
-    for block, rec, g in zip(ck.model.blocks, recs, gate_report(ck, TEXT)):
+    for block, rec, g in zip(ck.model.blocks, recs, gate_report(ck, forward_pass(ck, TEXT))):
         Z = np.fft.rfft(rec.fft_input[0].double().numpy(), axis=0) * np.repeat(
             rec.adapted_filter[0].numpy().astype(np.complex128), dh, axis=0).T
         b = np.repeat(np.stack([np.interp(x, x0, bb) for bb in block.mixer.gate_bias.detach().double().numpy()]),

@@ -12,6 +12,7 @@ from caracal_viz import influence
 from caracal_viz.checkpoint import Checkpoint
 from caracal_viz.influence import influence_limit, mixing_matrices, token_influence, upper_triangle_max
 from caracal_viz.text import TextError
+from caracal_viz.trace import forward_pass
 from models import ByteLM, ByteTokenizer, ModelConfig
 from tests.conftest import LEAKY_SAMPLES, load_sample
 
@@ -77,7 +78,7 @@ def test_bad_arguments_and_the_length_limit(monkeypatch):
     with pytest.raises(TextError, match=f"limit of {limit} bytes"):
         token_influence(ck, "a" * (limit + 1))
     with pytest.raises(TextError, match=f"limit of {limit} bytes"):
-        mixing_matrices(ck, "a" * (limit + 1))
+        mixing_matrices(ck, forward_pass(ck, "a" * (limit + 1)))
 
 
 def _jacobian_head(mixer, v, g, head, n_heads):
@@ -122,7 +123,7 @@ def test_mhf_mixing_matrices_match_mixer_jacobian(make):
     ck = make()
     text = "Fourier mix"
     ids = torch.tensor([list(text.encode())])
-    mats = mixing_matrices(ck, text)
+    mats = mixing_matrices(ck, forward_pass(ck, text))
     with torch.no_grad():
         _, internals = ck.model(ids, return_internals=True)
     H = ck.config.n_heads
@@ -140,7 +141,7 @@ def test_mhf_mixing_matrix_is_the_toeplitz_matrix_of_the_convolved_kernel():
     ck = load_sample("caracal-periodic")
     text = "abcabcabcabcxyz"
     L = len(text)
-    mats = mixing_matrices(ck, text)
+    mats = mixing_matrices(ck, forward_pass(ck, text))
     with torch.no_grad():
         _, internals = ck.model(torch.tensor([list(text.encode())]), return_internals=True)
     H, dh = ck.config.n_heads, ck.config.head_dim
@@ -167,7 +168,7 @@ def test_fftnet_mixing_matrices_match_finite_differences():
     ck = load_sample("fftnet-shakespeare")
     text = "Mixing, globally."
     L = len(text)
-    mats = mixing_matrices(ck, text)
+    mats = mixing_matrices(ck, forward_pass(ck, text))
     with torch.no_grad():
         _, internals = ck.model(torch.tensor([list(text.encode())]), return_internals=True)
     dh = ck.config.head_dim
@@ -198,7 +199,7 @@ def test_attention_blocks_have_no_mixing_matrix():
     config = ModelConfig(d_model=16, n_layers=2, n_heads=2, context=16, mlp_ratio=2, swa_every=2, swa_window=8)
     ck = Checkpoint(model=ByteLM(config).eval(), tokenizer=ByteTokenizer(), config=config, meta={}, name="hybrid",
                     sha256="")
-    mats = mixing_matrices(ck, "hybrid")
+    mats = mixing_matrices(ck, forward_pass(ck, "hybrid"))
     assert mats[1] is None and mats[0].shape == (2, 6, 6)
     m = token_influence(ck, "hybrid", layer=1)
     assert m.layer == 1 and m.upper_max < 1e-6 * m.scale
@@ -238,15 +239,15 @@ def test_causal_rows_run_on_their_prefix_and_leaky_ones_on_the_whole_text():
 
 def test_one_mixing_matrix_is_that_layers_entry():
     ck = load_sample("caracal-periodic")
-    mats = mixing_matrices(ck, TEXT)
-    np.testing.assert_array_equal(influence.mixing_matrix(ck, TEXT, 1), mats[1])
+    mats = mixing_matrices(ck, forward_pass(ck, TEXT))
+    np.testing.assert_array_equal(influence.mixing_matrix(ck, forward_pass(ck, TEXT), 1), mats[1])
     with pytest.raises(ValueError, match="block index"):
-        influence.mixing_matrix(ck, TEXT, ck.config.n_layers)
+        influence.mixing_matrix(ck, forward_pass(ck, TEXT), ck.config.n_layers)
     with pytest.raises(ValueError, match="block index"):
-        influence.mixing_matrix(ck, TEXT, None)
+        influence.mixing_matrix(ck, forward_pass(ck, TEXT), None)
     torch.manual_seed(0)
     config = ModelConfig(d_model=16, n_layers=2, n_heads=2, context=16, mlp_ratio=2, swa_every=2, swa_window=8)
     hybrid = Checkpoint(model=ByteLM(config).eval(), tokenizer=ByteTokenizer(), config=config, meta={}, name="hybrid",
                         sha256="")
     with pytest.raises(ValueError, match="attention block"):
-        influence.mixing_matrix(hybrid, "hybrid", 1)
+        influence.mixing_matrix(hybrid, forward_pass(hybrid, "hybrid"), 1)

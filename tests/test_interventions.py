@@ -15,6 +15,7 @@ from caracal_viz import interventions as iv
 from caracal_viz.causality import causality_report
 from caracal_viz.predict import next_token_view
 from caracal_viz.text import TextError
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 
 PERIODIC = ("abcdefgh" * 30)[:160]
@@ -30,7 +31,7 @@ def edited(ck, fn, tag):
 
 
 def oracle_loss(ck, text):
-    return next_token_view(ck, text).loss_bits
+    return next_token_view(ck, forward_pass(ck, text)).loss_bits
 
 
 def test_zero_head_ablation_equals_the_output_projection_edited_by_hand():
@@ -174,7 +175,7 @@ def test_the_batched_sweep_equals_the_single_interventions(name):
     s = iv.sweep(ck, text, n_bands=4)
     n, H = ck.config.n_layers, ck.config.n_heads
     assert s.head_delta.shape == (n, H) and s.band_delta.shape == (n, H, 4)
-    assert s.bits_clean == pytest.approx(next_token_view(ck, text).mean_bits, abs=1e-9)
+    assert s.bits_clean == pytest.approx(next_token_view(ck, forward_pass(ck, text)).mean_bits, abs=1e-9)
     rng = np.random.default_rng(0)
     for _ in range(3):
         k, h, b = int(rng.integers(n)), int(rng.integers(H)), int(rng.integers(4))

@@ -19,6 +19,7 @@ from playwright.sync_api import expect, sync_playwright
 from caracal_viz.app_support import caching as ui
 from caracal_viz import predict
 from caracal_viz.checkpoint import load_checkpoint, save_checkpoint
+from caracal_viz.trace import forward_pass
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, error_texts, streamlit_server, wait_until_idle
 from tests.conftest import load_sample, sample_path
 from tests.security_helpers import small_model
@@ -196,7 +197,7 @@ _calls: list[str] = []
 def counted_next_token_view(ck, text: str):
     """predict.next_token_view, counting real (uncached) runs."""
     _calls.append(text)
-    return predict.next_token_view(ck, text, k=2)
+    return predict.next_token_view(ck, forward_pass(ck, text), k=2)
 
 
 def test_analysis_cache_evicts_old_entries():

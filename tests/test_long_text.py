@@ -13,7 +13,7 @@ from caracal_viz.gates import gate_report
 from caracal_viz.predict import next_token_view
 from caracal_viz.reach import text_reach
 from caracal_viz.text import max_text_bytes
-from caracal_viz.trace import run_trace
+from caracal_viz.trace import forward_pass
 
 from .conftest import ROOT, load_sample
 
@@ -25,14 +25,14 @@ LONG = (BASE * (16384 // len(BASE.encode()) + 1)).encode()[:16384].decode("utf-8
 def long_run():
     ck = load_sample("caracal-long")
     assert len(LONG.encode()) <= 16384 == max_text_bytes(ck.device)
-    return ck, run_trace(ck, LONG)
+    return ck, forward_pass(ck, LONG)  # the one pass every view below reads
 
 
 def test_losses_of_a_long_text_equal_those_of_its_prefixes(long_run):
     """The loss at position i of the 16,384-byte text equals the loss the model gives the
     prefix alone (float64 log-softmax of a separate forward), at the start and past 8,000 bytes."""
-    ck, _ = long_run
-    view = next_token_view(ck, LONG)
+    ck, fwd = long_run
+    view = next_token_view(ck, fwd)
     ids = np.frombuffer(LONG.encode(), dtype=np.uint8).astype(np.int64)
     assert view.loss_bits.shape == (ids.size,) and np.isfinite(view.loss_bits[:-1]).all()
     for end in (300, 8300):
@@ -44,12 +44,12 @@ def test_losses_of_a_long_text_equal_those_of_its_prefixes(long_run):
 
 
 def test_data_kernels_gates_energy_and_reach_of_a_long_text(long_run):
-    ck, tr = long_run
+    ck, fwd = long_run
     L = len(LONG.encode())
-    dks = data_kernels(ck, LONG, trace=tr)
-    reaches = text_reach(ck, LONG, trace=tr)
-    gates = gate_report(ck, LONG, trace=tr)
-    rep = parseval_report(ck, LONG, trace=tr)
+    dks = data_kernels(ck, fwd)
+    reaches = text_reach(ck, fwd)
+    gates = gate_report(ck, fwd)
+    rep = parseval_report(ck, fwd)
     blocks = [i for i, d in enumerate(dks) if d is not None]
     assert blocks and all(gates[i] is not None and rep.layers[i] is not None for i in blocks)
     for i in blocks:

@@ -10,6 +10,7 @@ import torch
 
 from caracal_viz.predict import next_token_view, stream_generation, utf8_pieces
 from caracal_viz.text import TextError
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 
 TEXT = "ROMEO:\nBut soft, what light"
@@ -19,7 +20,7 @@ TEXT = "ROMEO:\nBut soft, what light"
 def test_topk_and_loss_match_softmax_of_the_logits(name):
     ck = load_sample(name)
     ids = list(TEXT.encode())
-    view = next_token_view(ck, TEXT, k=4)
+    view = next_token_view(ck, forward_pass(ck, TEXT), k=4)
     with torch.no_grad():
         logits = ck.model(torch.tensor([ids]))[0].double().numpy()
     p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -39,10 +40,10 @@ def test_topk_and_loss_match_softmax_of_the_logits(name):
 def test_next_token_view_rejects_bad_input():
     ck = load_sample("caracal-periodic")
     with pytest.raises(ValueError, match="k must be"):
-        next_token_view(ck, "abc", k=0)
+        next_token_view(ck, forward_pass(ck, "abc"), k=0)
     with pytest.raises(TextError, match="empty"):
-        next_token_view(ck, "")
-    one = next_token_view(ck, "a", k=256)
+        next_token_view(ck, forward_pass(ck, ""))
+    one = next_token_view(ck, forward_pass(ck, "a"), k=256)
     assert one.topk_probs.shape == (1, 256) and math.isnan(one.mean_bits)
     assert one.topk_probs.sum() == pytest.approx(1.0)
 

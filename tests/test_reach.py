@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from caracal_viz.reach import reach, reach_from_kernel
+from caracal_viz.trace import forward_pass
 from models.hooks import run_with_cache
 from tests.conftest import load_sample
 
@@ -72,7 +73,7 @@ def test_text_reach_of_the_combined_and_learned_kernels_against_numpy_convolutio
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east.\n"
     tokens = torch.tensor([list(text.encode())])
     _, cache = run_with_cache(ck.model, tokens)
-    got = text_reach(ck, text)
+    got = text_reach(ck, forward_pass(ck, text))
     H, L = ck.config.n_heads, tokens.shape[1]
     assert len(got) == ck.config.n_layers
     for i, block in enumerate(got):
@@ -91,7 +92,7 @@ def test_text_reach_skips_blocks_without_an_mhf_kernel():
     from caracal_viz.reach import text_reach
 
     ck = load_sample("caracal-hybrid-shakespeare")
-    got = text_reach(ck, "To be, or not to be: that is the question.")
+    got = text_reach(ck, forward_pass(ck, "To be, or not to be: that is the question."))
     kinds = [ck.config.layer_kind(i) for i in range(ck.config.n_layers)]
     assert [r is None for r in got] == [kind != "mhf" for kind in kinds] and "mhf" in kinds and "swa" in kinds
 

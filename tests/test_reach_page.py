@@ -14,6 +14,7 @@ from caracal_viz.reach import influence_by_lag, text_reach
 from caracal_viz.text import max_text_bytes
 from caracal_viz.influence import token_influence
 from caracal_viz.windows import text_window
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 from tests.test_app import errors, server_like_navigation, start  # noqa: F401 -- the fixture runs app.py
 from tests.test_windows import LONG
@@ -55,7 +56,7 @@ def test_reach_page_draws_every_heads_kernels_at_16384_bytes(long_app):
     cum = next(f for f in figs if "cumulative kernel energy" in f["layout"]["title"]["text"])
     lines = [d for d in cum["data"] if d.get("mode") == "lines"]
     assert len(lines) == n
-    want = [r for b in text_reach(ck, LONG) for r in b.combined]  # the default: the combined kernel
+    want = [r for b in text_reach(ck, forward_pass(ck, LONG)) for r in b.combined]  # the default: the combined kernel
     for d, r in zip(lines, want):
         x = arr(d["x"]).astype(np.int64)
         assert len(x) <= 410 and x[-1] == 16383  # decimated, to the last lag

@@ -15,7 +15,7 @@ from caracal_viz.checkpoint import load_checkpoint, save_checkpoint, weights_of
 from caracal_viz.influence import influence_limit, mixing_matrices, token_influence
 from caracal_viz.resources import Guarded, ResourceError, cpu_copy, run_with_fallback
 from caracal_viz.text import TextError
-from caracal_viz.trace import run_trace
+from caracal_viz.trace import forward_pass, run_trace
 from tests.conftest import ROOT, load_sample
 from tests.security_helpers import server_like_navigation, small_model
 
@@ -91,7 +91,8 @@ def test_cpu_copy_has_the_same_weights_and_keeps_the_head_tied():
 
 # ---- the influence map's limit ------------------------------------------------------------------
 @pytest.mark.timeout(60)  # were the limit not checked, L backward passes of length L would run
-@pytest.mark.parametrize("fn", [token_influence, mixing_matrices])
+@pytest.mark.parametrize("fn", [token_influence, lambda ck, text: mixing_matrices(ck, forward_pass(ck, text))],
+                         ids=["token_influence", "mixing_matrices"])
 def test_influence_refuses_lengths_over_its_limit_and_names_it(monkeypatch, fn):
     ck = load_sample("caracal-periodic")
     limit = influence_limit(ck)
@@ -160,13 +161,11 @@ def test_the_app_reports_overflowing_activations(tmp_path, server_like_navigatio
         f"the overview does not report the NaN/Inf activations: {said}"
 
 
-def test_freeing_memory_drops_the_shared_forward_passes():
-    from caracal_viz import trace
-    from caracal_viz.resources import free_gpu_memory
+def test_the_fallback_first_drops_what_the_caller_keeps_on_the_gpu():
+    # the app passes release=forward_pass.clear: its cached passes go before the CPU retry
     ck = load_sample("caracal-periodic")
-    first = trace.shared_forward(ck, "abcabc")
-    assert trace.shared_forward(ck, "abcabc") is first
-    free_gpu_memory()
-    again = trace.shared_forward(ck, "abcabc")
-    assert again is not first
-    torch.testing.assert_close(again.logits, first.logits, rtol=0, atol=0)
+    released = []
+    done = run_with_fallback(FailsOnceWithCudaOOM(run_trace), ck, TEXT, release=lambda: released.append(1))
+    assert done.fell_back and released == [1]
+    done = run_with_fallback(run_trace, ck, TEXT, release=lambda: released.append(2))
+    assert not done.fell_back and released == [1]  # no out-of-memory error: nothing dropped

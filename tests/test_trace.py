@@ -1,21 +1,24 @@
-"""run_trace against the model's own forward pass, NaN/Inf reported where it appears, and the
-shared forward pass (one per checkpoint and text) that the analyses read."""
+"""run_trace against the model's own forward pass, NaN/Inf reported where it appears, the forward
+pass (`forward_pass`) that the analyses take, kept by its caller only, and the app's cache of it."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
 
-from caracal_viz import load_checkpoint, trace
+from caracal_viz import load_checkpoint
 from caracal_viz.energy import parseval_report
 from caracal_viz.filters import data_kernels, fftnet_filters
 from caracal_viz.gates import gate_report
+from caracal_viz.predict import next_token_view
+from caracal_viz.reach import text_reach
 from caracal_viz.text import TextError
-from caracal_viz.trace import reuse_trace, run_trace, shared_forward
+from caracal_viz.trace import forward_pass, run_trace, trace_of
 from models import ByteTokenizer
 
 from .conftest import load_sample, sample_path
@@ -65,46 +68,44 @@ def test_nan_is_reported_where_it_appears():
     assert tr.nonfinite[-1].where == "logits"
 
 
-def test_bad_text_and_mismatched_trace():
+def test_bad_text_and_another_checkpoints_pass():
     ck = load_sample("caracal-periodic")
     with pytest.raises(TextError):
-        run_trace(ck, "")
-    tr = run_trace(ck, "abc")
-    assert reuse_trace(ck, "abc", tr) is tr
-    with pytest.raises(ValueError, match="another text"):
-        reuse_trace(ck, "abd", tr)
+        forward_pass(ck, "")
+    fwd = forward_pass(ck, "abc")
+    other = load_sample("fftnet-shakespeare")
+    for fn in (data_kernels, fftnet_filters, gate_report, parseval_report, text_reach, next_token_view, trace_of):
+        with pytest.raises(ValueError, match="another checkpoint"):
+            fn(other, fwd)
 
 
-def test_one_forward_pass_is_shared_and_follows_weight_edits():
+def test_a_forward_pass_is_run_anew_and_kept_by_no_one_but_its_caller():
     ck = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # a private copy: edited below
     text = "abcxabc shared"
-    assert shared_forward(ck, text) is shared_forward(ck, text)
-    first = run_trace(ck, text)
-    first.layers[0].fft_input[:] = 0.0  # the caller owns its copy: the shared pass is untouched
+    fwd = forward_pass(ck, text)
+    first = trace_of(ck, fwd)
+    first.layers[0].fft_input[:] = 0.0  # the caller owns its copy: the pass is untouched
     with torch.no_grad():
         _, recs = ck.model(torch.tensor([list(text.encode())]), return_internals=True)
+    np.testing.assert_array_equal(fwd.records[0].fft_input.numpy(), recs[0].fft_input.numpy())
     np.testing.assert_array_equal(run_trace(ck, text).layers[0].fft_input, recs[0].fft_input[0].numpy())
+    # the library holds no pass: once the caller drops it, it is gone (the app keeps its own)
+    ref = weakref.ref(fwd)
+    del fwd
+    gc.collect()
+    assert ref() is None
     with torch.no_grad():
-        ck.model.tok_emb.weight[ord("x")] = float("nan")  # an in-place edit: the next call runs again
+        ck.model.tok_emb.weight[ord("x")] = float("nan")  # an in-place edit: the next pass sees it
     assert not run_trace(ck, text).finite
-    assert not shared_forward(ck, text).logits.isfinite().all()
-    other = load_checkpoint(sample_path("caracal-periodic"), device="cpu")  # same file, another model
-    assert run_trace(other, text).finite
+    assert not forward_pass(ck, text).logits.isfinite().all()
 
 
-def test_shared_forward_bounds_and_threads(monkeypatch):
+def test_forward_passes_in_threads():
     ck = load_sample("caracal-periodic")
-    texts = [f"text {i}: abcabc" for i in range(trace.TRACE_CACHE_ENTRIES + 1)]
-    first = shared_forward(ck, texts[0])
-    for t in texts[1:]:
-        shared_forward(ck, t)
-    assert shared_forward(ck, texts[0]) is not first  # the least recently used went first
-    monkeypatch.setattr(trace, "TRACE_CACHE_BYTES", 0)
-    assert shared_forward(ck, "too big to keep") is not shared_forward(ck, "too big to keep")
-    monkeypatch.undo()
+    texts = [f"text {i}: abcabc" for i in range(5)]
 
     def logits(t):
-        return shared_forward(ck, t).logits.numpy()
+        return forward_pass(ck, t).logits.numpy()
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(logits, texts * 3))
     with torch.no_grad():
@@ -112,30 +113,29 @@ def test_shared_forward_bounds_and_threads(monkeypatch):
             np.testing.assert_array_equal(out, ck.model(torch.tensor([list(t.encode())]))[0].numpy())
 
 
-@pytest.mark.parametrize("name", ["caracal-periodic", "fftnet-shakespeare"])
-def test_analyses_of_a_given_trace_equal_those_of_the_shared_pass(name):
-    ck = load_sample(name)
-    tr = run_trace(ck, TEXT)
-    for fn in (data_kernels, fftnet_filters, gate_report, parseval_report):
-        given, shared = fn(ck, TEXT, trace=tr), fn(ck, TEXT)
-        layers = given.layers if fn is parseval_report else given
-        for a, b in zip(layers, shared.layers if fn is parseval_report else shared):
-            assert (a is None) == (b is None)
-            if a is not None:
-                for f in fields(a):
-                    np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f"{fn.__name__} {f.name}")
+def test_the_app_keeps_one_pass_per_checkpoint_device_and_text():
+    from caracal_viz.app_support import caching
+    from caracal_viz.resources import cpu_copy
+
+    ck = load_sample("caracal-periodic")
+    caching.forward_pass.clear()
+    fwd = caching.forward_pass(ck, TEXT)
+    assert caching.forward_pass(ck, TEXT) is fwd  # hashed by sha256 and device, not by its tensors
+    assert caching.forward_pass(cpu_copy(ck), TEXT) is fwd  # same weights, same device
+    assert caching.forward_pass(ck, TEXT + "!") is not fwd
+    assert caching.forward_pass(load_sample("fftnet-shakespeare"), TEXT) is not fwd
+    np.testing.assert_array_equal(fwd.logits.numpy(), forward_pass(ck, TEXT).logits.numpy())
+    caching.forward_pass.clear()
 
 
-def test_shared_forward_keys_on_the_fft_options():
+def test_a_forward_pass_runs_with_the_fft_options_in_effect():
     from models.mhf import fft_options
 
     ck = load_sample("caracal-periodic")
     ids = torch.tensor([list(TEXT.encode())])
-    exact = shared_forward(ck, TEXT)
     with fft_options(torch.float32), torch.no_grad():
-        fast = shared_forward(ck, TEXT)
+        fast = forward_pass(ck, TEXT)
         want = ck.model(ids)[0]
-    assert fast is not exact
     np.testing.assert_array_equal(fast.logits.numpy(), want.numpy())
     with torch.no_grad():
-        np.testing.assert_array_equal(shared_forward(ck, TEXT).logits.numpy(), ck.model(ids)[0].numpy())
+        np.testing.assert_array_equal(forward_pass(ck, TEXT).logits.numpy(), ck.model(ids)[0].numpy())

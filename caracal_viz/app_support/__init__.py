@@ -13,7 +13,7 @@ the CLI. Pages use it so:
 
     ck, text = ui.page_setup("Spectral filters", "What the picture means ...")
     lf = ui.analysis(filters.learned_filters, ck)              # cached on (sha256, device)
-    dk = ui.analysis(filters.data_kernels, ck, text)           # cached on (sha256, device, text)
+    dk = ui.text_analysis(filters.data_kernels, ck, text)      # on the app's pass; (sha256, device, text)
     ui.show_figure(figures.filter_heatmap(...), key="heat", file_name="filters_layer0")
     ui.download_npz("Filters (NPZ)", lambda: export.npz_bytes(mag_db=...), "filters.npz", key="dl_npz")
 
@@ -44,6 +44,10 @@ Public API (stable; other engineers' pages import it):
   and kwargs (hashable by Streamlit: str, numbers, tuples, None; further Checkpoints in args are
   keyed by sha256 + device too). Errors become an `st.error` in plain words and stop the page
   (see `guard`), except the `passthrough` exception types, which are raised to the page.
+- `text_analysis(fn, ck, text, *args, ...)`: the same for an analysis of a text that takes its
+  forward pass, `fn(ck, fwd, *args)` (filters.data_kernels, gates.gate_report, ...): fwd is
+  `forward_pass(ck, text)`, the app's one pass of that text (st.cache_resource, checkpoints
+  hashed by sha256 and device): the app owns the forward-pass cache, the library keeps none.
 - `certificate(ck, precision="float32")`: the causality certificate (causality.causality_report),
   cached: every page that shows a verdict asks for it here, so they show the same numbers.
 - `show_certificate(report)`: a causality.CausalityReport's verdict in the certificate's colours
@@ -85,7 +89,7 @@ checkpoint_picker(key=K) owns "K_current", "K_select", "K_upload", "K_uploaded",
 
 from .caching import (
     DEFAULT_SAMPLE, EXAMPLE_TEXTS, SAMPLE_NAMES, CheckpointChoice, analysis, certificate, current_device,
-    error_message, example_text, guard, load_checkpoint_choice,
+    error_message, example_text, forward_pass, guard, load_checkpoint_choice, text_analysis,
 )
 from .sidebar import (
     PAGE_FILES, checkpoint_picker, ensure_entry, model_card, nonfinite_note, page_setup, pages, set_page_config,
@@ -99,7 +103,8 @@ from .widgets import (
 
 __all__ = [
     "DEFAULT_SAMPLE", "EXAMPLE_TEXTS", "SAMPLE_NAMES", "CheckpointChoice", "analysis", "certificate",
-    "current_device", "error_message", "example_text", "guard", "load_checkpoint_choice", "PAGE_FILES",
+    "current_device", "error_message", "example_text", "forward_pass", "guard", "load_checkpoint_choice",
+    "text_analysis", "PAGE_FILES",
     "checkpoint_picker", "ensure_entry", "model_card", "nonfinite_note", "page_setup", "pages", "set_page_config",
     "sidebar", "SELECTION", "URL_TEXT_MAX", "current_checkpoint", "current_text", "linked", "select",
     "text_problem", "window_picker", "VERDICT_STYLE", "download_bytes", "download_csv", "download_npz", "plotly_config",

@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
+from .. import trace
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from ..export import md_escape, sentence
 from ..resources import ResourceError, run_with_fallback
@@ -43,10 +44,14 @@ UPLOAD_PREFIX = "Uploaded: "
 # (cache_data, pickled copies per call): at the 4 KB text limit one entry is between a few KB
 # (filters) and ~100 MB (a full trace of a 6-layer model with every internal tensor); 32
 # entries with a one-hour TTL keep a working set of a few pages x two checkpoints.
+# Forward passes (cache_resource: one object shared by the analyses of a text, read-only, on the
+# model's device): one pass of caracal-shakespeare holds ~100 MB at 4,096 bytes, so 6 entries (a
+# few texts of a few checkpoints) hold ~0.6 GB at the GPU's interactive length.
 MODEL_CACHE_ENTRIES = 14
 UPLOAD_CACHE_ENTRIES = 3
 ANALYSIS_CACHE_ENTRIES = 32
 ANALYSIS_CACHE_TTL_S = 3600
+FORWARD_CACHE_ENTRIES = 6
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,22 @@ def guard(passthrough: tuple[type[BaseException], ...] = ()):
         st.stop()
 
 
+def _checkpoint_key(ck: Checkpoint) -> tuple[str, str]:
+    """What identifies a checkpoint in a cache key: its weights (sha256) and device, never its
+    tensors (hash_funcs for st.cache_resource)."""
+    return ck.sha256, str(ck.device)
+
+
+# Keyed by the class's qualified name, so a dev server that reloads checkpoint.py still finds it.
+@st.cache_resource(max_entries=FORWARD_CACHE_ENTRIES, ttl=ANALYSIS_CACHE_TTL_S, show_spinner=False,
+                   hash_funcs={"caracal_viz.checkpoint.Checkpoint": _checkpoint_key})
+def forward_pass(ck: Checkpoint, text: str) -> trace.Forward:
+    """The app's one forward pass of ck on `text` (trace.forward_pass), kept for every analysis of
+    that text and every session (read-only): the app is the one owner of forward passes.
+    Raises TextError for bad text."""
+    return trace.forward_pass(ck, text)
+
+
 _SLOT = "__checkpoint__"  # (_SLOT, sha256, device) stands for a Checkpoint argument in a cache key
 
 
@@ -151,11 +172,21 @@ def _is_checkpoint(a) -> bool:
     return hasattr(a, "sha256") and hasattr(a, "model") and hasattr(a, "device")
 
 
+def _on_forward(fn: Callable) -> Callable:
+    """fn(ck, fwd, *args) as a function of (ck, text, *args): fwd the app's pass of that text (on
+    a CPU copy of ck after a GPU out-of-memory error, its own pass on the CPU)."""
+    def run(ck: Checkpoint, text: str, *args, **kwargs):
+        return fn(ck, forward_pass(ck, text), *args, **kwargs)
+    return run
+
+
 @st.cache_data(max_entries=ANALYSIS_CACHE_ENTRIES, ttl=ANALYSIS_CACHE_TTL_S, show_spinner=False)
-def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwargs: tuple):
+def _cached_analysis(_fn: Callable, fn_key: str, _cks: tuple, args: tuple, kwargs: tuple, on_text: bool = False):
     it = iter(_cks)
     real = [next(it) if isinstance(a, tuple) and a[:1] == (_SLOT,) else a for a in args]
-    return run_with_fallback(_fn, *real, **dict(kwargs))
+    what = _fn.__name__.replace("_", " ")
+    return run_with_fallback(_on_forward(_fn) if on_text else _fn, *real, what=what, release=forward_pass.clear,
+                             **dict(kwargs))
 
 
 def _work_details(fn: Callable, args: tuple) -> str:
@@ -186,13 +217,26 @@ def analysis(fn: Callable, ck: Checkpoint, *args, spinner: str | None = None,
     A CUDA out-of-memory error reruns it on a CPU copy (resources.run_with_fallback) with an
     st.info saying so. Errors are shown with st.error and stop the page, except the
     `passthrough` types, which are raised. The result is a copy (cache_data pickles it)."""
+    return _analysis(fn, ck, args, kwargs, spinner, passthrough, on_text=False)
+
+
+def text_analysis(fn: Callable, ck: Checkpoint, text: str, *args, spinner: str | None = None,
+                  passthrough: tuple[type[BaseException], ...] = (), **kwargs):
+    """fn(ck, fwd, *args, **kwargs) for an analysis of a text that takes its forward pass (data
+    kernels, gates, energies, ...): fwd is the app's one pass of `text` (`forward_pass`), shared
+    by every such analysis; cached, keyed and guarded as `analysis`, with the text in the key."""
+    return _analysis(fn, ck, (text, *args), kwargs, spinner, passthrough, on_text=True)
+
+
+def _analysis(fn: Callable, ck: Checkpoint, args: tuple, kwargs: dict, spinner: str | None,
+              passthrough: tuple[type[BaseException], ...], on_text: bool):
     fn_key = f"{fn.__module__}.{fn.__qualname__}"
     all_args = (ck, *args)
     cks = tuple(a for a in all_args if _is_checkpoint(a))
     keyed = tuple((_SLOT, a.sha256, str(a.device)) if _is_checkpoint(a) else a for a in all_args)
     with guard(passthrough):
         done = _with_status(spinner or f"Computing {fn.__name__.replace('_', ' ')}...", _work_details(fn, all_args),
-                            lambda: _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items()))))
+                            lambda: _cached_analysis(fn, fn_key, cks, keyed, tuple(sorted(kwargs.items())), on_text))
     if done.message:
         st.info(done.message)
     return done.value
