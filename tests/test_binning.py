@@ -13,6 +13,7 @@ import pytest
 from caracal_viz import binning, figures
 from caracal_viz.energy import parseval_report
 from caracal_viz.predict import next_token_view
+from caracal_viz.trace import forward_pass
 from tests.conftest import load_sample
 from tests.test_app import errors, start
 from tests.test_reach_page import arr
@@ -66,7 +67,7 @@ def loss_grid(fig: dict) -> tuple[np.ndarray, np.ndarray]:
 def test_the_binned_loss_grid_holds_the_mean_loss_of_each_bin(monkeypatch, n_bytes):
     monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", "65536")
     text = corpus_text(n_bytes)
-    view = next_token_view(load_sample("caracal-periodic"), text)
+    view = next_token_view(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), text))
     assert view.binned and len(view.ids) == n_bytes
     width = {5000: 8, 65536: 64}[n_bytes]
     fig = figures.token_loss_figure(view)
@@ -82,7 +83,7 @@ def test_the_binned_loss_grid_holds_the_mean_loss_of_each_bin(monkeypatch, n_byt
 
 
 def test_a_text_of_4096_bytes_is_still_drawn_byte_by_byte():
-    view = next_token_view(load_sample("caracal-periodic"), corpus_text(4096))
+    view = next_token_view(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), corpus_text(4096)))
     assert not view.binned
     fig = figures.token_loss_figure(view)
     assert fig.layout.title.text == "Loss per byte"
@@ -92,7 +93,7 @@ def test_a_text_of_4096_bytes_is_still_drawn_byte_by_byte():
 
 def test_the_energy_gain_is_binned_into_bands_at_65536_bytes(monkeypatch):
     monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", "65536")
-    rep = parseval_report(load_sample("caracal-periodic"), corpus_text(65536))
+    rep = parseval_report(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), corpus_text(65536)))
     fig = figures.energy_gain_figure(rep)
     spec = fig.to_json()
     assert len(spec) < 1_000_000
@@ -122,7 +123,7 @@ def test_the_energy_gain_is_binned_into_bands_at_65536_bytes(monkeypatch):
 
 
 def test_a_short_texts_energy_gain_is_every_bin():
-    rep = parseval_report(load_sample("caracal-periodic"), corpus_text(1024))
+    rep = parseval_report(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), corpus_text(1024)))
     e = next(e for e in rep.layers if e is not None)
     b = e.gain_bins()
     assert b.width == 1
