@@ -36,7 +36,11 @@ def main() -> None:
     p.add_argument("--sample", default="caracal-long")
     p.add_argument("--profile", action="store_true", help="cProfile the data kernels and the gate report")
     args = p.parse_args()
-    from caracal_viz import causality, energy, figures, filters, gates, load_checkpoint, predict, reach, trace
+    from caracal_viz import causality, energy, filters, gates, load_checkpoint, predict, reach, trace
+    try:  # the GPU machine has no plotly: time the views there, size the figures where it is installed
+        from caracal_viz import figures
+    except ImportError:
+        figures = None
     from caracal_viz.text import max_text_bytes
 
     L = args.length or max_text_bytes(args.device)
@@ -56,7 +60,7 @@ def main() -> None:
         sync(args.device)
         s = time.perf_counter() - t0
         mb = float("nan")
-        if fig is not None:
+        if fig is not None and figures is not None:
             mb = len(fig(value).to_json()) / 1e6
         rows.append({"view": view, "s": s, "fig_mb": mb})
         if prof:
@@ -65,13 +69,14 @@ def main() -> None:
         return value
 
     fwd = timed("forward pass (shared by the views below)", lambda: trace.forward_pass(ck, text))
-    timed("Overview: next-byte losses", lambda: predict.next_token_view(ck, fwd, k=5), figures.token_loss_figure)
+    timed("Overview: next-byte losses", lambda: predict.next_token_view(ck, fwd, k=5),
+          lambda v: figures.token_loss_figure(v))
     mhf = next(i for i in range(ck.config.n_layers) if ck.config.layer_kind(i) == "mhf")
     timed("data kernels g, g*k", lambda: filters.data_kernels(ck, fwd),
           lambda dk: figures.data_kernel_figure(dk[mhf], 0), profile=True)
     timed("gate report", lambda: gates.gate_report(ck, fwd), profile=True)
-    rep = timed("Parseval report", lambda: energy.parseval_report(ck, fwd), figures.energy_gain_figure)
-    timed("energy bands", lambda: energy.energy_bands(rep), figures.energy_bands_figure)
+    rep = timed("Parseval report", lambda: energy.parseval_report(ck, fwd), lambda r: figures.energy_gain_figure(r))
+    timed("energy bands", lambda: energy.energy_bands(rep), lambda b: figures.energy_bands_figure(b))
     timed("reach (every head, both kernels)", lambda: reach.text_reach(ck, fwd),
           lambda rs: figures.long.reach_figure([r for b in rs if b is not None for r in b.combined]))
     total = sum(r["s"] for r in rows)

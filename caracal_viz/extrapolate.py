@@ -34,6 +34,8 @@ FIRST_BIN = 64
 """The first log-spaced position bin is 0..FIRST_BIN-1; each later bin doubles."""
 TABLE_EDGES = (0, 512, 2048, 8192)
 """The sample README's position bins: 0-512, 512-2,048, 2,048-8,192."""
+CURVE_FIRST, CURVE_PER_OCTAVE = 16, 2
+"""The drawn curves' bins (`curve_edges`): positions 0-15, then two bins per doubling."""
 MEASURED_PATH = Path(__file__).resolve().parent.parent / "sample_checkpoints" / "extrapolation.json"
 """The curves measured on the GPU for the samples (scripts/extrapolation_curves.py writes it)."""
 
@@ -52,6 +54,25 @@ def log_edges(length: int, first: int = FIRST_BIN, per_octave: int = 1) -> np.nd
     inner = [first * 2.0 ** (k / per_octave) for k in range(int(per_octave * math.log2(max(length / first, 1))) + 2)]
     edges = sorted({0, *(int(round(e)) for e in inner if e < length), length})
     return np.asarray(edges, dtype=np.int64)
+
+
+def curve_edges(length: int) -> np.ndarray:
+    """The bins of the curves the app draws and ships: log_edges(length, CURVE_FIRST, CURVE_PER_OCTAVE)."""
+    return log_edges(length, first=CURVE_FIRST, per_octave=CURVE_PER_OCTAVE)
+
+
+def length_options(contexts, n_bytes: int | None = None) -> list[int]:
+    """Window lengths L (positions) to offer for checkpoints of these training contexts: the
+    powers of two from 256 to MAX_FACTOR x the longest context; with a text of n_bytes, only
+    those it holds (L <= n_bytes - 1) and n_bytes - 1 itself when it is shorter than the longest.
+    Empty for a text of fewer than 2 bytes."""
+    top = MAX_FACTOR * max(int(c) for c in contexts)
+    out = [1 << k for k in range(8, top.bit_length()) if (1 << k) <= top]
+    if n_bytes is not None:
+        out = [n for n in out if n <= n_bytes - 1]
+        if 1 <= n_bytes - 1 < top and n_bytes - 1 not in out:
+            out.append(n_bytes - 1)
+    return out
 
 
 def window_starts(n_bytes: int, length: int, n_windows: int) -> np.ndarray:

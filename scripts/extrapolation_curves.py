@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from caracal_viz.checkpoint import load_checkpoint
-from caracal_viz.extrapolate import MAX_FACTOR, TABLE_EDGES, extrapolate, log_edges
+from caracal_viz.extrapolate import MAX_FACTOR, TABLE_EDGES, curve_edges, extrapolate
 
 SAMPLES = ("caracal-shakespeare", "caracal-hybrid-shakespeare", "transformer-shakespeare", "caracal-long")
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         run = extrapolate(ck, length=length, n_windows=WINDOWS, batch_size=4, source="validation")
         table_run = run if length == TABLE_EDGES[-1] else \
             extrapolate(ck, length=TABLE_EDGES[-1], n_windows=WINDOWS, batch_size=4, source="validation")
-        curve, table = run.curve(log_edges(length, first=16, per_octave=2)), table_run.table()
+        curve, table = run.curve(curve_edges(length)), table_run.table()
         curves.append({**curve.to_dict(), "name": name})
         tables.append({**table.to_dict(), "name": name})
         print(f"{name}: context {ck.config.context}, {run.n_windows} windows of {length}, mean {run.mean_bits:.4f}; "
               "table " + ", ".join(f"{lo}-{hi} {b:.4f}" for lo, hi, b in zip(table.edges[:-1], table.edges[1:],
                                                                             table.bits))
               + f" [{time.perf_counter() - t0:.1f} s]", flush=True)
-    record = {"command": COMMAND, "machine": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+    record = {"command": COMMAND + (f" --device {args.device}" if args.device else ""), "machine": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
               "torch": torch.__version__, "precision": "float32", "windows": WINDOWS,
               "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")}
     args.out.write_text(json.dumps({"record": record, "curves": curves, "tables": tables}, indent=1) + "\n")
