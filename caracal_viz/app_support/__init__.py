@@ -19,7 +19,7 @@ the CLI. Pages use it so:
 
 Public API (stable; other engineers' pages import it):
 - `SAMPLE_NAMES`, `DEFAULT_SAMPLE`, `EXAMPLE_TEXTS` (sample name -> example text), `example_text(name)`.
-- `PAGE_FILES`, `pages()`: the nine page files, listed explicitly, as st.Page objects for
+- `PAGE_FILES`, `pages()`: every pages/N_name.py (found in the folder), as st.Page objects for
   `st.navigation`; `set_page_config()`: title, icon, wide layout.
 - `sidebar()`: render the shared sidebar (checkpoint, text, device, model card). app.py calls it
   once per run, before the page runs; pages never call it (page_setup does, if app.py did not run).

@@ -1,4 +1,5 @@
-"""Plotly figures for long texts (no Streamlit): reach of each head, influence by distance."""
+"""Plotly figures for long texts (no Streamlit): reach of each head, influence by distance, and
+bits/byte by position past the training context (length extrapolation)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import head_colour, layout
+from .style import esc, head_colour, layout
 
 if TYPE_CHECKING:  # the figures import no model code
+    from ..extrapolate import Curve
     from ..reach import HeadReach, LagInfluence
 
 # Points per curve: a 65,536-byte text has 65,536 lags per head; on a log axis a few hundred
@@ -84,4 +86,45 @@ def influence_by_lag_figure(li: LagInfluence, window_label: str) -> go.Figure:
            f"{li.mean[0]:.3g}" if n else None)
     fig.update_layout(xaxis=dict(title="distance back (bytes, log)", type="log"),
                       yaxis=dict(title="mean gradient size", type="log"))
+    return fig
+
+
+def bin_centres(edges) -> np.ndarray:
+    """(n,) float64 centre of each position bin [edges[i], edges[i+1]): (lo + hi - 1) / 2, the
+    mean of the positions it holds (where a bin's point sits on the position axis)."""
+    e = np.asarray(edges, dtype=np.float64)
+    return (e[:-1] + e[1:] - 1) / 2
+
+
+def extrapolation_figure(curves: list[Curve], title: str = "Bits/byte by position in the window",
+                         subtitle: str | None = None) -> go.Figure:
+    """Bits/byte (y) by position in the window (x, bytes, log axis) for each curve, one line with
+    markers per checkpoint at its bins' centres (`bin_centres`; bins past its window left out);
+    the hover names the bin's positions and windows. A dotted vertical line at each training
+    context C (position C is the first prediction from more than C bytes of context), labelled
+    with C; its label's hover names the checkpoints trained at it."""
+    fig = go.Figure()
+    for i, c in enumerate(curves):
+        keep = np.isfinite(c.bits)
+        lo, hi = c.edges[:-1][keep], c.edges[1:][keep] - 1
+        fig.add_trace(go.Scatter(
+            x=bin_centres(c.edges)[keep], y=c.bits[keep], mode="lines+markers", name=esc(c.name),
+            line=dict(color=head_colour(i)), customdata=np.stack([lo, hi], axis=-1),
+            hovertemplate=(f"{esc(c.name)}<br>positions %{{customdata[0]}}-%{{customdata[1]}}: "
+                           f"%{{y:.3f}} bits/byte<br>mean of {c.n_windows} windows of {c.length:,}<extra></extra>")))
+    contexts: dict[int, list[str]] = {}
+    for c in curves:
+        contexts.setdefault(c.context, []).append(c.name)
+    for k, context in enumerate(sorted(contexts)):
+        fig.add_vline(x=context, line_dash="dot", line_color="#555555")
+        # an annotation's x on a log axis is log10 of the value (a shape's is the value itself)
+        fig.add_annotation(x=np.log10(context), xref="x", y=1.0 - 0.07 * k, yref="paper", showarrow=False,
+                           xanchor="left", yanchor="top", font=dict(size=11, color="#555555"),
+                           text=f" trained on {context:,}", hovertext=esc(", ".join(contexts[context])))
+    ends = [c.edges[-1] for c in curves] + list(contexts)
+    layout(fig, title, 440, subtitle, legend_below=True, bottom=120)
+    fig.update_layout(showlegend=True,
+                      xaxis=dict(title="position in the window (bytes of context, log)", type="log",
+                                 range=[0.5, np.log10(max(ends)) + 0.1] if ends else None),
+                      yaxis=dict(title="bits/byte"))
     return fig
