@@ -80,26 +80,27 @@ def test_occlusion_equals_a_brute_force_loop(name, monkeypatch):
     assert np.abs(brute).max() > 1e-2
 
 
-@pytest.mark.parametrize("name", CAUSAL_SAMPLES)
-def test_suffix_scores_equal_the_model_on_each_whole_text(name, monkeypatch):
+@pytest.mark.parametrize("name,L", [(n, 240) for n in CAUSAL_SAMPLES] + [("caracal-periodic", 700)])
+def test_suffix_scores_equal_the_model_on_each_whole_text(name, L, monkeypatch):
     # the causal fast path (only the edited suffix recomputed, the FFT product updated) against one
     # plain forward pass of each whole edited text; 3 rows a batch, so groups of different first edits
-    # and FFT sizes, a padded last batch, and a group starting at byte 0 (run whole) all occur
+    # and FFT sizes, a padded last batch, and a group starting at byte 0 (run whole) all occur; first
+    # edits before and after the middle of the prefix (the update's two forms: a < m and a >= m);
+    # at 700 bytes the recomputed suffixes are longer than caracal-periodic's kernel (256 lags)
     monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 3})
     monkeypatch.setattr(attribution, "_MAX_ROWS_GPU", 3)
     ck = load_sample(name, DEVICE)
     assert attribution.suffix_applies(ck)
-    ids = np.array(list((TEXT * 6)[:240].encode()))
-    L = ids.size
+    ids = np.array(list((TEXT * 20)[:L].encode()))
     rng = np.random.default_rng(5)
     texts = np.repeat(ids[None], 16, axis=0)
     for r in range(11):
         texts[r, rng.choice(L, rng.integers(1, 4), replace=False)] = rng.integers(0, 256)
     texts[11, 0] = 0x7E  # the first byte
     texts[12] = 0x20  # every byte
-    texts[13, 200:] = 0x41  # only bytes after the earlier positions
+    texts[13, L - 40:] = 0x41  # only bytes after the earlier positions
     texts[14, [60, 61]] = ids[[61, 60]]  # two neighbours swapped (the local conv reads both)
-    for position in (L - 2, 120, 1):
+    for position in (L - 2, L // 2, 1):
         target = int(ids[position + 1])
         scores, refs = attribution._suffix_scores(ck, ids, texts, position)
         brute = np.array([logp_of(ck, t, position, target) for t in texts])
@@ -112,8 +113,8 @@ def test_suffix_scores_equal_the_model_on_each_whole_text(name, monkeypatch):
 
 def test_suffix_fft_size_is_the_least_grid_size_holding_the_convolution():
     grid = sorted(c << k for k in range(14) for c in (4, 5, 6))
-    for need in range(1, 3000, 7):
-        assert attribution._suffix_fft_size(need) == min(n for n in grid if n >= 3 * need - 2)
+    for need in range(1, 9000, 7):
+        assert attribution._suffix_fft_size(need) == min(n for n in grid if n >= need)
 
 
 def test_the_suffix_path_is_used_only_where_it_is_exact():
