@@ -5,7 +5,7 @@ head in detail (magnitude, phase, group delay, time kernel), and what the text i
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import export, figures, filters
+from caracal_viz import binning, export, figures, filters
 
 ck, text = ui.page_setup(
     "Spectral filters",
@@ -99,6 +99,9 @@ if kind == "mhf":
     dk = ui.text_analysis(filters.data_kernels, ck, text, spinner="Running the model on the text...")[layer]
     ui.show_figure(figures.data_kernel_figure(dk, head), key="sf_data",
                    file_name=f"{ui.stem(ck)}_block{layer}_datakernel")
+    if (width := binning.bin_width(dk.freqs.size)) > 1:
+        st.caption(f"Binned: the responses' {dk.freqs.size:,} frequency bins are drawn as the mean dB of {width} "
+                   "adjacent bins, at their mean frequency; the NPZ below has every bin.")
     ui.download_npz("Gate and combined kernels (NPZ)",
                     lambda: export.npz_bytes(freqs=dk.freqs, gate_db=dk.gate_db, combined_db=dk.combined_db,
                                          gate_kernel=dk.gate_kernel, combined_kernel=dk.combined_kernel),

@@ -143,3 +143,23 @@ def test_the_pages_say_the_views_are_binned_at_16384_bytes():
     assert "drawn in bands of 16 adjacent bins" in caption
     assert all(len(c.proto.spec) < 1_000_000 for c in at.get("plotly_chart")), \
         [len(c.proto.spec) for c in at.get("plotly_chart")]
+    at.switch_page("pages/2_spectral_filters.py").run()
+    assert not at.exception and not errors(at)
+    assert "drawn as the mean dB of 32 adjacent bins" in " ".join(c.value for c in at.caption)
+    assert all(len(c.proto.spec) < 1_000_000 for c in at.get("plotly_chart"))
+
+
+def test_the_data_kernel_figure_is_binned_past_1024_frequency_bins(monkeypatch):
+    from caracal_viz.filters import data_kernels
+    monkeypatch.setenv("CARACAL_MAX_TEXT_BYTES", "65536")
+    ck = load_sample("caracal-periodic")
+    for n_bytes, width in ((1000, 1), (5000, 8), (65536, 128)):  # the responses have L + 1 bins
+        dk = data_kernels(ck, forward_pass(ck, corpus_text(n_bytes)))[0]
+        fig = figures.data_kernel_figure(dk)
+        assert len(fig.to_json()) < 1_000_000
+        combined = next(d for d in fig.data if d.name == "head 1: combined g*k")
+        want = [dk.combined_db[1, a:a + width].mean() for a in range(0, dk.freqs.size, width)]
+        np.testing.assert_allclose(np.asarray(combined.y, dtype=float), want, atol=5e-3)  # rounded to 2 decimals
+        np.testing.assert_allclose(np.asarray(combined.x, dtype=float),
+                                   [dk.freqs[a:a + width].mean() for a in range(0, dk.freqs.size, width)], rtol=1e-12)
+        assert (f"mean dB of {width} adjacent" in fig.layout.title.subtitle.text.replace("<br>", " ")) == (width > 1)

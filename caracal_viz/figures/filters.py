@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import binning
 from .style import (
     DB_SPAN, FUTURE, MAGNITUDE, add_pick_layer, esc, finite_or_none, freq_axis, head_colour, head_list,
     layout, mark_periods, rounded, shared_db_range,
@@ -202,21 +203,26 @@ def kernel_figure(lags: np.ndarray, kernel: np.ndarray, title: str = "Time kerne
 
 def data_kernel_figure(dk, head: int | None = None) -> go.Figure:
     """mhf, one text (`filters.DataKernels`): per-head mean response (dB over the head's channels)
-    of the gate kernel g and of the combined kernel g*k that mixes the value stream."""
+    of the gate kernel g and of the combined kernel g*k that mixes the value stream. Over more
+    than binning.MAX_BINS frequency bins (a text over 1,023 bytes: the responses have L + 1 bins)
+    each point is the mean dB of a band of adjacent bins at its mean frequency (the subtitle says so)."""
+    width = binning.bin_width(dk.freqs.size)
+    freqs, gate_db, combined_db = (binning.mean_bins(a, width).values for a in (dk.freqs, dk.gate_db, dk.combined_db))
     fig = go.Figure()
     for h in head_list(dk.gate_db.shape[0], head):
         c = head_colour(h)
-        fig.add_scatter(x=dk.freqs, y=rounded(dk.gate_db[h], 2), mode="lines", name=f"head {h}: gate g",
+        fig.add_scatter(x=freqs, y=rounded(gate_db[h], 2), mode="lines", name=f"head {h}: gate g",
                         line=dict(color=c, width=1.2, dash="dot"),
                         hovertemplate=f"head {h} gate g<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
-        fig.add_scatter(x=dk.freqs, y=rounded(dk.combined_db[h], 2), mode="lines", name=f"head {h}: combined g*k",
+        fig.add_scatter(x=freqs, y=rounded(combined_db[h], 2), mode="lines", name=f"head {h}: combined g*k",
                         line=dict(color=c, width=2),
                         hovertemplate=f"head {h} combined g*k<br>f = %{{x:.4f}}<br>%{{y:.1f}} dB<extra></extra>")
     fig.update_xaxes(title_text="frequency f (cycles/token)")
     fig.update_yaxes(title_text="mean |response| over channels (dB)")
     which = "every head" if head is None else f"head {head}"
     return layout(fig, f"Data-dependent kernels for this text, {which}", 380,
-                  "dotted: the gate stream g alone; solid: g convolved with the learned kernel k")
+                  "dotted: the gate stream g alone; solid: g convolved with the learned kernel k"
+                  + ("" if width == 1 else f"; binned: each point the mean dB of {width} adjacent frequency bins"))
 
 
 def fftnet_filter_figure(ff, head: int | None = None) -> go.Figure:
