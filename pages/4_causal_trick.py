@@ -21,13 +21,8 @@ def apply_preset() -> None:
     ss["ct_delay"], ss["ct_osc"] = p["delay"], p["oscillation"]
 
 
-ui.ensure_entry()
-for k, v in DEFAULTS.items():
-    ss.setdefault(k, v)
-ss.setdefault("ct_preset", next(iter(explainer.PRESETS)))
-
-st.title("The causal trick")
-st.markdown(
+ui.page_header(
+    "The causal trick",
     "A Fourier mixer convolves a sequence of **L** tokens with a kernel of **K** lags using the FFT: "
     "transform, multiply, transform back. The FFT computes a *circular* convolution: whatever runs "
     "past the end of its buffer comes back in at the start, so **late tokens leak into early outputs** "
@@ -35,6 +30,10 @@ st.markdown(
     "only the first L outputs: then nothing wraps and the result is the exact causal convolution "
     "$y_t = \\sum_{j \\le t} h_{t-j}\\, x_j$. Shape a toy signal and filter on the left and watch the two side by side; "
     "then find out how much padding is really needed.")
+
+for k, v in DEFAULTS.items():
+    ss.setdefault(k, v)
+ss.setdefault("ct_preset", next(iter(explainer.PRESETS)))
 
 # ---- the toy: signal and filter ---------------------------------------------------------------
 ctrl, view = st.columns([1, 2], gap="large")

@@ -27,8 +27,10 @@ Public API (stable; other engineers' pages import it):
 - `current_text() -> str`: the last valid text (the text box may hold an invalid one: see
   `text_problem()`).
 - `text_problem() -> str | None`: why the text in the sidebar is not analysed, or None.
-- `ensure_entry()`: a page's first call when it does not use page_setup: draws the sidebar (and
-  the navigation) if the server ran the page without app.py (a deep link as its first request).
+- `ensure_entry()`: draws the sidebar (and the navigation) if the server ran the page without
+  app.py (a deep link as its first request); `page_header` and `page_setup` call it, pages never do.
+- `page_header(title, intro)`: ensure_entry(), the title and a short explanation, for a page whose
+  top needs no checkpoint (the causal trick); the others use `page_setup`.
 - `linked(name, key, options, render, default=None)`: a page's widget for one of the app-wide
   selections `SELECTION` ("layer", "head", "pos", "win"): every page that shows that setting shows the
   same value, and the value travels in the URL (`st.query_params`), so a view is a link.
@@ -92,8 +94,8 @@ from .caching import (
     error_message, example_text, forward_pass, guard, load_checkpoint_choice, text_analysis,
 )
 from .sidebar import (
-    PAGE_FILES, checkpoint_picker, ensure_entry, model_card, nonfinite_note, page_setup, pages, set_page_config,
-    sidebar,
+    PAGE_FILES, checkpoint_picker, ensure_entry, model_card, nonfinite_note, page_header, page_setup, pages,
+    set_page_config, sidebar,
 )
 from .state import SELECTION, URL_TEXT_MAX, current_checkpoint, current_text, linked, select, text_problem, window_picker
 from .widgets import (
@@ -105,7 +107,7 @@ __all__ = [
     "DEFAULT_SAMPLE", "EXAMPLE_TEXTS", "SAMPLE_NAMES", "CheckpointChoice", "analysis", "certificate",
     "current_device", "error_message", "example_text", "forward_pass", "guard", "load_checkpoint_choice",
     "text_analysis", "PAGE_FILES",
-    "checkpoint_picker", "ensure_entry", "model_card", "nonfinite_note", "page_setup", "pages", "set_page_config",
+    "checkpoint_picker", "ensure_entry", "model_card", "nonfinite_note", "page_header", "page_setup", "pages", "set_page_config",
     "sidebar", "SELECTION", "URL_TEXT_MAX", "current_checkpoint", "current_text", "linked", "select",
     "text_problem", "window_picker", "VERDICT_STYLE", "download_bytes", "download_csv", "download_npz", "plotly_config",
     "show_certificate", "show_figure", "stem", "stream_text"

@@ -241,13 +241,20 @@ def ensure_entry() -> None:
         st.session_state.pop(_SIDEBAR_DONE, None)
 
 
-def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
-    """Title, a short explanation (markdown), and the checkpoint and text to analyse.
-    Shows a note when the sidebar text is invalid, and one grey line when the checkpoint's weights
-    hold NaN/Inf; stops the page if the checkpoint can't load."""
+def page_header(title: str, intro: str) -> None:
+    """What every page shows first: the app's entry (`ensure_entry`), its title and a short
+    explanation (markdown). For a page that needs no checkpoint at its top (the causal trick's toy);
+    the others call `page_setup`."""
     ensure_entry()
     st.title(title)
     st.markdown(intro)
+
+
+def page_setup(title: str, intro: str) -> tuple[Checkpoint, str]:
+    """`page_header`, then the checkpoint and text to analyse. Shows a note when the sidebar text
+    is invalid, and one grey line when the checkpoint's weights hold NaN/Inf; stops the page if
+    the checkpoint can't load."""
+    page_header(title, intro)
     if text_problem():
         st.warning("The text in the sidebar is not analysed (see the message there); "
                    "this page shows the last valid text.")
