@@ -29,3 +29,13 @@ def test_the_first_page_imports_no_scipy_or_captum():
 
 def test_the_analysis_modules_import_scipy_only_when_called():
     assert not {"scipy", "captum"} & _imported(PAGE_MODULES)
+
+
+def test_the_warmup_imports_what_the_later_pages_need_once_in_the_background():
+    code = ("import sys, threading\nfrom caracal_viz import warmup\n"
+            "assert not any(m.partition('.')[0] in ('scipy', 'captum') for m in sys.modules)\n"
+            "t = warmup.start()\nassert warmup.start() is t and t.daemon\nt.join(120)\n"
+            "assert all(m in sys.modules for m in warmup.MODULES)\n"
+            "print(sum(th.name == t.name for th in threading.enumerate()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0"]  # done, and only one thread was started
