@@ -87,6 +87,11 @@ def test_data_kernels_against_np_convolve():
             np.testing.assert_allclose(dk.combined_kernel[h, j], want, atol=1e-5 * np.abs(want).max())
             np.testing.assert_allclose(dk.gate_response[h, j], np.fft.rfft(g[:, c], 2 * L), atol=1e-4)
         assert dk.freqs.shape == (L + 1,) and dk.combined_db.shape == (H, L + 1)
+        for kernel, db in ((dk.gate_kernel, dk.gate_db), (dk.combined_kernel, dk.combined_db)):
+            mags = np.abs(np.fft.rfft(kernel.astype(np.float64), 2 * L))  # (H, dh, F): numpy float64
+            with np.errstate(divide="ignore"):
+                want = np.maximum(20 * np.log10(mags), -120.0).mean(axis=1)
+            np.testing.assert_allclose(db, want, rtol=1e-9, atol=1e-9)
 
 
 def test_fftnet_base_against_adapted_filter():
@@ -114,3 +119,16 @@ def test_fftnet_base_against_adapted_filter():
         assert np.mean(np.abs(f.data_open - open_)) < 0.01  # float32 vs float64 at the gate boundary
     assert all(x is None for x in data_kernels(ck, forward_pass(ck, TEXT)))
     assert all(x is None for x in fftnet_filters(load_sample("caracal-periodic"), forward_pass(load_sample("caracal-periodic"), TEXT)))
+
+
+def test_the_device_mean_db_is_magnitude_db_averaged_over_channels():
+    """The GPU's path of data_kernels' dB (torch), run here on CPU tensors, against numpy's."""
+    from caracal_viz import spectral
+    from caracal_viz.filters import _device_mean_db
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(3, 5, 40)) * 10.0 ** rng.uniform(-8, 3, size=(3, 5, 40)) + 1j * rng.normal(size=(3, 5, 40))
+    z[0, :, 0] = 0.0  # the floor, from -inf
+    z[1, 2, 3] = np.nan
+    got = _device_mean_db(torch.from_numpy(z), -120.0)
+    np.testing.assert_allclose(got, spectral.magnitude_db(z).mean(axis=1), rtol=1e-12, atol=1e-12)
+    assert got[0, 0] == -120.0 and np.isnan(got[1, 3])
