@@ -67,15 +67,26 @@ def test_identity_hooks_change_nothing_bit_for_bit(kw, device):
         assert {n.split(".")[-1] for n in called if ".mixer." in n} == expected
 
 
+def same(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Equal to float32 rounding: 1e-5 relative, or 1e-5 of the array's largest magnitude."""
+    scale = float(np.abs(want).max()) if want.size and np.issubdtype(want.dtype, np.number) else 0.0
+    if np.issubdtype(want.dtype, np.floating) or np.issubdtype(want.dtype, np.complexfloating):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+
+
 @pytest.mark.parametrize("name", ["caracal-periodic", "fftnet-shakespeare"])
 def test_internals_equal_those_recorded_before_the_hook_points(name):
-    """MixerInternals is now a view of the hook points: the record of the previous code, bit for bit."""
+    """MixerInternals is now a view of the hook points: the record of the previous code, to float32
+    rounding (bit for bit on the machine that wrote the record; another CPU's matmul kernels, AVX-512
+    or AMX, round differently, by about 1e-6 of each array's scale)."""
     ref = np.load(Path(__file__).parent / "data" / "internals_before_hooks.npz")
     ck = load_sample(name)
     text = "abcabcabcxyzxyzxyzhello world 12" if name != "fftnet-shakespeare" else "First Citizen:\nSpeak, speak."
     with torch.no_grad():
         logits, recs = ck.model(ids_of(text), return_internals=True)
-    np.testing.assert_array_equal(logits.numpy(), ref[f"{name}/logits"])
+    same(logits.numpy(), ref[f"{name}/logits"], "logits")
     compared = 0
     for i, rec in enumerate(recs):
         for f in dataclasses.fields(MixerInternals):
@@ -84,7 +95,7 @@ def test_internals_equal_those_recorded_before_the_hook_points(name):
                 assert key not in ref, key
                 continue
             got = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            np.testing.assert_array_equal(got, ref[key], err_msg=key)
+            same(got, ref[key], key)
             compared += 1
     assert compared == sum(1 for k in ref.files if k.startswith(name + "/") and k != f"{name}/logits")
 
