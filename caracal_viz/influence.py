@@ -36,6 +36,7 @@ import torch
 
 from models.mhf import MultiHeadFourier, fft_options
 
+from . import influence_backward
 from .checkpoint import Checkpoint
 from .checks import int_arg
 from .mixing import mixing_matrices as mixing_matrices  # re-exported: the two views of the page, one import
@@ -176,7 +177,27 @@ def _row_spans(n_rows: int, chunk: int, causal: bool) -> list[tuple[int, int, in
     return [(a, min(a + span, n_rows), min(a + span, n_rows)) for a in range(0, n_rows, span)]
 
 
-def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool) -> np.ndarray:
+# The chunks' matrix products on a GPU: sums of bfloat16 products on the tensor cores (error
+# against the float32 autograd map measured per sample in BENCHMARKS.md question 4).
+GPU_GEMM = "bf16x3"
+
+
+def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool, *,
+                    path: str = "auto") -> np.ndarray:
+    """(L-1, L) || d log p(ids[i+1] | ids[:i+1]) / d x^(start)_j ||_2.
+
+    path "auto": the hand-written batched backward (caracal_viz/influence_backward.py) where it
+    covers the model (MHF blocks from `start` on), else "plain", autograd's batched VJPs below.
+    """
+    if path == "auto" and influence_backward.supported(model, start):
+        gemm = GPU_GEMM if ids.device.type == "cuda" else "fp32"
+        return influence_backward.gradient_norms(model, ids, start, chunk, causal, gemm=gemm)
+    if path not in ("auto", "plain"):
+        raise ValueError(f"path must be 'auto' or 'plain', got {path!r}")
+    return _plain_gradient_norms(model, ids, start, chunk, causal)
+
+
+def _plain_gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool) -> np.ndarray:
     """(L-1, L) || d log p(ids[i+1] | ids[:i+1]) / d x^(start)_j ||_2 by batched VJPs.
 
     Per span of rows (`_row_spans`), one forward pass builds the pullback (torch.func.vjp); each
