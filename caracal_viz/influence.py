@@ -177,9 +177,9 @@ def _row_spans(n_rows: int, chunk: int, causal: bool) -> list[tuple[int, int, in
     return [(a, min(a + span, n_rows), min(a + span, n_rows)) for a in range(0, n_rows, span)]
 
 
-# The chunks' matrix products on a GPU: sums of bfloat16 products on the tensor cores (error
-# against the float32 autograd map measured per sample in BENCHMARKS.md question 4).
-GPU_GEMM = "bf16x3"
+# The chunks' matrix products on a GPU: Triton's TF32 split into three products, on the tensor
+# cores (error against the float32 autograd map measured per sample in BENCHMARKS.md question 4).
+GPU_GEMM = "tf32x3"
 
 
 def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool, *,

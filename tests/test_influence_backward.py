@@ -127,3 +127,49 @@ def test_models_it_does_not_cover_take_the_plain_path():
     ck = Checkpoint(model=model, tokenizer=ByteTokenizer(), config=model.config, meta={}, name="t", sha256="")
     with pytest.raises(ValueError, match="path"):
         influence._gradient_norms(ck.model, torch.tensor([1, 2, 3]), 0, 2, True, path="fast")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton kernels run on CUDA only")
+
+
+@needs_cuda
+def test_triton_kernels_equal_the_torch_operations():
+    from caracal_viz.influence_triton import TritonOps
+
+    torch.manual_seed(3)
+    dev = "cuda"
+    ref, fast = influence_backward._TorchOps("fp32"), TritonOps("fp32")
+    D, R, P, L = 160, 5, 77, 90  # P and R * P off every tile size; P < L as in a causal chunk
+    wide = torch.randn(D, R, 2 * P + 3, device=dev)
+    x = wide[..., :P]  # a strided view, as the FFT outputs are read
+    x2 = torch.randn(D, R, P, device=dev)
+    m = torch.randn(3 * D, 2 * D, device=dev)
+    scale = torch.randn(3 * D, L, device=dev)
+    for args in ((m[:, :D].contiguous(), x), (m[:, :D].contiguous(), x, scale), (m, x, None, x2)):
+        want, got = ref.gemm(*args), fast.gemm(*args)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-4), (got - want).abs().max()
+    ln = influence_backward._LayerNorm(torch.nn.LayerNorm(D).to(dev), torch.randn(L, D, device=dev), torch.float32)
+    ln.w = torch.randn(D, device=dev)
+    conv, res = torch.randn(D, 3, device=dev), torch.randn(D, R, P, device=dev)
+    for kw in ({}, {"res": res}, {"conv": conv, "res": res}):
+        want, got = ref.ln_back(ln, x2, **kw), fast.ln_back(ln, x2, **kw)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (kw.keys(), (got - want).abs().max())
+    for mode in ("tf32", "tf32x3"):  # TF32 rounds the inputs: ~1e-3 and ~1e-6 of the products' terms
+        got, want = TritonOps(mode).gemm(m[:, :D].contiguous(), x), ref.gemm(m[:, :D].contiguous(), x)
+        err = ((got - want).abs() / (m[:, :D].abs() @ x.abs().reshape(D, -1)).view_as(want)).max()
+        assert err < (2e-3 if mode == "tf32" else 1e-5), (mode, err)
+
+
+@needs_cuda
+@pytest.mark.parametrize("sample", ["caracal-shakespeare", "caracal-circular-leaky"])
+def test_the_gpu_path_matches_the_plain_one_on_the_gpu(sample):
+    ck = load_sample(sample)
+    model = copy.deepcopy(ck.model).cuda()
+    ids = torch.tensor(list((TEXT * 8).encode()), device="cuda")
+    plain = influence._plain_gradient_norms(model, ids, 0, 64, ck.config.is_causal)
+    scale = np.tril(plain).max()
+    for backend, gemm, bar in (("torch", "fp32", 1e-5), ("triton", "fp32", 1e-5), ("triton", "tf32x3", 1e-5),
+                               ("torch", "bf16x3", 1e-4)):
+        got = influence_backward.gradient_norms(model, ids, 0, 64, ck.config.is_causal, gemm=gemm, backend=backend)
+        assert np.abs(np.tril(got) - np.tril(plain)).max() < bar * scale, (backend, gemm)
+        assert (np.triu(got, 1).max() > 1e-3 * scale) == (not ck.config.is_causal)
