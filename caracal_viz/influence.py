@@ -6,9 +6,10 @@ Two views, both of the checkpoint as it runs (eval mode):
 - `token_influence(ck, text)`: the whole model's gradient map,
       M[i, j] = || d log p(x_{i+1} | x_<=i) / d e_j ||_2
   with e_j the input embedding of byte j (or, with `layer=k`, the residual stream entering
-  block k at position j). Computed with batched vector-Jacobian products (torch.func.vjp, then
-  vmap over a chunk of one-hot cotangents), never one Python-level backward pass per row;
-  chunks are sized to memory.
+  block k at position j). For models whose blocks are MHF mixers (from the layer on), by the
+  hand-written batched backward of caracal_viz/influence_backward.py (Triton kernels on a GPU);
+  for any other, by batched vector-Jacobian products (torch.func.vjp, then vmap over a chunk of
+  one-hot cotangents). Never one Python-level backward pass per row; chunks are sized to memory.
 - `mixing_matrices(ck, fwd)` (or one block: `mixing_matrix`): per layer and head, the
   token-to-token matrix of the mixer's sequence-mixing stage (caracal_viz/mixing.py, re-exported
   here; see its docstring for the exact definition per mixer kind).
@@ -50,7 +51,8 @@ from .text import utf8_prefix as utf8_prefix  # re-exported: the page and notebo
 # Rows per batched backward pass: on one CPU core at L = 512 (caracal-shakespeare, 2026-11-24)
 # 16 rows cost 76 ms per row, 4 rows 90 ms (the MHF backward batches its FFTs under vmap). On an
 # H100 at L = 4096 the whole map took 4.6 s with 64 rows per pass, 4.5 s with 128, 4.3 s with 256
-# and 4.4 s with 512 (12.5 GB at 256: BENCHMARKS.md, question 4).
+# and 4.4 s with 512 (12.5 GB at 256: BENCHMARKS.md, question 4). The hand-written backward on an
+# H200 at L = 4096 (TF32x3 products): 2.18 s with 128 rows, 2.30 s with 256, 2.60 s with 512.
 _MAX_CHUNK = {"cpu": 16}
 _MAX_CHUNK_GPU = 256
 
@@ -177,9 +179,10 @@ def _row_spans(n_rows: int, chunk: int, causal: bool) -> list[tuple[int, int, in
     return [(a, min(a + span, n_rows), min(a + span, n_rows)) for a in range(0, n_rows, span)]
 
 
-# The chunks' matrix products on a GPU: Triton's TF32 split into three products, on the tensor
-# cores (error against the float32 autograd map measured per sample in BENCHMARKS.md question 4).
-GPU_GEMM = "tf32x3"
+# The chunks' matrix products on a GPU: float32 FMAs in the Triton kernel. Measured on the H200 at
+# 4,096 bytes (BENCHMARKS.md question 4): "tf32x3" gave the same error and took 2.30 s against
+# 1.62 s (the kernel's loads, not its arithmetic, set its time), "tf32" 1.61 s with 15x the error.
+GPU_GEMM = "fp32"
 
 
 def _gradient_norms(model, ids: torch.Tensor, start: int, chunk: int, causal: bool, *,
