@@ -252,7 +252,7 @@ def binned_loss_figure(view) -> go.Figure:
     bar = int(np.clip(rows_px, CBAR_MIN_PX, TEXT_BOX_PX - 140))
     fig = go.Figure(go.Heatmap(
         z=rounded(z, 4), hoverinfo="skip", colorscale=MAGNITUDE, zmin=0.0,
-        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, xgap=1, ygap=1,
+        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, xgap=0, ygap=1,  # 64 cells in a 220 px column
         colorbar=dict(title=dict(text="mean loss (bits)"), lenmode="pixels", len=bar, y=1.0, yanchor="top",
                       thickness=14)))
     add_pick_layer(fig, cols, rows, b.starts, tips)
