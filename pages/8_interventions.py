@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import caracal_viz.app_support as ui
-from caracal_viz import export, figures
+from caracal_viz import binning, export, figures
 from caracal_viz import interventions as iv
 from caracal_viz.text import TextError
 
@@ -124,7 +124,11 @@ if result is not None:
     ui.show_figure(figures.loss_change_figure(result), key="iv_fig_loss", file_name=f"{ui.stem(ck)}_loss_change",
                    max_height=figures.TEXT_BOX_PX, pick="pos")
     st.caption("Colour: change of each byte's loss in bits (red: the intervention made it harder to predict, "
-               "blue: easier). Click a byte to see the top guesses there.")
+               "blue: easier). Click a byte to see the top guesses there."
+               + ("" if len(result.labels) <= binning.TEXT_CELLS else
+                  f" Binned: the text has {len(result.labels):,} bytes, more than the {binning.TEXT_CELLS:,} drawn one "
+                  f"by one, so each cell is the mean change over {binning.bin_width(len(result.labels))} consecutive "
+                  "bytes; a click selects the bin's first position. The CSV has every byte."))
     L = len(result.labels)
     pos = ui.linked("pos", "iv_pos", range(L - 1), lambda k: st.slider(
         "Position (the prediction made after reading bytes 0..i)", 0, L - 2, key=k), default=result.position)

@@ -163,3 +163,18 @@ def test_the_data_kernel_figure_is_binned_past_1024_frequency_bins(monkeypatch):
         np.testing.assert_allclose(np.asarray(combined.x, dtype=float),
                                    [dk.freqs[a:a + width].mean() for a in range(0, dk.freqs.size, width)], rtol=1e-12)
         assert (f"mean dB of {width} adjacent" in fig.layout.title.subtitle.text.replace("<br>", " ")) == (width > 1)
+
+
+def test_the_interventions_loss_change_is_binned_past_4096_bytes(monkeypatch):
+    from caracal_viz.interventions import ablate_head
+    ck = load_sample("caracal-periodic")
+    res = ablate_head(ck, corpus_text(5000), 1, 2, position=4321)
+    fig = figures.loss_change_figure(res)
+    assert len(fig.to_json()) < 1_000_000 and fig.layout.title.text == "Loss change per byte, binned"
+    z, starts = loss_grid(json.loads(fig.to_json()))
+    assert starts.tolist() == list(range(0, 5000, 8))
+    change = [np.nan] + list(res.loss_after[:-1] - res.loss_before[:-1])  # byte t: the prediction after t - 1
+    want = [np.mean([v for v in change[a:a + 8] if v == v]) for a in starts]
+    np.testing.assert_allclose(z[:len(want)], want, atol=5e-5)
+    box, = [s for s in fig.layout.shapes if s.type == "rect"]  # the bin holding position 4321: 540 = 8 x 64 + 28
+    assert (box.x0 + 0.5, box.y0 + 0.5) == (4321 // 8 % 64, 4321 // 8 // 64)

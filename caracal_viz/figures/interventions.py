@@ -8,15 +8,28 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .. import binning
 from .style import FUTURE, HEADS, SIGNED, add_pick_layer, esc, layout, rounded, show_label, token_ticks
-from .text import by_predicted_byte, text_heatmap
+from .text import binned_text_heatmap, by_predicted_byte, text_heatmap
 
 
 def loss_change_figure(res) -> go.Figure:
     """The text, each byte coloured by the loss change (bits, after - before) an intervention
     caused on its prediction (`interventions.InterventionResult`): byte t gets the change of
-    -log2 p(x_t | x_<t); RdBu centred at zero (red: harder to predict, blue: easier)."""
+    -log2 p(x_t | x_<t); RdBu centred at zero (red: harder to predict, blue: easier). A text over
+    binning.TEXT_CELLS bytes is drawn in bins of consecutive bytes, each the mean change of its
+    bytes (`binned_text_heatmap`), and the subtitle says so."""
     change = res.loss_change
+    if len(res.labels) > binning.TEXT_CELLS:
+        per_byte = np.concatenate([[np.nan], change[:-1]])
+        finite = np.abs(per_byte[np.isfinite(per_byte)])
+        top = float(max(0.5, finite.max())) if finite.size else 1.0
+        fig, b = binned_text_heatmap(per_byte, None, "loss change", signed=True, zmin=-top, zmax=top,
+                                     marked=[res.position], labels=res.labels)
+        return layout(fig, "Loss change per byte, binned", fig.layout.height,
+                      f"{esc(res.description)}: {res.bits_before:.3f} -> {res.bits_after:.3f} bits/byte "
+                      f"({res.delta_bits:+.3f}); each cell: the mean change of {b.width} consecutive bytes; "
+                      f"boxed: the bin of position {res.position}", bottom=fig.layout.margin.b)
     values, hover = by_predicted_byte(
         change, lambda t: f"position {t}: {show_label(res.labels[t])}", "first byte: not predicted",
         lambda i: f"loss {res.loss_before[i]:.2f} -> {res.loss_after[i]:.2f} bits ({change[i]:+.2f})")

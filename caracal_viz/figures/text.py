@@ -10,6 +10,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
+from .. import binning
 from ..text import utf8_spans
 from .style import FUTURE, HEADS, MAGNITUDE, OK, SIGNED, add_pick_layer, esc, layout, rounded, show_label
 
@@ -228,44 +229,66 @@ def token_loss_figure(view) -> go.Figure:
                   bottom=fig.layout.margin.b)
 
 
-def binned_loss_figure(view) -> go.Figure:
-    """The loss per byte of a text in bins of consecutive bytes (`view.loss_bins()`), BIN_COLUMNS
-    bins a line read like text (the y axis names each line's first position): each cell the mean
-    loss in bits of its bytes. The hover gives the bin's positions, its mean and largest loss and
-    its first bytes as text; a click selects the bin's first position."""
-    b = view.loss_bins()
-    L, m = len(view.ids), b.values.size
-    per_byte = np.concatenate([[np.nan], view.loss_bits[:-1]])
+def binned_text_heatmap(per_byte: np.ndarray, ids: Sequence[int] | None, what: str, unit: str = "bits",
+                        signed: bool = False, zmin: float | None = None, zmax: float | None = None,
+                        marked: Sequence[int] = (), labels: Sequence[str] | None = None) -> tuple[go.Figure, binning.Bins]:
+    """A long text's per-byte values (L,) (NaN: none, e.g. byte 0's loss) in bins of consecutive
+    bytes (`binning.mean_bins` of `binning.bin_width(L)`), BIN_COLUMNS bins a line read like text
+    (the y axis names each line's first position): each cell the mean of its bytes' finite values
+    (`signed`: RdBu centred at 0). The hover gives the bin's positions, its mean and its largest
+    value (`what`, in `unit`) and its first bytes as text (decoded from `ids`, or without them
+    the bytes' printable `labels` joined); a click selects the bin's first
+    position; the bins holding `marked` positions are boxed. Returns the figure (no title) and the bins."""
+    per_byte = np.asarray(per_byte, dtype=np.float64)
+    b = binning.mean_bins(per_byte, binning.bin_width(per_byte.size))
+    m = b.values.size
     with np.errstate(invalid="ignore"):
         largest = np.fmax.reduceat(per_byte, b.starts) if m else per_byte[:0]
     rows, cols = np.divmod(np.arange(m), BIN_COLUMNS)
     R = int(rows.max()) + 1 if m else 1
     z = np.full((R, BIN_COLUMNS if m > BIN_COLUMNS else max(m, 1)), np.nan)
     z[rows, cols] = b.values
-    raw = bytes(int(i) for i in view.ids)
-    tips = [f"positions {a}–{e - 1}: mean loss "
-            + ("n/a" if not np.isfinite(v) else f"{v:.2f} bits") + ("" if not np.isfinite(mx) else f", largest {mx:.2f}")
-            + "<br>starts: \u2068" + esc(raw[a:a + 24].decode("utf-8", errors="replace").replace("\n", "↵")) + "\u2069"
+    raw = bytes(int(i) for i in ids) if ids is not None else None
+
+    def start_of(a: int) -> str:
+        piece = raw[a:a + 24].decode("utf-8", errors="replace") if raw is not None else "".join(labels[a:a + 24])
+        return "\u2068" + esc(piece.replace("\n", "↵")) + "\u2069"
+
+    tips = [f"positions {a}–{e - 1}: mean {what} "
+            + ("n/a" if not np.isfinite(v) else f"{v:+.2f}" if signed else f"{v:.2f}") + f" {unit}"
+            + ("" if not np.isfinite(mx) else f", largest {mx:.2f}") + f"<br>starts: {start_of(a)}"
             for a, e, v, mx in zip(b.starts.tolist(), b.ends.tolist(), b.values, largest)]
-    finite = b.values[np.isfinite(b.values)]
     rows_px = max(90, 30 * R)
     bar = int(np.clip(rows_px, CBAR_MIN_PX, TEXT_BOX_PX - 140))
     fig = go.Figure(go.Heatmap(
-        z=rounded(z, 4), hoverinfo="skip", colorscale=MAGNITUDE, zmin=0.0,
-        zmax=float(max(8.0, finite.max())) if finite.size else 8.0, xgap=0, ygap=1,  # 64 cells in a 220 px column
-        colorbar=dict(title=dict(text="mean loss (bits)"), lenmode="pixels", len=bar, y=1.0, yanchor="top",
+        z=rounded(z, 4), hoverinfo="skip", colorscale=SIGNED if signed else MAGNITUDE, reversescale=signed,
+        zmid=0.0 if signed else None, zmin=zmin, zmax=zmax, xgap=0, ygap=1,  # 64 cells in a 220 px column
+        colorbar=dict(title=dict(text=f"mean {what} ({unit})"), lenmode="pixels", len=bar, y=1.0, yanchor="top",
                       thickness=14)))
     add_pick_layer(fig, cols, rows, b.starts, tips)
+    for k in sorted({int(i) // b.width for i in marked if 0 <= int(i) < per_byte.size}):
+        fig.add_shape(type="rect", x0=cols[k] - 0.5, x1=cols[k] + 0.5, y0=rows[k] - 0.5, y1=rows[k] + 0.5,
+                      line=dict(color=FUTURE, width=3))
     fig.update_xaxes(visible=False, range=[-0.5, z.shape[1] - 0.5])
     fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(R)),
                      ticktext=[f"{r * BIN_COLUMNS * b.width:,}" for r in range(R)], title_text="first position")
     bottom = 20 + max(0, bar - rows_px)
     fig.update_layout(height=90 + bottom + rows_px, margin=dict(b=bottom))
+    return fig, b
+
+
+def binned_loss_figure(view) -> go.Figure:
+    """The loss per byte of a long text (`predict.NextTokenView`, byte t's loss is loss_bits[t-1])
+    in bins of consecutive bytes (`binned_text_heatmap`; the same bins as `view.loss_bins()`)."""
+    L = len(view.ids)
+    fig, b = binned_text_heatmap(np.concatenate([[np.nan], view.loss_bits[:-1]]), view.ids, "loss", zmin=0.0,
+                                 zmax=float(max(8.0, np.nanmax(view.loss_bits))) if L > 1 and
+                                 np.isfinite(view.loss_bits).any() else 8.0)
     mean = "n/a" if not np.isfinite(view.mean_bits) else f"{view.mean_bits:.3f} bits/byte"
     note = "" if view.causal else "; NOT causal: these predictions read the future"
     return layout(fig, "Loss per byte, binned", fig.layout.height,
                   f"mean {mean} over {max(L - 1, 0):,} predictions{note}; each cell: the mean loss of {b.width} "
-                  f"consecutive bytes ({m:,} bins of the {L:,})", bottom=fig.layout.margin.b)
+                  f"consecutive bytes ({b.values.size:,} bins of the {L:,})", bottom=fig.layout.margin.b)
 
 
 def topk_figure(view, pos: int) -> go.Figure:
