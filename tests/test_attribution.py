@@ -184,7 +184,7 @@ def test_a_leaky_checkpoint_gives_the_future_weight_in_every_method(name):
 def test_gradient_norm_is_the_influence_maps_row(name):
     ck = load_sample(name, DEVICE)
     rep = report(name)
-    row = token_influence(ck, text_for(name)).values[POSITION]  # vmapped VJPs, float32 FFT products
+    row = token_influence(ck, text_for(name)).values[POSITION]  # batched backward, float32 FFT products
     got = rep.methods["grad_norm"].signed
     np.testing.assert_allclose(got, row, rtol=1e-3, atol=1e-6 * row.max())
 
