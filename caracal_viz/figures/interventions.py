@@ -21,10 +21,9 @@ def loss_change_figure(res) -> go.Figure:
     bytes (`binned_text_heatmap`), and the subtitle says so."""
     change = res.loss_change
     if len(res.labels) > binning.TEXT_CELLS:
-        per_byte = np.concatenate([[np.nan], change[:-1]])
-        finite = np.abs(per_byte[np.isfinite(per_byte)])
-        top = float(max(0.5, finite.max())) if finite.size else 1.0
-        fig, b = binned_text_heatmap(per_byte, None, "loss change", signed=True, zmin=-top, zmax=top,
+        # the colour range from the bins' means (zmid 0), not from the largest single byte's change:
+        # one byte's +4 bits would leave every bin's mean pale
+        fig, b = binned_text_heatmap(np.concatenate([[np.nan], change[:-1]]), None, "loss change", signed=True,
                                      marked=[res.position], labels=res.labels)
         return layout(fig, "Loss change per byte, binned", fig.layout.height,
                       f"{esc(res.description)}: {res.bits_before:.3f} -> {res.bits_after:.3f} bits/byte "
