@@ -15,8 +15,15 @@ import models
 def _modules():
     for pkg in (models, caracal_viz):
         for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
+            if info.name.startswith("_"):
+                continue
+            try:
                 yield importlib.import_module(f"{pkg.__name__}.{info.name}")
+            except ModuleNotFoundError as e:
+                # CUDA-only kernels (caracal_viz/influence_triton.py): CPU builds of torch ship no
+                # Triton, so the module is walked where it imports (the GPU machine), nowhere else
+                if e.name != "triton":
+                    raise
 
 
 def _own_doc(obj) -> str:
