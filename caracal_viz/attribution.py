@@ -89,6 +89,10 @@ _MAX_ROWS_GPU = 128
 # Per token, block and unit of width, of one IG step's autograd graph (float64 FFTs): measured 150-160
 # (same run as above, 2 and 4 rows).
 _GRAPH_BYTES = 320
+# Quadrature points per batched IG pass on the CPU: a wider batch's graph outgrows the caches.
+# Measured 2026-12-03 (caracal-shakespeare, 1,024 bytes, 16 points): 4 a pass 3.9 s CPU, 16 or
+# 32 a pass 6.0-7.9 s (1 and 2 threads), the convergence delta equal to 1e-6.
+_MAX_IG_ROWS = {"cpu": 4}
 
 
 @dataclass
@@ -422,7 +426,7 @@ def _integrated_gradients(ck: Checkpoint, ids: np.ndarray, position: int, baseli
     emb = ck.model.tok_emb(torch.as_tensor(ids, device=dev))[None].detach()
     base = ck.model.tok_emb(torch.full((1, L), baseline_byte, device=dev, dtype=torch.long)).detach()
     graph = _GRAPH_BYTES * L * ck.config.n_layers * ck.config.d_model
-    per_pass = int(max(1, min(steps, memory_budget(ck) // graph)))
+    per_pass = int(max(1, min(steps, _MAX_IG_ROWS.get(dev.type, steps), memory_budget(ck) // graph)))
     ig = IntegratedGradients(_score_fn(ck, position, int(ids[position + 1])))
     while True:
         with torch.enable_grad():
