@@ -270,13 +270,11 @@ def _suffix_fft_size(need: int) -> int:
         k += 1
 
 
-def _suffix_need(a: int, m: int, lags: int) -> int:
-    """The FFT size that `_suffix_mix` needs to update m outputs from position a on, for a learned
-    kernel of `lags` non-zero lags (1 without one): the update's products are linear
-    convolutions of two m-sample streams and the kernel (2m + lags - 2 long); when a < m the
-    edited stream v' is added as the change dv shifted by a whole (a phase factor instead of a
-    transform of its own), which lengthens them by a."""
-    return 2 * m + lags - 2 + (a if a < m else 0)
+def _suffix_need(m: int, lags: int) -> int:
+    """The FFT size that `_suffix_mix` needs to update m outputs, for a learned kernel of `lags`
+    non-zero lags (1 without one): its products are linear convolutions of two m-sample streams
+    and the kernel, 2m + lags - 2 long."""
+    return 2 * m + lags - 2
 
 
 @torch.no_grad()
@@ -295,7 +293,9 @@ def _suffix_scores(ck: Checkpoint, ids: np.ndarray, texts: np.ndarray, position:
     linear convolutions of m samples, run in float64. Texts are grouped by their first changed
     byte (rows per batch as `_plain_scores`; the last batch padded), a group's a its earliest;
     the FFT size is the least size of a fixed grid (`_suffix_fft_size`) holding the update
-    (`_suffix_need`). A group whose a is 0 runs the prefix whole. A text equal to ids up to i
+    (`_suffix_need`). A group whose a lies in the prefix's first half (a < m) runs the prefix whole:
+    there the update's transforms are as long as the prefix pass's own and cost more (with it,
+    all of `attribute` for caracal-shakespeare at 1,024 bytes took 1.2x the CPU). A text equal to ids up to i
     scores f(ids) without a pass. Returns (f of each text (n,), f(ids) (n,))."""
     n_texts = texts.shape[0]
     P = position + 1
@@ -326,15 +326,15 @@ def _suffix_scores(ck: Checkpoint, ids: np.ndarray, texts: np.ndarray, position:
         group = rows[s:s + per]
         a = int(first[s])
         m = P - a
-        batch = torch.as_tensor(texts[np.concatenate([group, np.repeat(group[-1:], per - group.size)])][:, a:P],
-                                device=dev)
-        if a == 0:
-            last = model(batch)[:, -1]
+        padded = texts[np.concatenate([group, np.repeat(group[-1:], per - group.size)])]
+        if a < m:  # the update would cost more than the prefix's own pass (see the docstring)
+            last = model(torch.as_tensor(padded[:, :P], device=dev))[:, -1]
         else:
-            n = _suffix_fft_size(_suffix_need(a, m, min(lags_max, m)))
+            n = _suffix_fft_size(_suffix_need(m, min(lags_max, m)))
+            batch = torch.as_tensor(padded[:, a:P], device=dev)
             x = model.tok_emb(batch)  # (rows, m, D): the residual stream at positions a..i
             for k, (block, mixer_in, v0, g0, y0, kern) in enumerate(blocks):
-                spectra = _group_spectra(block.mixer, v0, g0, kern, a, m, n)
+                spectra = _group_spectra(block.mixer, v0, g0, kern, m, n)
                 # the last block's output is read at position i only: Linear_O and the MLP run there alone
                 final = k == len(blocks) - 1
                 mixed = _suffix_mix(block.mixer, block.ln1(x), mixer_in, v0, g0, y0, spectra, a, n, final)
@@ -347,22 +347,17 @@ def _suffix_scores(ck: Checkpoint, ids: np.ndarray, texts: np.ndarray, position:
 
 
 def _group_spectra(mixer: MultiHeadFourier, v0: torch.Tensor, g0: torch.Tensor, kern: torch.Tensor | None,
-                   a: int, m: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                   m: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """What `_suffix_mix` multiplies every row of a group by, from the unedited streams v0, g0
     (P, D) float64 and the kernel as applied (H, P) float64 or None: per channel (D, n//2+1)
-    complex128, time along the last axis, A = G0 K, B = V0 K (G0, V0 the spectra of g0, v0 at
-    positions 0..m-1, K the kernel's at lags 0..m-1, 1 without one) and, when a < m, Phi K
-    with Phi = exp(-2 pi i a f / n) (a shift by a), else None."""
+    complex128, time along the last axis, A = G0 K and B = V0 K (G0, V0 the spectra of g0, v0 at
+    positions 0..m-1, K the kernel's at lags 0..m-1, 1 without one)."""
     G0 = torch.fft.rfft(g0[:m].T, n=n, dim=-1)  # (D, F)
     V0 = torch.fft.rfft(v0[:m].T, n=n, dim=-1)
-    K = None if kern is None else torch.fft.rfft(kern[:, :m], n=n, dim=-1).repeat_interleave(mixer.head_dim, dim=0)
-    A, B = (G0, V0) if K is None else (G0 * K, V0 * K)
-    shift = None
-    if a < m:
-        f = torch.arange(n // 2 + 1, device=g0.device, dtype=torch.float64)
-        shift = torch.polar(torch.ones_like(f), -2 * torch.pi * a * f / n)  # (F,)
-        shift = shift if K is None else shift * K
-    return A, B, shift
+    if kern is None:
+        return G0, V0
+    K = torch.fft.rfft(kern[:, :m], n=n, dim=-1).repeat_interleave(mixer.head_dim, dim=0)
+    return G0 * K, V0 * K
 
 
 def _suffix_mix(mixer: MultiHeadFourier, h: torch.Tensor, mixer_in: torch.Tensor, v0: torch.Tensor, g0: torch.Tensor,
@@ -372,10 +367,8 @@ def _suffix_mix(mixer: MultiHeadFourier, h: torch.Tensor, mixer_in: torch.Tensor
     unedited pass: mixer_in (P, D), v0 and g0 (P, D) float64, y0 (P, D), the group's
     `_group_spectra`; FFT size n >= `_suffix_need`.
 
-    With DV, DG the spectra of the changes dv, dg (R, D, n//2+1), V' (the spectrum of v' at
-    positions 0..m-1) is V0 when a >= m (nothing there is edited) and V0 + Phi DV when a < m
-    (dv shifted by a; its samples past m-1 reach only lags >= m, which are dropped, and n holds
-    them without wrapping). So the update's spectrum is DV A + DG B (+ DG Phi K DV): two
+    The group's first edit a is at least m, so v' at positions 0..m-1 is v0 there: with DV, DG
+    the spectra of the changes dv, dg (R, D, n//2+1) the update's spectrum is DV A + DG B, two
     forward transforms and one inverse per row."""
     R, m, D = h.shape
     before = mixer_in[max(0, a - 2):a]
@@ -386,9 +379,8 @@ def _suffix_mix(mixer: MultiHeadFourier, h: torch.Tensor, mixer_in: torch.Tensor
     # time along the last axis: the CPU's FFT runs 1.5x faster there than along a strided axis
     DV = torch.fft.rfft((v - v0[a:]).transpose(1, 2), n=n, dim=-1)  # (R, D, F)
     DG = torch.fft.rfft((g - g0[a:]).transpose(1, 2), n=n, dim=-1)
-    A, B, shift = spectra
-    # fused multiply-adds: the complex128 products cost as much as the transforms
-    spec = torch.mul(DV, A).addcmul_(DG, B if shift is None else torch.addcmul(B, shift, DV))
+    A, B = spectra
+    spec = torch.mul(DV, A).addcmul_(DG, B)  # fused: the complex128 products cost as much as the transforms
     dy = torch.fft.irfft(spec, n=n, dim=-1)[..., m - 1:m] if last_only else torch.fft.irfft(spec, n=n, dim=-1)[..., :m]
     return (y0[a + m - 1 if last_only else a:a + m].double() + dy.transpose(1, 2)).to(h.dtype)
 

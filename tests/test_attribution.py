@@ -84,9 +84,9 @@ def test_occlusion_equals_a_brute_force_loop(name, monkeypatch):
 def test_suffix_scores_equal_the_model_on_each_whole_text(name, L, monkeypatch):
     # the causal fast path (only the edited suffix recomputed, the FFT product updated) against one
     # plain forward pass of each whole edited text; 3 rows a batch, so groups of different first edits
-    # and FFT sizes, a padded last batch, and a group starting at byte 0 (run whole) all occur; first
-    # edits before and after the middle of the prefix (the update's two forms: a < m and a >= m);
-    # at 700 bytes the recomputed suffixes are longer than caracal-periodic's kernel (256 lags)
+    # and FFT sizes, a padded last batch, and groups starting in the prefix's first half (run whole)
+    # and second half (updated) all occur; at 700 bytes an updated suffix (just past the middle) is
+    # longer than caracal-periodic's kernel (256 lags)
     monkeypatch.setattr(attribution, "_MAX_ROWS", {"cpu": 3})
     monkeypatch.setattr(attribution, "_MAX_ROWS_GPU", 3)
     ck = load_sample(name, DEVICE)
@@ -100,6 +100,7 @@ def test_suffix_scores_equal_the_model_on_each_whole_text(name, L, monkeypatch):
     texts[12] = 0x20  # every byte
     texts[13, L - 40:] = 0x41  # only bytes after the earlier positions
     texts[14, [60, 61]] = ids[[61, 60]]  # two neighbours swapped (the local conv reads both)
+    texts[15, L // 2 + 5] = 0x7E  # just past the middle of the longest prefix
     for position in (L - 2, L // 2, 1):
         target = int(ids[position + 1])
         scores, refs = attribution._suffix_scores(ck, ids, texts, position)
