@@ -31,7 +31,7 @@ head = ui.linked("head", "sf_head", heads, lambda k: c2.selectbox("Head", heads,
 axis = c3.radio("Frequency axis", figures.FREQ_AXES, horizontal=True, key="sf_axis",
                 help="Log frequency spreads out the slow end (near f = 0), where most heads act; period shows "
                      "1/f, how many tokens a pattern takes to repeat")
-per_head = c4.toggle("Each head re its peak", key="sf_norm",
+per_head = c4.toggle("dB below each head's peak", key="sf_norm",
                      help="Show every head in dB below its own peak: its shape, whatever its overall gain")
 peaks = filters.filter_peaks(f)
 periods = filters.task_periods(ck)
