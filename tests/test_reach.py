@@ -117,3 +117,21 @@ def test_influence_by_lag_against_loops_over_a_random_map():
     np.testing.assert_allclose(got.cumulative, cum, rtol=1e-12)
     assert got.lag50 == next(j for j in range(L) if cum[j] >= 0.5)
     assert got.lag90 == next(j for j in range(L) if cum[j] >= 0.9)
+
+
+def test_influence_by_lag_figure_labels_its_lines_where_they_are_on_the_log_axis():
+    """Plotly places an annotation on a log axis at log10 of its x (a shape at x itself): labels at
+    the raw lag pushed the autorange to 10^48 and left the curve squeezed against the left edge."""
+    from caracal_viz.figures.long import influence_by_lag_figure
+    from caracal_viz.reach import influence_by_lag
+
+    rng = np.random.default_rng(1)
+    L = 200
+    m = np.tril(rng.random((L, L)) * np.exp(-np.subtract.outer(np.arange(L), np.arange(L)) / 20))
+    m[-1] = np.nan
+    li = influence_by_lag(m)
+    fig = influence_by_lag_figure(li, "a test map")
+    labels = {a.text: a.x for a in fig.layout.annotations if "within" in (a.text or "")}
+    assert labels == {f"50% within {li.lag50}": pytest.approx(np.log10(li.lag50)),
+                      f"90% within {li.lag90}": pytest.approx(np.log10(li.lag90))}
+    assert sorted(s.x0 for s in fig.layout.shapes) == [li.lag50, li.lag90]

@@ -78,9 +78,12 @@ def influence_by_lag_figure(li: LagInfluence, window_label: str) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=lags, y=li.mean[lags], mode="lines", name="mean influence", customdata=li.rows[lags],
         hovertemplate="distance %{x}: mean %{y:.3g} over %{customdata} predictions<extra></extra>"))
-    for lag, q in ((li.lag50, 50), (li.lag90, 90)):
+    for k, (lag, q) in enumerate(((li.lag50, 50), (li.lag90, 90))):
         if lag >= 1:
-            fig.add_vline(x=lag, line_dash="dot", annotation_text=f"{q}% within {lag}")
+            fig.add_vline(x=lag, line_dash="dot", line_color="#555555")
+            # an annotation's x on a log axis is log10 of the value (a shape's is the value itself)
+            fig.add_annotation(x=np.log10(lag), xref="x", y=1.0 - 0.07 * k, yref="paper", showarrow=False,
+                               xanchor="left", text=f"{q}% within {lag}")
     layout(fig, "Whole model: mean influence by distance", 360,
            f"from the influence map of {window_label}; distance 0 (the byte itself): "
            f"{li.mean[0]:.3g}" if n else None)
