@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from models.fourier import grid_fft_size
 from models.mhf import MultiHeadFourier
 
 from .checkpoint import Checkpoint
@@ -258,18 +259,6 @@ def suffix_applies(ck: Checkpoint) -> bool:
             and not any_active())
 
 
-def _suffix_fft_size(need: int) -> int:
-    """The least FFT size >= `need` on the grid 4, 5, 6, 8, 10, 12, 16, ... (2^k times 1, 5/4,
-    3/2). A fixed grid, so texts of any length and position share cuFFT plans (a new plan costs
-    0.06-0.27 s); its sizes are also fast for the CPU's FFT."""
-    k = 0
-    while True:
-        for c in (4, 5, 6):
-            if (c << k) >= need:
-                return c << k
-        k += 1
-
-
 def _suffix_need(m: int, lags: int) -> int:
     """The FFT size that `_suffix_mix` needs to update m outputs, for a learned kernel of `lags`
     non-zero lags (1 without one): its products are linear convolutions of two m-sample streams
@@ -292,7 +281,7 @@ def _suffix_scores(ck: Checkpoint, ids: np.ndarray, texts: np.ndarray, position:
         y'_{a+r} = y_{a+r} + ((dv_a.. (*) g_0..) + (v'_0.. (*) dg_a..)) (*) k  at lag r,  r < m,
     linear convolutions of m samples, run in float64. Texts are grouped by their first changed
     byte (rows per batch as `_plain_scores`; the last batch padded), a group's a its earliest;
-    the FFT size is the least size of a fixed grid (`_suffix_fft_size`) holding the update
+    the FFT size is the least size of a fixed grid (`models.fourier.grid_fft_size`) holding the update
     (`_suffix_need`). A group whose a lies in the prefix's first half (a < m) runs the prefix whole:
     there the update's transforms are as long as the prefix pass's own and cost more (with it,
     all of `attribute` for caracal-shakespeare at 1,024 bytes took 1.2x the CPU). A text equal to ids up to i
@@ -330,7 +319,7 @@ def _suffix_scores(ck: Checkpoint, ids: np.ndarray, texts: np.ndarray, position:
         if a < m:  # the update would cost more than the prefix's own pass (see the docstring)
             last = model(torch.as_tensor(padded[:, :P], device=dev))[:, -1]
         else:
-            n = _suffix_fft_size(_suffix_need(m, min(lags_max, m)))
+            n = grid_fft_size(_suffix_need(m, min(lags_max, m)))
             batch = torch.as_tensor(padded[:, a:P], device=dev)
             x = model.tok_emb(batch)  # (rows, m, D): the residual stream at positions a..i
             for k, (block, mixer_in, v0, g0, y0, kern) in enumerate(blocks):

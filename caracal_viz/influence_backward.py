@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.fourier import grid_fft_size
 from models.mhf import MultiHeadFourier
 
 GEMM_MODES = ("fp32", "bf16x3", "bf16x6", "tf32", "tf32x3")
@@ -59,17 +60,6 @@ def _have_triton() -> bool:
     except ImportError:
         return False
     return True
-
-
-def grid_fft_size(m: int) -> int:
-    """The least FFT size >= m on the grid 2^k x {1, 5/4, 3/2}: a few sizes for every chunk of
-    every text, so a GPU's FFT plans are made once and shared."""
-    k = 0
-    while True:
-        for c in (4, 5, 6):
-            if (c << k) >= m:
-                return c << k
-        k += 1
 
 
 def _pieces(x: torch.Tensor, k: int) -> list[torch.Tensor]:

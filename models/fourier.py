@@ -40,6 +40,18 @@ def _smooth_numbers(primes: tuple[int, ...], bits: int) -> tuple[int, ...]:
     return tuple(sorted(nums))
 
 
+def grid_fft_size(n: int) -> int:
+    """The least FFT size >= n on the grid 4, 5, 6, 8, 10, 12, 16, ... (2^k times 1, 5/4, 3/2).
+    A fixed grid, so texts of any length and position (and every chunk of one text) share cuFFT
+    plans (a new plan costs 0.06-0.27 s); its sizes are also fast for the CPU's FFT."""
+    k = 0
+    while True:
+        for c in (4, 5, 6):
+            if (c << k) >= n:
+                return c << k
+        k += 1
+
+
 def fast_fft_size(n: int) -> int:
     """Smallest integer >= n whose only prime factors are 2, 3, 5 and 7 (fast for cuFFT/pocketfft)."""
     return smooth_fft_size(n, (2, 3, 5, 7))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.fourier import grid_fft_size
 from caracal_viz import attribution
 from caracal_viz.attribution import METHODS, attribute, curve_points
 from caracal_viz.influence import token_influence
@@ -112,10 +113,10 @@ def test_suffix_scores_equal_the_model_on_each_whole_text(name, L, monkeypatch):
         assert np.abs(brute[~same] - refs[~same]).max() > 5e-3  # the edits matter
 
 
-def test_suffix_fft_size_is_the_least_grid_size_holding_the_convolution():
+def test_grid_fft_size_is_the_least_grid_size_holding_the_convolution():
     grid = sorted(c << k for k in range(14) for c in (4, 5, 6))
     for need in range(1, 9000, 7):
-        assert attribution._suffix_fft_size(need) == min(n for n in grid if n >= need)
+        assert grid_fft_size(need) == min(n for n in grid if n >= need)
 
 
 def test_the_suffix_path_is_used_only_where_it_is_exact():
