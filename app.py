@@ -1,9 +1,9 @@
 """caracal-viz: the spectral microscope for Fourier-mixing language models.
 
-Run with `streamlit run app.py`. This entry sets the page up, lists the eight pages for
-`st.navigation` (explicitly, in caracal_viz/app_support/sidebar.py PAGE_FILES: navigation
-ignores pages/ discovery), draws the sidebar shared by every page (checkpoint, text, device, model card) and
-runs the chosen page. Once a page is drawn, the imports that only some pages need start in the
+Run with `streamlit run app.py`. This entry sets the page up, lists every page of pages/ for
+`st.navigation` (caracal_viz/app_support/sidebar.py PAGE_FILES, read from the folder: navigation
+does no discovery itself), draws the sidebar shared by every page (checkpoint, text, device, model
+card) and runs the chosen page. Once a page is drawn, the imports that only some pages need start in the
 background (caracal_viz.warmup).
 """
 

@@ -119,7 +119,7 @@ def energy_gain_figure(rep) -> go.Figure:
             continue
         bins = e.gain_bins()
         width = bins.width
-        freqs = np.array([e.freqs[a:b].mean() for a, b in zip(bins.starts, bins.ends)])
+        freqs = binning.mean_bins(e.freqs, width).values  # each band at its mean frequency
         with np.errstate(divide="ignore", invalid="ignore"):
             rows.extend(10 * np.log10(bins.values))
         names.extend(f"block {i} head {h}" for h in range(bins.values.shape[0]))

@@ -23,7 +23,7 @@ import numpy as np
 import plotly.colors
 
 from ..text import utf8_spans
-from .influence import LOG_DECADES, _log_top
+from .influence import LOG_DECADES, _log_influence
 from .style import FUTURE, MAGNITUDE
 from .text import char_glyph
 
@@ -33,13 +33,11 @@ NO_VALUE = 255
 
 def influence_levels(values: np.ndarray) -> np.ndarray:
     """The map as the view's colour levels: (L, L) uint8, 0..254 over LOG_DECADES decades below the
-    largest finite entry (0: at or below the floor), NO_VALUE where the entry is NaN or infinite."""
-    v = np.asarray(values, dtype=np.float64)
-    top = _log_top(v)
-    ok = np.isfinite(v)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (np.log10(np.where(ok & (v > 0), v, 10.0 ** (top - LOG_DECADES))) - top + LOG_DECADES) / LOG_DECADES
-    levels = np.rint(254 * np.clip(z, 0.0, 1.0)).astype(np.uint8)
+    largest finite entry (0: at or below the floor), NO_VALUE where the entry is NaN or infinite:
+    the map figure's own log scale (`_log_influence`), in 254 steps."""
+    z, zmin, _ = _log_influence(values)
+    ok = np.isfinite(z)
+    levels = np.rint(254 * np.clip((np.where(ok, z, zmin) - zmin) / LOG_DECADES, 0.0, 1.0)).astype(np.uint8)
     levels[~ok] = NO_VALUE
     return levels
 
